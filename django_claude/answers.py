@@ -1,0 +1,112 @@
+"""Reuse a recent identical answer (``cache_ttl``) and replay idempotent calls
+(``idempotency_key``), both through the Django cache ``DJANGO_CLAUDE_CACHE``.
+
+Only answers a model actually gave are stored; a degraded call is never
+replayed, so trying again after an outage reaches the API.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.cache import caches
+
+from django_claude.conf import conf
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "django_claude:answer:"
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    text: str
+    model: str
+    stop_reason: str
+    usage: dict[str, int]
+    message: dict[str, Any] | None
+
+
+def request_key(payload: dict[str, Any]) -> str:
+    """A stable key for an identical request (model, system, messages, options)."""
+    blob = json.dumps(payload, sort_keys=True, default=str, ensure_ascii=False)
+    digest = hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{PREFIX}req:{digest}"
+
+
+def idempotency_cache_key(feature: str, key: str) -> str:
+    digest = hashlib.sha256(f"{feature}\x00{key}".encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{PREFIX}idem:{digest}"
+
+
+def _cache() -> Any:
+    return caches[conf.CACHE]
+
+
+def get(key: str) -> StoredAnswer | None:
+    try:
+        value = _cache().get(key)
+    except Exception:  # the cache being down must not take the call down
+        logger.warning("claude answers: cache unavailable on read")
+        return None
+    if not isinstance(value, dict):
+        return None
+    try:
+        return StoredAnswer(**value)
+    except TypeError:
+        return None
+
+
+def put(key: str, answer: StoredAnswer, ttl: int) -> None:
+    try:
+        _cache().set(key, answer.__dict__, timeout=ttl)
+    except Exception:
+        logger.warning("claude answers: cache unavailable on write")
+
+
+class IdempotencyLock:
+    """Makes concurrent calls with one idempotency key share one upstream request.
+
+    The first caller takes the lock (``cache.add``); the others wait for its
+    answer until their deadline, and go themselves if it released without one.
+    """
+
+    def __init__(self, key: str) -> None:
+        self.key = f"{key}:lock"
+        self.held = False
+
+    def acquire(self, *, ttl: float) -> bool:
+        try:
+            self.held = bool(_cache().add(self.key, 1, timeout=max(1, int(ttl) + 1)))
+        except Exception:
+            self.held = True  # no cache: behave as if we were alone
+        return self.held
+
+    def wait_for(self, answer_key: str, *, seconds: float) -> StoredAnswer | None:
+        ends = time.monotonic() + seconds
+        delay = 0.01
+        while time.monotonic() < ends:
+            found = get(answer_key)
+            if found is not None:
+                return found
+            try:
+                if _cache().get(self.key) is None and self.acquire(ttl=seconds):
+                    return None  # the first caller gave up: our turn
+            except Exception:
+                return None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+        return None
+
+    def release(self) -> None:
+        if self.held:
+            try:
+                _cache().delete(self.key)
+            except Exception:
+                logger.warning("claude answers: could not release %s", self.key)
+            self.held = False

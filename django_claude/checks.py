@@ -1,0 +1,165 @@
+"""System checks for the ``DJANGO_CLAUDE_*`` settings (``manage.py check``).
+
+Errors (``E0xx``) are settings that cannot work; warnings (``W0xx``) are
+settings that work but will surprise someone in production.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Warning
+from django.utils.module_loading import import_string
+
+from django_claude.conf import PREFIX_CHARS_CEILING, conf
+
+E001 = "django_claude.E001"  # a timing or count setting out of range
+E002 = "django_claude.E002"  # PROMPT_PREFIX_CHARS above the ceiling
+E003 = "django_claude.E003"  # REDACTOR not importable or not callable
+E004 = "django_claude.E004"  # CACHE names no configured cache
+E005 = "django_claude.E005"  # a smell-test rate outside [0, 1]
+E006 = "django_claude.E006"  # DEFAULT_MODEL empty
+E007 = "django_claude.E007"  # a budget that is not a positive number
+W001 = "django_claude.W001"  # no API key anywhere
+W002 = "django_claude.W002"  # a model in use has no price
+W003 = "django_claude.W003"  # a per-process cache: the breaker is not shared
+W004 = "django_claude.W004"  # DEADLINE shorter than TIMEOUT
+
+
+def _positive(name: str, value: Any, *, integer: bool = False) -> list[CheckMessage]:
+    try:
+        number = int(value) if integer else float(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or number <= 0 or (integer and number != value):
+        kind = "a positive integer" if integer else "a positive number of seconds"
+        return [Error(f"DJANGO_CLAUDE_{name} must be {kind}, not {value!r}.", id=E001)]
+    return []
+
+
+def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    get = conf._get
+    messages: list[CheckMessage] = []
+    for name in ("TIMEOUT", "DEADLINE", "BACKOFF_MAX", "BREAKER_COOLDOWN"):
+        messages += _positive(name, get(name))
+    for name in ("MAX_ATTEMPTS", "BREAKER_THRESHOLD", "MAX_TOKENS"):
+        messages += _positive(name, get(name), integer=True)
+    base = get("BACKOFF_BASE")
+    if not isinstance(base, (int, float)) or base < 0:
+        messages.append(Error(f"DJANGO_CLAUDE_BACKOFF_BASE must be >= 0, not {base!r}.", id=E001))
+    prefix = get("PROMPT_PREFIX_CHARS")
+    if not isinstance(prefix, int) or not 0 <= prefix <= PREFIX_CHARS_CEILING:
+        messages.append(
+            Error(
+                f"DJANGO_CLAUDE_PROMPT_PREFIX_CHARS must be an int from 0 to "
+                f"{PREFIX_CHARS_CEILING}, not {prefix!r}.",
+                hint="More than 100 characters of a prompt is more than a log should hold.",
+                id=E002,
+            )
+        )
+    try:
+        redactor = import_string(str(get("REDACTOR")))
+    except ImportError as exc:
+        messages.append(
+            Error(f"DJANGO_CLAUDE_REDACTOR cannot be imported: {exc}.", id=E003)
+        )
+    else:
+        if not callable(redactor):
+            messages.append(Error("DJANGO_CLAUDE_REDACTOR must name a callable.", id=E003))
+    alias = get("CACHE")
+    if alias not in getattr(settings, "CACHES", {"default": {}}):
+        messages.append(
+            Error(f"DJANGO_CLAUDE_CACHE names {alias!r}, which is not in CACHES.", id=E004)
+        )
+    else:
+        backend = settings.CACHES[alias].get("BACKEND", "")
+        if not settings.DEBUG and backend.endswith(("LocMemCache", "DummyCache")):
+            messages.append(
+                Warning(
+                    f"DJANGO_CLAUDE_CACHE {alias!r} is a per-process cache: the circuit breaker "
+                    "and idempotency keys are not shared between workers.",
+                    hint="Use Redis or Memcached for that cache in production.",
+                    id=W003,
+                )
+            )
+    rates = {"DJANGO_CLAUDE_SMELL_TEST_RATE": get("SMELL_TEST_RATE")}
+    for feature, rate in dict(get("SMELL_TEST_RATES")).items():
+        rates[f"DJANGO_CLAUDE_SMELL_TEST_RATES[{feature!r}]"] = rate
+    for name, rate in rates.items():
+        if not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+            messages.append(Error(f"{name} must be between 0 and 1, not {rate!r}.", id=E005))
+    if not str(get("DEFAULT_MODEL") or "").strip():
+        messages.append(Error("DJANGO_CLAUDE_DEFAULT_MODEL must name a model.", id=E006))
+    for feature, budget in dict(get("BUDGETS")).items():
+        if isinstance(budget, bool) or not isinstance(budget, (int, float, str)) or not _is_positive(budget):
+            messages.append(
+                Error(
+                    f"DJANGO_CLAUDE_BUDGETS[{feature!r}] must be a positive USD amount, not {budget!r}.",
+                    id=E007,
+                )
+            )
+    try:
+        if float(get("DEADLINE")) < float(get("TIMEOUT")):
+            messages.append(
+                Warning(
+                    "DJANGO_CLAUDE_DEADLINE is shorter than DJANGO_CLAUDE_TIMEOUT: no attempt "
+                    "can use its full timeout and there is no time left for the fallback.",
+                    id=W004,
+                )
+            )
+    except (TypeError, ValueError):
+        pass  # already reported as E001
+    return messages
+
+
+def _is_positive(value: Any) -> bool:
+    try:
+        return float(value) > 0
+    except (TypeError, ValueError):
+        return False
+
+
+def check_api_key(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    if conf.API_KEY or os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_AUTH_TOKEN"):
+        return []
+    return [
+        Warning(
+            "No Anthropic API key: every call will end degraded.",
+            hint="Set DJANGO_CLAUDE_API_KEY (from the environment, not in code) or ANTHROPIC_API_KEY.",
+            id=W001,
+        )
+    ]
+
+
+def check_prices(
+    app_configs: Sequence[Any] | None = None, databases: Sequence[str] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Warn about a configured model with no ``ModelPrice`` (runs with ``--database``)."""
+    if not databases:
+        return []
+    from django.db import DatabaseError
+
+    from django_claude import pricing
+
+    try:
+        book = pricing.load_price_book()
+    except DatabaseError:
+        return []  # not migrated yet
+    today = datetime.date.today()
+    messages: list[CheckMessage] = []
+    for name in ("DEFAULT_MODEL", "FALLBACK_MODEL", "SMELL_TEST_MODEL"):
+        model = str(conf._get(name) or "")
+        if model and book.price_for(model, today) is None:
+            messages.append(
+                Warning(
+                    f"DJANGO_CLAUDE_{name} {model!r} has no ModelPrice: its calls will be "
+                    "recorded with no cost.",
+                    hint="Add its price in the admin (Claude > Model prices).",
+                    id=W002,
+                )
+            )
+    return messages

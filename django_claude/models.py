@@ -1,0 +1,129 @@
+"""The app's tables: one row per call, and the prices calls are billed at."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from django_claude.querysets import CallRecordQuerySet, ModelPriceQuerySet
+
+
+class Outcome(models.TextChoices):
+    OK = "ok", _("ok")
+    FALLBACK = "fallback", _("fallback")
+    CACHED = "cached", _("cached")
+    DEGRADED = "degraded", _("degraded")
+    ERROR = "error", _("caller error")
+    INTERRUPTED = "interrupted", _("interrupted")
+
+
+class SmellVerdict(models.TextChoices):
+    NOT_SAMPLED = "not_sampled", _("not sampled")
+    PENDING = "pending", _("pending")
+    PASS = "pass", _("pass")
+    FAIL = "fail", _("fail")
+    ERROR = "error", _("error")
+
+
+class CallRecord(models.Model):
+    """One call to ``django_claude.call``: never the prompt or the answer."""
+
+    id = models.UUIDField(_("request id"), primary_key=True, default=uuid.uuid4, editable=False)
+    created_at = models.DateTimeField(_("created at"), db_index=True)
+    feature = models.CharField(_("feature"), max_length=100)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_constraint=False,  # a record must never fail because a user was deleted
+    )
+    user_ref = models.CharField(_("user reference"), max_length=150, blank=True)
+    model_requested = models.CharField(_("model requested"), max_length=100)
+    model = models.CharField(_("model"), max_length=100, blank=True)
+    outcome = models.CharField(_("outcome"), max_length=16, choices=Outcome.choices)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    attempt_log = models.JSONField(_("attempts detail"), default=list, blank=True)
+    fallback_used = models.BooleanField(_("fallback used"), default=False)
+    latency_ms = models.PositiveIntegerField(_("latency (ms)"), default=0)
+    input_tokens = models.PositiveIntegerField(_("input tokens"), default=0)
+    output_tokens = models.PositiveIntegerField(_("output tokens"), default=0)
+    cache_creation_input_tokens = models.PositiveIntegerField(_("cache write tokens"), default=0)
+    cache_creation_1h_input_tokens = models.PositiveIntegerField(
+        _("1-hour cache write tokens"), default=0
+    )
+    cache_read_input_tokens = models.PositiveIntegerField(_("cache read tokens"), default=0)
+    stop_reason = models.CharField(_("stop reason"), max_length=32, blank=True)
+    cost_usd = models.DecimalField(
+        _("cost (USD)"), max_digits=18, decimal_places=10, null=True, blank=True
+    )
+    prompt_prefix = models.CharField(_("prompt prefix (redacted)"), max_length=100, blank=True)
+    error_type = models.CharField(_("error type"), max_length=64, blank=True)
+    error_status = models.PositiveSmallIntegerField(_("error status"), null=True, blank=True)
+    upstream_request_id = models.CharField(_("upstream request id"), max_length=64, blank=True)
+    smell_verdict = models.CharField(
+        _("smell-test verdict"),
+        max_length=16,
+        choices=SmellVerdict.choices,
+        default=SmellVerdict.NOT_SAMPLED,
+    )
+    tags = models.JSONField(_("tags"), default=dict, blank=True)
+    idempotency_key = models.CharField(_("idempotency key"), max_length=128, blank=True)
+
+    objects = CallRecordQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("call record")
+        verbose_name_plural = _("call records")
+        indexes = [
+            models.Index(fields=["feature", "created_at"], name="dc_call_feature_created"),
+            models.Index(fields=["model", "created_at"], name="dc_call_model_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.feature} {self.outcome} {self.id}"
+
+    @property
+    def priced(self) -> bool:
+        return self.cost_usd is not None
+
+
+class ModelPrice(models.Model):
+    """List prices in USD per million tokens, effective from a day on.
+
+    A new price is a new row: the cost already stored on past calls never changes.
+    """
+
+    model = models.CharField(_("model id"), max_length=100)
+    effective_from = models.DateField(_("effective from"))
+    input_per_mtok = models.DecimalField(_("input"), max_digits=12, decimal_places=4)
+    output_per_mtok = models.DecimalField(_("output"), max_digits=12, decimal_places=4)
+    cache_write_5m_per_mtok = models.DecimalField(
+        _("5-minute cache write"), max_digits=12, decimal_places=4
+    )
+    cache_write_1h_per_mtok = models.DecimalField(
+        _("1-hour cache write"), max_digits=12, decimal_places=4
+    )
+    cache_read_per_mtok = models.DecimalField(_("cache read"), max_digits=12, decimal_places=4)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    objects = ModelPriceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["model", "-effective_from"]
+        verbose_name = _("model price")
+        verbose_name_plural = _("model prices")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model", "effective_from"], name="dc_price_model_effective_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model} from {self.effective_from}"

@@ -1,0 +1,298 @@
+"""One JSON log line and one ``CallRecord`` per call, PII redacted first.
+
+The record is written outside the caller's transaction: when the caller is
+inside ``atomic()`` (``ATOMIC_REQUESTS`` included), a background writer with
+its own connection inserts it, so a rollback in the caller never loses it and
+a failed insert never breaks the caller's transaction. The log line is written
+first and carries every field, so ``claude_ingest_log`` can rebuild a record
+the database could not take.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime
+import json
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from django.db import DatabaseError, IntegrityError, connections, router
+from django.utils.module_loading import import_string
+
+from django_claude import pricing
+from django_claude.conf import conf
+from django_claude.pricing import Usage
+from django_claude.redaction import clean_text, escape_controls, prompt_prefix
+
+if TYPE_CHECKING:
+    from django_claude.models import CallRecord
+
+logger = logging.getLogger(__name__)
+call_logger = logging.getLogger("django_claude.calls")
+
+# Fields of the log line that are copied onto a CallRecord as they are.
+RECORD_FIELDS = (
+    "feature",
+    "user_ref",
+    "model_requested",
+    "model",
+    "outcome",
+    "attempts",
+    "attempt_log",
+    "fallback_used",
+    "latency_ms",
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_input_tokens",
+    "cache_creation_1h_input_tokens",
+    "cache_read_input_tokens",
+    "stop_reason",
+    "prompt_prefix",
+    "error_type",
+    "error_status",
+    "upstream_request_id",
+    "smell_verdict",
+    "tags",
+    "idempotency_key",
+)
+
+
+@dataclass
+class CallFacts:
+    """Everything the service knows about a finished call, before redaction."""
+
+    request_id: uuid.UUID
+    created_at: datetime.datetime
+    feature: str
+    model_requested: str
+    outcome: str
+    prompt_text: str
+    user_id: Any = None
+    user_ref: str = ""
+    model: str = ""
+    attempts: int = 0
+    attempt_log: list[dict[str, Any]] = field(default_factory=list)
+    fallback_used: bool = False
+    latency_ms: int = 0
+    usage: Usage = field(default_factory=Usage)
+    stop_reason: str = ""
+    error_type: str = ""
+    error_status: int | None = None
+    error_kind: str = ""
+    upstream_request_id: str = ""
+    smell_verdict: str = "not_sampled"
+    tags: dict[str, Any] = field(default_factory=dict)
+    idempotency_key: str = ""
+    billable: bool = True  # False: nothing was billed (cached, degraded, refused)
+
+
+def redactor() -> Callable[[str], str]:
+    return import_string(conf.REDACTOR)  # type: ignore[no-any-return]
+
+
+def safe_text(value: str, *, limit: int, redact: Callable[[str], str]) -> str:
+    """Redact, cut and escape a short string for a log line or a row."""
+    return escape_controls(redact(clean_text(value[: limit * 4])), limit)
+
+
+def log_line(facts: CallFacts, cost: Decimal | None) -> dict[str, Any]:
+    """The call's log line as a dict: redacted, never the prompt or answer."""
+    redact = redactor()
+    event = "claude.call" if facts.outcome in ("ok", "fallback", "cached") else "claude.error"
+    usage = facts.usage
+    return {
+        "event": event,
+        "request_id": str(facts.request_id),
+        "created_at": facts.created_at.isoformat(),
+        "feature": safe_text(facts.feature, limit=100, redact=redact),
+        "user_id": facts.user_id,
+        "user_ref": safe_text(facts.user_ref, limit=150, redact=redact),
+        "model_requested": facts.model_requested,
+        "model": facts.model,
+        "outcome": facts.outcome,
+        "attempts": facts.attempts,
+        "attempt_log": facts.attempt_log,
+        "fallback_used": facts.fallback_used,
+        "latency_ms": facts.latency_ms,
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "cache_creation_input_tokens": usage.cache_creation_input_tokens,
+        "cache_creation_1h_input_tokens": usage.cache_creation_1h_input_tokens,
+        "cache_read_input_tokens": usage.cache_read_input_tokens,
+        "stop_reason": facts.stop_reason,
+        "cost_usd": None if cost is None else str(cost),
+        "priced": cost is not None,
+        "prompt_prefix": prompt_prefix(
+            facts.prompt_text, limit=conf.PROMPT_PREFIX_CHARS, redactor=redact
+        ),
+        "error_type": facts.error_type,
+        "error_status": facts.error_status,
+        "upstream_request_id": facts.upstream_request_id,
+        "smell_verdict": facts.smell_verdict,
+        "tags": {
+            safe_text(str(k), limit=40, redact=redact): (
+                safe_text(v, limit=200, redact=redact) if isinstance(v, str) else v
+            )
+            for k, v in facts.tags.items()
+        },
+        "idempotency_key": safe_text(facts.idempotency_key, limit=128, redact=redact),
+    }
+
+
+def record_from_line(line: Mapping[str, Any]) -> CallRecord:
+    """An unsaved ``CallRecord`` from a log line (also used by claude_ingest_log)."""
+    from django_claude.models import CallRecord
+
+    values = {name: line[name] for name in RECORD_FIELDS if name in line and line[name] is not None}
+    cost = line.get("cost_usd")
+    created = line["created_at"]
+    return CallRecord(
+        id=uuid.UUID(str(line["request_id"])),
+        created_at=(
+            datetime.datetime.fromisoformat(created) if isinstance(created, str) else created
+        ),
+        user_id=line.get("user_id"),
+        cost_usd=None if cost is None else Decimal(str(cost)),
+        **values,
+    )
+
+
+def finish(facts: CallFacts) -> tuple[CallRecord, Decimal | None]:
+    """Price the call, write its log line, then its record. Never raises."""
+    if facts.billable:
+        cost = pricing.price_call(
+            facts.model, facts.usage, on=facts.created_at.astimezone(datetime.UTC).date()
+        )
+    else:
+        cost = Decimal(0)
+    line = log_line(facts, cost)
+    level = logging.INFO
+    if facts.error_kind == "auth":
+        level = logging.ERROR
+    elif facts.outcome in ("degraded", "error", "interrupted"):
+        level = logging.WARNING
+    call_logger.log(level, json.dumps(line, ensure_ascii=False), extra={"claude": line})
+    record = record_from_line(line)
+    write_record(record)
+    return record, cost
+
+
+# -- writing outside the caller's transaction --------------------------------
+
+
+def _in_callers_transaction(alias: str) -> bool:
+    """True inside an ``atomic()`` the caller opened (not a test case's own)."""
+    connection = connections[alias]
+    if not connection.in_atomic_block:
+        return False
+    return any(not getattr(block, "_from_testcase", False) for block in connection.atomic_blocks)
+
+
+def write_record(record: CallRecord) -> None:
+    from django_claude.models import CallRecord
+
+    alias = router.db_for_write(CallRecord)
+    if _in_callers_transaction(alias):
+        _writer.submit(record, alias)
+        return
+    try:
+        record.save(force_insert=True, using=alias)
+    except DatabaseError as exc:
+        logger.error(
+            "claude record %s not saved (%s); its log line has every field, "
+            "load it later with manage.py claude_ingest_log",
+            record.id,
+            type(exc).__name__,
+        )
+
+
+class _RecordWriter:
+    """A daemon thread with its own connection that inserts queued records.
+
+    SQLite lets one writer in at a time: while the caller's transaction holds
+    the lock the insert is retried, and it lands as soon as the caller commits
+    or rolls back.
+    """
+
+    RETRY_FOR = 60.0
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[tuple[CallRecord, str]] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, record: CallRecord, alias: str) -> None:
+        self._queue.put((record, alias))
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="django-claude-records", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                record, alias = self._queue.get(timeout=1.0)
+            except queue.Empty:
+                connections.close_all()
+                with self._lock:
+                    if self._queue.empty():
+                        self._thread = None
+                        return
+                continue
+            try:
+                self._insert(record, alias)
+            finally:
+                self._queue.task_done()
+
+    def _insert(self, record: CallRecord, alias: str) -> None:
+        give_up = time.monotonic() + self.RETRY_FOR
+        delay = 0.005
+        while True:
+            connections[alias].close_if_unusable_or_obsolete()
+            try:
+                record.save(force_insert=True, using=alias)
+                return
+            except IntegrityError:
+                logger.warning("claude record %s already saved", record.id)
+                return
+            except DatabaseError as exc:
+                if time.monotonic() > give_up:
+                    logger.error(
+                        "claude record %s not saved (%s); load its log line with "
+                        "manage.py claude_ingest_log",
+                        record.id,
+                        type(exc).__name__,
+                    )
+                    return
+                connections[alias].close()
+                time.sleep(delay)
+                delay = min(delay * 2, 0.25)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued record is written; False on timeout."""
+        ends = time.monotonic() + timeout
+        while self._queue.unfinished_tasks:
+            if time.monotonic() > ends:
+                return False
+            time.sleep(0.005)
+        return True
+
+
+_writer = _RecordWriter()
+
+
+def flush_pending(timeout: float = 10.0) -> bool:
+    """Block until records written from inside a caller's transaction are saved."""
+    return _writer.flush(timeout)
+
+
+atexit.register(flush_pending, 5.0)

@@ -1,0 +1,313 @@
+"""A fake Anthropic Messages API on 127.0.0.1, for tests and the offline demo.
+
+The real ``anthropic`` SDK talks to it over HTTP, so everything between
+``django_claude.call`` and the socket is exercised: timeouts, status codes,
+``retry-after`` headers, dropped connections and bodies that are not JSON.
+Only the standard library is used.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections import defaultdict, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+__all__ = ["OK", "Fault", "FakeAnthropic", "RecordedRequest"]
+
+# Anthropic's error type for each status the API documents.
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    408: "timeout_error",
+    409: "conflict_error",
+    413: "request_too_large",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    500: "api_error",
+    502: "api_error",
+    503: "api_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One scripted answer. ``Fault()`` (alias ``OK``) is a normal answer.
+
+    - ``status``: an HTTP error status with Anthropic's error body.
+    - ``retry_after`` / ``retry_after_ms``: headers sent with the error.
+    - ``delay``: seconds to wait before answering (a slow upstream).
+    - ``drop``: close the connection without answering.
+    - ``body`` / ``content_type``: a raw body, e.g. an HTML page from a proxy.
+    - ``text``: the answer's text, instead of the server's default.
+    """
+
+    status: int = 0
+    retry_after: str | None = None
+    retry_after_ms: str | None = None
+    delay: float = 0.0
+    drop: bool = False
+    body: str | None = None
+    content_type: str = "application/json"
+    text: str | None = None
+
+
+OK = Fault()
+
+
+@dataclass
+class RecordedRequest:
+    model: str
+    body: dict[str, Any]
+    headers: dict[str, str]
+    received_at: float = field(default_factory=time.monotonic)
+
+
+class FakeAnthropic:
+    """A threaded HTTP server speaking enough of the Messages API for tests.
+
+    ``script(model, faults)`` queues answers for a model, in order; once the
+    queue is empty the model answers normally (or with ``always(model, ...)``).
+    Every request is kept in ``requests``; ``count(model)`` counts them.
+    """
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._lock = threading.Lock()
+        self._scripts: dict[str, deque[Fault]] = defaultdict(deque)
+        self._always: dict[str, Fault] = {}
+        self.requests: list[RecordedRequest] = []
+        self.reply_text = "Hello from the fake Claude."
+        self.usage: dict[str, int] = {}
+        self.unknown_models: set[str] = set()
+        handler = type("Handler", (_Handler,), {"fake": self})
+        self._httpd = ThreadingHTTPServer((host, port), handler)
+        self._httpd.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> FakeAnthropic:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._httpd.serve_forever, name="fake-anthropic", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread = None
+
+    def __enter__(self) -> FakeAnthropic:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- scripting ---------------------------------------------------------
+    def reset(self) -> None:
+        """Forget scripts, recorded requests and overrides."""
+        with self._lock:
+            self._scripts.clear()
+            self._always.clear()
+            self.requests.clear()
+            self.unknown_models.clear()
+            self.usage = {}
+            self.reply_text = "Hello from the fake Claude."
+
+    def script(self, model: str, faults: Iterable[Fault | int]) -> None:
+        """Queue answers for ``model``; an int is shorthand for ``Fault(status=int)``."""
+        with self._lock:
+            for fault in faults:
+                self._scripts[model].append(
+                    Fault(status=fault) if isinstance(fault, int) else fault
+                )
+
+    def always(self, model: str, fault: Fault | int) -> None:
+        """Answer every request for ``model`` this way once its script is used up."""
+        with self._lock:
+            self._always[model] = Fault(status=fault) if isinstance(fault, int) else fault
+
+    def count(self, model: str | None = None) -> int:
+        with self._lock:
+            return sum(1 for r in self.requests if model is None or r.model == model)
+
+    def models_called(self) -> list[str]:
+        with self._lock:
+            return [r.model for r in self.requests]
+
+    def _next_fault(self, model: str, body: dict[str, Any], headers: dict[str, str]) -> Fault:
+        with self._lock:
+            self.requests.append(RecordedRequest(model=model, body=body, headers=headers))
+            if model in self.unknown_models:
+                return Fault(status=404)
+            queue = self._scripts.get(model)
+            if queue:
+                return queue.popleft()
+            return self._always.get(model, OK)
+
+    # -- answers -----------------------------------------------------------
+    def message_for(self, body: dict[str, Any], fault: Fault) -> dict[str, Any]:
+        text = fault.text if fault.text is not None else self.reply_text
+        prompt_chars = len(json.dumps(body.get("messages", []))) + len(str(body.get("system", "")))
+        usage: dict[str, Any] = {
+            "input_tokens": max(1, prompt_chars // 4),
+            "output_tokens": max(1, len(text) // 4),
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        }
+        usage.update(self.usage)
+        five = usage.pop("ephemeral_5m_input_tokens", None)
+        hour = usage.pop("ephemeral_1h_input_tokens", None)
+        if five is not None or hour is not None:
+            usage["cache_creation"] = {
+                "ephemeral_5m_input_tokens": five or 0,
+                "ephemeral_1h_input_tokens": hour or 0,
+            }
+            usage["cache_creation_input_tokens"] = (five or 0) + (hour or 0)
+        return {
+            "id": f"msg_{uuid.uuid4().hex[:24]}",
+            "type": "message",
+            "role": "assistant",
+            "model": body.get("model", ""),
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": usage,
+        }
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeAnthropic
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass  # keep test output clean
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            self._send_error(400, "request body is not JSON")
+            return
+        if self.path.split("?")[0] != "/v1/messages":
+            self._send_error(404, f"no route {self.path}")
+            return
+        model = str(body.get("model", ""))
+        fault = self.fake._next_fault(model, body, {k.lower(): v for k, v in self.headers.items()})
+        if fault.delay:
+            time.sleep(fault.delay)
+        if fault.drop:
+            self.close_connection = True
+            self.connection.close()
+            return
+        if fault.status:
+            extra = {}
+            if fault.retry_after is not None:
+                extra["retry-after"] = fault.retry_after
+            if fault.retry_after_ms is not None:
+                extra["retry-after-ms"] = fault.retry_after_ms
+            if fault.status == 404:
+                message = f"model: {model}"
+            else:
+                message = f"fake {fault.status}"
+            self._send_error(fault.status, message, extra)
+            return
+        if fault.body is not None:
+            self._send(200, fault.body.encode(), fault.content_type)
+            return
+        message = self.fake.message_for(body, fault)
+        if body.get("stream"):
+            self._send_stream(message)
+        else:
+            self._send(200, json.dumps(message).encode(), "application/json")
+
+    def _send(
+        self, status: int, payload: bytes, content_type: str, extra: dict[str, str] | None = None
+    ) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("content-type", content_type)
+            self.send_header("content-length", str(len(payload)))
+            self.send_header("request-id", f"req_fake_{uuid.uuid4().hex[:20]}")
+            for key, value in (extra or {}).items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client gave up (timeout)
+
+    def _send_error(self, status: int, message: str, extra: dict[str, str] | None = None) -> None:
+        error_type = ERROR_TYPES.get(status, "api_error")
+        payload = {"type": "error", "error": {"type": error_type, "message": message}}
+        self._send(status, json.dumps(payload).encode(), "application/json", extra)
+
+    def _send_stream(self, message: dict[str, Any]) -> None:
+        text = message["content"][0]["text"]
+        usage = message["usage"]
+        start = dict(message, content=[], stop_reason=None)
+        start["usage"] = dict(usage, output_tokens=1)
+        events: list[tuple[str, dict[str, Any]]] = [
+            ("message_start", {"type": "message_start", "message": start}),
+            (
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": 0,
+                    "content_block": {"type": "text", "text": ""},
+                },
+            ),
+            ("ping", {"type": "ping"}),
+        ]
+        for i in range(0, len(text), 8):
+            events.append(
+                (
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": 0,
+                        "delta": {"type": "text_delta", "text": text[i : i + 8]},
+                    },
+                )
+            )
+        events += [
+            ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+            (
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                    "usage": {"output_tokens": usage["output_tokens"]},
+                },
+            ),
+            ("message_stop", {"type": "message_stop"}),
+        ]
+        try:
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.send_header("request-id", f"req_fake_{uuid.uuid4().hex[:20]}")
+            self.send_header("connection", "close")
+            self.end_headers()
+            for name, data in events:
+                self.wfile.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
+                self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        self.close_connection = True

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from django_claude import pricing
+
+
+class CallLines(logging.Handler):
+    """Collects the JSON lines of the django_claude.calls logger."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    @property
+    def lines(self) -> list[dict[str, Any]]:
+        return [json.loads(r.getMessage()) for r in self.records]
+
+    @property
+    def raw(self) -> str:
+        return "\n".join(r.getMessage() for r in self.records)
+
+
+@pytest.fixture
+def call_lines() -> Iterator[CallLines]:
+    handler = CallLines()
+    logger = logging.getLogger("django_claude.calls")
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_prices() -> Iterator[None]:
+    pricing.invalidate()
+    pricing._warned.clear()
+    yield
+    pricing.invalidate()
+
+
+@pytest.fixture
+def claude(fake_anthropic, call_lines, db):  # type: ignore[no-untyped-def]
+    """The fake API, the call log, and a database: what most call tests need."""
+    return fake_anthropic
