@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from django.db import DatabaseError, IntegrityError, connections, router
+from django.db import DatabaseError, IntegrityError, connections, router, transaction
 from django.utils.module_loading import import_string
 
 from django_claude import pricing
@@ -203,7 +203,13 @@ def write_record(record: CallRecord) -> None:
         _writer.submit(record, alias)
         return
     try:
-        record.save(force_insert=True, using=alias)
+        if connections[alias].in_atomic_block:
+            # Only a test case's own transaction gets here: a savepoint keeps
+            # a failed insert from poisoning it.
+            with transaction.atomic(using=alias):
+                record.save(force_insert=True, using=alias)
+        else:
+            record.save(force_insert=True, using=alias)
     except DatabaseError as exc:
         logger.error(
             "claude record %s not saved (%s); its log line has every field, "

@@ -168,7 +168,7 @@ PATTERNS: list[tuple[str, re.Pattern[str], Replacement]] = [
         re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])"),
         _iban,
     ),
-    ("card", re.compile(r"(?<![\d.,])\d(?:[ -]?\d){12,18}(?![\d])"), _card),
+    ("card", re.compile(r"(?<![\d.,+])\d(?:[ -]?\d){12,18}(?![\d])"), _card),
     ("ssn", re.compile(r"(?<![\d-])(\d{3})-(\d{2})-(\d{4})(?![\d-])"), _ssn),
     (
         "ipv4",

@@ -1,0 +1,20 @@
+"""A cache backend that is always down, for outage tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.cache.backends.base import BaseCache
+
+
+class BrokenCache(BaseCache):
+    def __init__(self, location: str, params: dict[str, Any]) -> None:
+        super().__init__(params)
+
+    def _down(self, *args: Any, **kwargs: Any) -> Any:
+        raise ConnectionError("cache is down")
+
+    add = get = set = delete = incr = get_many = delete_many = touch = _down  # type: ignore[assignment]
+
+    def clear(self) -> None:
+        pass  # the test fixtures clear caches; let them

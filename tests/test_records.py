@@ -1,0 +1,197 @@
+"""One record and one log line per call, whatever happens to the caller."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from io import StringIO
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import OperationalError, connection, transaction
+
+import django_claude
+from django_claude import records
+from django_claude.models import CallRecord
+
+LINE_FIELDS = {
+    "event",
+    "request_id",
+    "created_at",
+    "feature",
+    "user_id",
+    "user_ref",
+    "model_requested",
+    "model",
+    "outcome",
+    "attempts",
+    "attempt_log",
+    "fallback_used",
+    "latency_ms",
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_input_tokens",
+    "cache_creation_1h_input_tokens",
+    "cache_read_input_tokens",
+    "stop_reason",
+    "cost_usd",
+    "priced",
+    "prompt_prefix",
+    "error_type",
+    "error_status",
+    "upstream_request_id",
+    "smell_verdict",
+    "tags",
+    "idempotency_key",
+}
+
+
+class Boom(Exception):
+    pass
+
+
+def test_exactly_one_line_and_one_record_with_every_field(claude, call_lines):
+    result = django_claude.call("hello", feature="f", tags={"plan": "pro"})
+    [line] = call_lines.lines
+    assert set(line) == LINE_FIELDS
+    assert line["request_id"] == str(result.request_id)
+    assert line["tags"] == {"plan": "pro"}
+    assert call_lines.records[0].claude == line  # structured too, for JSON handlers
+    assert CallRecord.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_record_survives_the_callers_rollback(fake_anthropic):
+    User = get_user_model()
+    with pytest.raises(Boom), transaction.atomic():
+        User.objects.create(username="rolled-back")
+        result = django_claude.call("hi", feature="f")
+        raise Boom
+    assert records.flush_pending()
+    assert not User.objects.filter(username="rolled-back").exists()
+    assert CallRecord.objects.get().id == result.request_id
+
+
+@pytest.mark.django_db(transaction=True)
+def test_record_inside_a_committed_transaction(fake_anthropic):
+    with transaction.atomic():
+        result = django_claude.call("hi", feature="f")
+        # the caller's transaction is untouched and still usable
+        assert get_user_model().objects.count() == 0
+    assert records.flush_pending()
+    assert CallRecord.objects.get().id == result.request_id
+
+
+@pytest.mark.django_db(transaction=True)
+def test_record_survives_atomic_requests(fake_anthropic, client, monkeypatch, settings):
+    settings.ROOT_URLCONF = "tests.urls_atomic"
+    monkeypatch.setitem(connection.settings_dict, "ATOMIC_REQUESTS", True)
+    client.raise_request_exception = False
+    response = client.get("/ask-then-fail/")
+    assert response.status_code == 500
+    assert records.flush_pending()
+    assert not get_user_model().objects.exists()
+    assert CallRecord.objects.get().feature == "atomic-view"
+
+
+def _refuse_call_records(execute, sql, params, many, context):
+    if "django_claude_callrecord" in sql and sql.lstrip().upper().startswith("INSERT"):
+        raise OperationalError("database is down")
+    return execute(sql, params, many, context)
+
+
+def test_database_down_keeps_the_answer_and_the_line(claude, call_lines, caplog, tmp_path):
+    with connection.execute_wrapper(_refuse_call_records):
+        result = django_claude.call("hi there", feature="f")
+    assert result.outcome == "ok"
+    assert result.text == "Hello from the fake Claude."
+    assert not CallRecord.objects.exists()
+    assert "claude_ingest_log" in caplog.text
+    [line] = call_lines.lines
+    assert line["request_id"] == str(result.request_id)
+    # ...and the line alone rebuilds the record
+    log = tmp_path / "calls.log"
+    log.write_text(call_lines.raw + "\n")
+    out = StringIO()
+    call_command("claude_ingest_log", str(log), stdout=out)
+    assert "1 records created" in out.getvalue()
+    record = CallRecord.objects.get()
+    assert record.id == result.request_id
+    assert record.cost_usd == result.cost_usd
+    assert record.prompt_prefix == "hi there"
+    assert record.attempt_log == line["attempt_log"]
+
+
+def test_ingest_is_idempotent_and_tolerant(claude, call_lines, tmp_path):
+    django_claude.call("one", feature="a")
+    django_claude.call("two", feature="b")
+    lines = call_lines.raw.splitlines()
+    CallRecord.objects.all().delete()
+    plain = tmp_path / "app.log"
+    plain.write_text(
+        "2026-11-26 10:00:00 INFO django_claude.calls " + lines[0] + "\n"
+        "2026-11-26 10:00:01 INFO django.request GET /health 200\n"
+        '{"event": "claude.call", "request_id": \n'
+        '{"event": "something.else"}\n'
+    )
+    zipped = tmp_path / "app.log.1.gz"
+    with gzip.open(zipped, "wt") as handle:
+        handle.write(lines[1] + "\n")
+    out = StringIO()
+    call_command("claude_ingest_log", str(plain), str(zipped), stdout=out, stderr=StringIO())
+    assert "2 records created" in out.getvalue()
+    assert "1 corrupt lines" in out.getvalue()
+    out = StringIO()
+    call_command("claude_ingest_log", str(plain), str(zipped), stdout=out, stderr=StringIO())
+    assert "0 records created, 2 already present" in out.getvalue()
+    assert sorted(CallRecord.objects.values_list("feature", flat=True)) == ["a", "b"]
+
+
+def test_ingest_missing_file_is_a_command_error(db, tmp_path):
+    with pytest.raises(CommandError, match="no such file"):
+        call_command("claude_ingest_log", str(tmp_path / "nope.log"), stdout=StringIO())
+
+
+def test_log_line_is_redacted(claude, call_lines):
+    django_claude.call(
+        "My card is 4111 1111 1111 1111, email ada@example.com",
+        feature="f",
+        user="ada@example.com",
+        idempotency_key="order-for-ada@example.com",
+    )
+    raw = call_lines.raw
+    assert "4111" not in raw
+    assert "ada@example.com" not in raw
+    record = CallRecord.objects.get()
+    assert record.prompt_prefix == "My card is [CARD], email [EMAIL]"
+    assert record.user_ref == "[EMAIL]"
+    assert record.idempotency_key == "[EMAIL]"
+
+
+def test_custom_redactor(claude, settings):
+    settings.DJANGO_CLAUDE_REDACTOR = "tests.test_records.shout_redactor"
+    django_claude.call("project Apollo is secret", feature="f")
+    assert CallRecord.objects.get().prompt_prefix == "project [CODENAME] is secret"
+
+
+def shout_redactor(text: str) -> str:
+    from django_claude.redaction import redact
+
+    return redact(text).replace("Apollo", "[CODENAME]")
+
+
+def test_prefix_length_setting(claude, settings):
+    settings.DJANGO_CLAUDE_PROMPT_PREFIX_CHARS = 10
+    django_claude.call("abcdefghijklmnopqrstuvwxyz", feature="f")
+    assert CallRecord.objects.get().prompt_prefix == "abcdefghi…"
+
+
+def test_record_from_line_round_trip(claude, call_lines):
+    result = django_claude.call("hi", feature="f")
+    saved = CallRecord.objects.get()
+    rebuilt = records.record_from_line(json.loads(call_lines.raw))
+    for field in CallRecord._meta.concrete_fields:
+        assert getattr(rebuilt, field.attname) == getattr(saved, field.attname), field.name
+    assert rebuilt.id == result.request_id
