@@ -22,5 +22,9 @@ class DjangoClaudeConfig(AppConfig):
         def _prices_changed(**kwargs: object) -> None:
             pricing.invalidate()
 
-        post_save.connect(_prices_changed, sender=ModelPrice, dispatch_uid="django_claude.prices", weak=False)
-        post_delete.connect(_prices_changed, sender=ModelPrice, dispatch_uid="django_claude.prices_del", weak=False)
+        post_save.connect(
+            _prices_changed, sender=ModelPrice, dispatch_uid="django_claude.prices", weak=False
+        )
+        post_delete.connect(
+            _prices_changed, sender=ModelPrice, dispatch_uid="django_claude.prices_del", weak=False
+        )

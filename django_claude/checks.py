@@ -64,9 +64,7 @@ def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
     try:
         redactor = import_string(str(get("REDACTOR")))
     except ImportError as exc:
-        messages.append(
-            Error(f"DJANGO_CLAUDE_REDACTOR cannot be imported: {exc}.", id=E003)
-        )
+        messages.append(Error(f"DJANGO_CLAUDE_REDACTOR cannot be imported: {exc}.", id=E003))
     else:
         if not callable(redactor):
             messages.append(Error("DJANGO_CLAUDE_REDACTOR must name a callable.", id=E003))
@@ -95,10 +93,15 @@ def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
     if not str(get("DEFAULT_MODEL") or "").strip():
         messages.append(Error("DJANGO_CLAUDE_DEFAULT_MODEL must name a model.", id=E006))
     for feature, budget in dict(get("BUDGETS")).items():
-        if isinstance(budget, bool) or not isinstance(budget, (int, float, str)) or not _is_positive(budget):
+        if (
+            isinstance(budget, bool)
+            or not isinstance(budget, (int, float, str))
+            or not _is_positive(budget)
+        ):
             messages.append(
                 Error(
-                    f"DJANGO_CLAUDE_BUDGETS[{feature!r}] must be a positive USD amount, not {budget!r}.",
+                    f"DJANGO_CLAUDE_BUDGETS[{feature!r}] must be a positive USD amount, "
+                    f"not {budget!r}.",
                     id=E007,
                 )
             )
@@ -124,12 +127,17 @@ def _is_positive(value: Any) -> bool:
 
 
 def check_api_key(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
-    if conf.API_KEY or os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_AUTH_TOKEN"):
+    if (
+        conf.API_KEY
+        or os.environ.get("ANTHROPIC_API_KEY")
+        or os.environ.get("ANTHROPIC_AUTH_TOKEN")
+    ):
         return []
     return [
         Warning(
             "No Anthropic API key: every call will end degraded.",
-            hint="Set DJANGO_CLAUDE_API_KEY (from the environment, not in code) or ANTHROPIC_API_KEY.",
+            hint="Set DJANGO_CLAUDE_API_KEY (read from the environment, never in code) "
+            "or ANTHROPIC_API_KEY.",
             id=W001,
         )
     ]

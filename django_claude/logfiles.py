@@ -31,7 +31,9 @@ def _open(path: str) -> IO[str]:
     return open(path, encoding="utf-8", errors="replace")
 
 
-def read_call_lines(paths: Iterable[str], stats: ReadStats | None = None) -> Iterator[dict[str, Any]]:
+def read_call_lines(
+    paths: Iterable[str], stats: ReadStats | None = None
+) -> Iterator[dict[str, Any]]:
     """Yield each call log line as a dict."""
     stats = stats if stats is not None else ReadStats()
     for path in paths:

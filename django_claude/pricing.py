@@ -14,8 +14,8 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from importlib import import_module
 from decimal import Decimal
+from importlib import import_module
 from typing import Any
 
 logger = logging.getLogger(__name__)

@@ -112,7 +112,8 @@ PATTERNS: list[tuple[str, re.Pattern[str], Replacement]] = [
         "private_key",
         re.compile(
             r"-----BEGIN[A-Z ]{0,40}PRIVATE KEY( BLOCK)?-----"
-            r"(?:[\s\S]{0,20000}?-----END[A-Z ]{0,40}PRIVATE KEY( BLOCK)?-----|[A-Za-z0-9+/=\s:,-]{0,20000})"
+            r"(?:[\s\S]{0,20000}?-----END[A-Z ]{0,40}PRIVATE KEY( BLOCK)?-----"
+            r"|[A-Za-z0-9+/=\s:,-]{0,20000})"
         ),
         "[PRIVATE_KEY]",
     ),
@@ -141,12 +142,28 @@ PATTERNS: list[tuple[str, re.Pattern[str], Replacement]] = [
         re.compile(r"(?<![A-Za-z0-9_-])sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}"),
         "[SECRET]",
     ),
-    ("aws_access_key", re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA|AGPA|AIDA|AROA)[0-9A-Z]{16}(?![0-9A-Z])"), "[SECRET]"),
-    ("github_token", re.compile(r"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,})"), "[SECRET]"),
+    (
+        "aws_access_key",
+        re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA|AGPA|AIDA|AROA)[0-9A-Z]{16}(?![0-9A-Z])"),
+        "[SECRET]",
+    ),
+    (
+        "github_token",
+        re.compile(r"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,})"),
+        "[SECRET]",
+    ),
     ("slack_token", re.compile(r"(?<![A-Za-z0-9-])xox[abposr]-[A-Za-z0-9-]{10,}"), "[SECRET]"),
-    ("slack_webhook", re.compile(r"hooks\.slack\.com/services/[A-Za-z0-9/]{10,}"), "hooks.slack.com/services/[SECRET]"),
+    (
+        "slack_webhook",
+        re.compile(r"hooks\.slack\.com/services/[A-Za-z0-9/]{10,}"),
+        "hooks.slack.com/services/[SECRET]",
+    ),
     ("google_key", re.compile(r"(?<![A-Za-z0-9_-])AIza[0-9A-Za-z_-]{35}"), "[SECRET]"),
-    ("stripe_key", re.compile(r"(?<![A-Za-z0-9_])(?:[srp]k|rk|whsec)_(?:live|test)_[0-9A-Za-z]{10,}"), "[SECRET]"),
+    (
+        "stripe_key",
+        re.compile(r"(?<![A-Za-z0-9_])(?:[srp]k|rk|whsec)_(?:live|test)_[0-9A-Za-z]{10,}"),
+        "[SECRET]",
+    ),
     (
         "key_value",
         re.compile(
@@ -165,7 +182,10 @@ PATTERNS: list[tuple[str, re.Pattern[str], Replacement]] = [
     ),
     (
         "iban",
-        re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])"),
+        re.compile(
+            r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?"
+            r"(?![A-Za-z0-9])"
+        ),
         _iban,
     ),
     ("card", re.compile(r"(?<![\d.,+])\d(?:[ -]?\d){12,18}(?![\d])"), _card),
@@ -180,14 +200,17 @@ PATTERNS: list[tuple[str, re.Pattern[str], Replacement]] = [
     ),
     (
         "ipv6",
-        re.compile(r"(?<![0-9A-Fa-f:])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![0-9A-Fa-f:])"),
+        re.compile(
+            r"(?<![0-9A-Fa-f:])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![0-9A-Fa-f:])"
+        ),
         _ipv6,
     ),
     (
         "phone",
         re.compile(
             r"(?<![\w+])(?:\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){1,4}"
-            r"|\(\d{3}\)[ .-]?\d{3}[ .-]?\d{4}|\d{3}[.-]\d{3}[.-]\d{4}|0\d{2,4}[ -]\d{3,4}[ -]?\d{3,4})(?![\w])"
+            r"|\(\d{3}\)[ .-]?\d{3}[ .-]?\d{4}|\d{3}[.-]\d{3}[.-]\d{4}"
+            r"|0\d{2,4}[ -]\d{3,4}[ -]?\d{3,4})(?![\w])"
         ),
         _phone,
     ),
@@ -222,15 +245,24 @@ def escape_controls(text: str, limit: int | None = None) -> str:
 
     An escape sequence is never cut in half; the result never exceeds ``limit``.
     """
+    return _escape_upto(text, limit)[0]
+
+
+def _escape_upto(text: str, limit: int | None) -> tuple[str, bool]:
+    """The escaped text within ``limit``, and whether all of it fitted."""
+    if not _CONTROL.search(text):  # the common case: nothing to escape
+        if limit is None or len(text) <= limit:
+            return text, True
+        return text[:limit], False
     out: list[str] = []
     used = 0
     for ch in text:
         piece = _escape(ch)
         if limit is not None and used + len(piece) > limit:
-            break
+            return "".join(out), False
         out.append(piece)
         used += len(piece)
-    return "".join(out)
+    return "".join(out), True
 
 
 # Only this much of a prompt is examined for the prefix: a 10 MB prompt costs
@@ -239,9 +271,7 @@ PREFIX_WINDOW = 4096
 PREFIX_WINDOW_MAX = 1 << 20
 
 
-def prompt_prefix(
-    text: str, *, limit: int = 80, redactor: Callable[[str], str] = redact
-) -> str:
+def prompt_prefix(text: str, *, limit: int = 80, redactor: Callable[[str], str] = redact) -> str:
     """The first ``limit`` characters of ``text`` that are safe to store.
 
     Redacts first, then cuts, then escapes control characters. A trailing
@@ -258,8 +288,7 @@ def prompt_prefix(
         if len(chunk) == len(text) or len(redacted) > limit + 512 or window >= PREFIX_WINDOW_MAX:
             break
         window *= 4
-    truncated = len(chunk) < len(text)
-    escaped = escape_controls(redacted, limit)
-    if truncated or len(escaped) < len(escape_controls(redacted)):
-        escaped = escape_controls(redacted, limit - 1) + "…"
+    escaped, complete = _escape_upto(redacted, limit)
+    if len(chunk) < len(text) or not complete:
+        return escape_controls(redacted, limit - 1) + "…"
     return escaped

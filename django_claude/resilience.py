@@ -91,7 +91,9 @@ def classify(exc: BaseException) -> ErrorKind:
     """Sort an exception from one attempt into an ``ErrorKind``."""
     if isinstance(exc, anthropic.APIStatusError):
         return classify_status(error_status(exc) or 500)
-    if isinstance(exc, (anthropic.APIConnectionError, BadResponse, anthropic.APIResponseValidationError)):
+    if isinstance(
+        exc, (anthropic.APIConnectionError, BadResponse, anthropic.APIResponseValidationError)
+    ):
         return ErrorKind.TRANSIENT
     if isinstance(exc, (MissingCredentials, anthropic.CredentialsError)):
         return ErrorKind.AUTH

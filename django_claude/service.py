@@ -217,7 +217,9 @@ def _attempt_entry(model: str, started: float, exc: BaseException | None) -> dic
     return entry
 
 
-def _send(client: anthropic.Anthropic, model: str, params: dict[str, Any], timeout: float) -> Message:
+def _send(
+    client: anthropic.Anthropic, model: str, params: dict[str, Any], timeout: float
+) -> Message:
     try:
         answer = client.messages.create(model=model, timeout=timeout, **params)
     except TypeError as exc:
@@ -313,7 +315,11 @@ def _stored(message: Message, usage: Usage) -> answers.StoredAnswer:
 
 
 def _cached_result(
-    req: CallRequest, stored: answers.StoredAnswer, *, model_requested: str, started: float,
+    req: CallRequest,
+    stored: answers.StoredAnswer,
+    *,
+    model_requested: str,
+    started: float,
     created_at: datetime.datetime,
 ) -> ClaudeResult:
     request_id = uuid.uuid4()
@@ -389,7 +395,11 @@ def call(
     route = active_route(req.feature)
 
     cache_key = answers.request_key({"model": route.model, **req.params}) if req.cache_ttl else ""
-    idem_key = answers.idempotency_cache_key(req.feature, req.idempotency_key) if req.idempotency_key else ""
+    idem_key = (
+        answers.idempotency_cache_key(req.feature, req.idempotency_key)
+        if req.idempotency_key
+        else ""
+    )
     lock: answers.IdempotencyLock | None = None
     for key in (idem_key, cache_key):
         if key:
@@ -407,9 +417,16 @@ def call(
                     req, stored, model_requested=route.model, started=started, created_at=created_at
                 )
     try:
-        return _call_upstream(req, route.model, route.fallback_model, deadline=deadline,
-                              started=started, created_at=created_at,
-                              cache_key=cache_key, idem_key=idem_key)
+        return _call_upstream(
+            req,
+            route.model,
+            route.fallback_model,
+            deadline=deadline,
+            started=started,
+            created_at=created_at,
+            cache_key=cache_key,
+            idem_key=idem_key,
+        )
     finally:
         if lock is not None:
             lock.release()
@@ -458,19 +475,20 @@ def _call_upstream(
         facts.stop_reason = message.stop_reason or ""
         facts.latency_ms = round((time.monotonic() - started) * 1000)
         _, cost = records.finish(facts)
-        stored = _stored(message, usage)
-        if cache_key and req.cache_ttl:
-            answers.put(cache_key, stored, req.cache_ttl)
-        if idem_key:
-            answers.put(idem_key, stored, max(conf.IDEMPOTENCY_TTL, req.cache_ttl or 0))
+        if cache_key or idem_key:
+            stored = _stored(message, usage)
+            if cache_key and req.cache_ttl:
+                answers.put(cache_key, stored, req.cache_ttl)
+            if idem_key:
+                answers.put(idem_key, stored, max(conf.IDEMPOTENCY_TTL, req.cache_ttl or 0))
         return ClaudeResult(
-            text=stored.text,
+            text=_text_of(message),
             outcome=facts.outcome,
             model=facts.model,
             attempts=facts.attempts,
             request_id=facts.request_id,
             cost_usd=cost,
-            usage=stored.usage,
+            usage=usage.as_dict(),
             message=message,
             stop_reason=facts.stop_reason,
         )

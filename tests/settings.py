@@ -34,15 +34,7 @@ MIDDLEWARE = [
 ROOT_URLCONF = "tests.urls"
 
 DATABASES = {"default": env.db("DATABASE_URL", default="sqlite:///:memory:")}
-if env.str("CACHE_URL", default=""):
-    CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": env.str("CACHE_URL"),
-        }
-    }
-else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
 
 TEMPLATES = [
     {

@@ -98,8 +98,12 @@ def test_a_new_price_never_rewrites_the_past():
 @pytest.mark.django_db
 def test_unpriced_model_is_null_with_one_warning(caplog):
     with caplog.at_level(logging.WARNING, logger="django_claude.pricing"):
-        first = pricing.price_call("claude-mystery-9", Usage(input_tokens=5), on=datetime.date.today())
-        second = pricing.price_call("claude-mystery-9", Usage(input_tokens=5), on=datetime.date.today())
+        first = pricing.price_call(
+            "claude-mystery-9", Usage(input_tokens=5), on=datetime.date.today()
+        )
+        second = pricing.price_call(
+            "claude-mystery-9", Usage(input_tokens=5), on=datetime.date.today()
+        )
     assert first is None and second is None
     assert len([r for r in caplog.records if "claude-mystery-9" in r.getMessage()]) == 1
 

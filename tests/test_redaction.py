@@ -36,7 +36,10 @@ CORPUS = [
     ("openai sk-proj-abcdefghijklmnopqrstuvwx12", "openai [SECRET]"),
     ("openai sk-abcdefghijklmnopqrstuvwxyz012345", "openai [SECRET]"),
     ("aws AKIAIOSFODNN7EXAMPLE", "aws [SECRET]"),
-    ("aws_secret_access_key=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "aws_secret_access_key=[SECRET]"),
+    (
+        "aws_secret_access_key=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "aws_secret_access_key=[SECRET]",
+    ),
     ("gh ghp_abcdefghijklmnopqrstuvwxyz0123456789", "gh [SECRET]"),
     ("gh github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz", "gh [SECRET]"),
     ("slack xoxb-1234567890-abcdefghij", "slack [SECRET]"),
@@ -56,7 +59,10 @@ CORPUS = [
     ("Authorization: Basic dXNlcjpwYXNzd29yZA==", "Authorization: Basic [SECRET]"),
     ("https://bob:hunter2@db.example.com/x", "https://[CREDENTIALS]@db.example.com/x"),
     ("postgres://app:s3cr3t@10.0.0.5:5432/db", "postgres://[CREDENTIALS]@[IP]:5432/db"),
-    ("GET /cb?api_key=abc123&token=xyz789&page=2", "GET /cb?api_key=[SECRET]&token=[SECRET]&page=2"),
+    (
+        "GET /cb?api_key=abc123&token=xyz789&page=2",
+        "GET /cb?api_key=[SECRET]&token=[SECRET]&page=2",
+    ),
     ('{"password": "s3cret!", "user": "x"}', '{"password": "[SECRET]", "user": "x"}'),
     ("PASSWORD=hunter2", "PASSWORD=[SECRET]"),
     # obfuscation: zero-width characters and full-width forms

@@ -184,7 +184,7 @@ def test_breaker_skips_an_unhealthy_model_in_calls(fake_anthropic, settings):
 
     settings.DJANGO_CLAUDE_BREAKER_THRESHOLD = 2
     settings.DJANGO_CLAUDE_BREAKER_COOLDOWN = 0.3
-    primary, fallback = "claude-sonnet-4-6", "claude-haiku-4-5-20251001"
+    primary = "claude-sonnet-4-6"
     fake_anthropic.always(primary, 529)
     first = django_claude.call("hi", feature="f")
     assert first.outcome == "fallback"
@@ -202,8 +202,9 @@ def test_breaker_skips_an_unhealthy_model_in_calls(fake_anthropic, settings):
 
 @pytest.mark.django_db
 def test_calls_survive_a_cache_outage(fake_anthropic, settings):
-    import django_claude
     from django.core.cache import caches
+
+    import django_claude
 
     settings.CACHES = {"default": {"BACKEND": "tests.broken_cache.BrokenCache"}}
     with pytest.raises(ConnectionError):

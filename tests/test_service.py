@@ -48,7 +48,9 @@ FAULT_MATRIX = [
 ]
 
 
-@pytest.mark.parametrize(("primary", "fallback", "n_primary", "n_fallback", "outcome"), FAULT_MATRIX)
+@pytest.mark.parametrize(
+    ("primary", "fallback", "n_primary", "n_fallback", "outcome"), FAULT_MATRIX
+)
 def test_fault_matrix(claude, call_lines, primary, fallback, n_primary, n_fallback, outcome):
     claude.script(PRIMARY, primary)
     claude.script(FALLBACK, fallback)
@@ -324,7 +326,10 @@ def test_messages_instead_of_prompt(claude):
         ({"prompt": "hi", "feature": ""}, ValueError),
         ({"prompt": "hi", "feature": "x" * 101}, ValueError),
         ({"prompt": None, "feature": "f"}, ValueError),
-        ({"prompt": "hi", "feature": "f", "messages": [{"role": "user", "content": "x"}]}, ValueError),
+        (
+            {"prompt": "hi", "feature": "f", "messages": [{"role": "user", "content": "x"}]},
+            ValueError,
+        ),
         ({"prompt": b"bytes", "feature": "f"}, TypeError),
         ({"prompt": "bad \ud800 surrogate", "feature": "f"}, ValueError),
         ({"prompt": "hi", "feature": "f", "max_tokens": 0}, ValueError),
@@ -343,7 +348,7 @@ def test_bad_input_is_refused_before_any_request(claude, kwargs, error):
 
 def test_feature_is_required(claude):
     with pytest.raises(TypeError):
-        django_claude.call("hi")  # type: ignore[call-arg]
+        django_claude.call("hi")  # feature= is missing
 
 
 def test_nul_bytes_and_huge_prompt_are_stored_safely(claude):

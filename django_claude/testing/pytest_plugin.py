@@ -22,7 +22,9 @@ def _fake_anthropic_server() -> Iterator[FakeAnthropic]:
 
 
 @pytest.fixture
-def fake_anthropic(_fake_anthropic_server: FakeAnthropic, settings: object) -> Iterator[FakeAnthropic]:
+def fake_anthropic(
+    _fake_anthropic_server: FakeAnthropic, settings: object
+) -> Iterator[FakeAnthropic]:
     """The fake Messages API, with django_claude's settings pointing at it."""
     from django.core.cache import caches
 

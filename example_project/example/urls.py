@@ -1,0 +1,11 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import path
+
+from example import views
+
+urlpatterns = [
+    path("", views.ask, name="ask"),
+    path("admin/", admin.site.urls),
+]

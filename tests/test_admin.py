@@ -1,0 +1,103 @@
+"""The admin: records and prices are read-only history."""
+
+from __future__ import annotations
+
+import datetime
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.urls import reverse
+
+import django_claude
+from django_claude.models import CallRecord, ModelPrice
+
+
+@pytest.fixture
+def staff_viewer(django_user_model):
+    user = django_user_model.objects.create_user("viewer", password="pw", is_staff=True)
+    user.user_permissions.add(
+        Permission.objects.get(codename="view_callrecord"),
+        Permission.objects.get(codename="view_modelprice"),
+    )
+    return user
+
+
+def test_record_list_and_detail_for_superuser(claude, admin_client):
+    result = django_claude.call("hi", feature="support")
+    listing = admin_client.get(reverse("admin:django_claude_callrecord_changelist"))
+    assert listing.status_code == 200
+    assert b"support" in listing.content
+    by_id = admin_client.get(
+        reverse("admin:django_claude_callrecord_changelist"), {"q": str(result.request_id)}
+    )
+    assert str(result.request_id).encode() in by_id.content
+    detail = admin_client.get(
+        reverse("admin:django_claude_callrecord_change", args=[result.request_id])
+    )
+    assert detail.status_code == 200
+    assert b'name="_save"' not in detail.content  # read-only
+
+
+def test_records_cannot_be_added_changed_or_deleted(claude, admin_client):
+    result = django_claude.call("hi", feature="support")
+    assert admin_client.get(reverse("admin:django_claude_callrecord_add")).status_code == 403
+    delete = reverse("admin:django_claude_callrecord_delete", args=[result.request_id])
+    assert admin_client.post(delete, {"post": "yes"}).status_code == 403
+    change = reverse("admin:django_claude_callrecord_change", args=[result.request_id])
+    admin_client.post(change, {"feature": "edited"})
+    assert CallRecord.objects.get().feature == "support"
+
+
+def test_list_filters(claude, admin_client):
+    django_claude.call("hi", feature="a")
+    claude.script("claude-sonnet-4-6", [529] * 4)
+    django_claude.call("hi", feature="b")
+    url = reverse("admin:django_claude_callrecord_changelist")
+    response = admin_client.get(url, {"outcome": "fallback"})
+    assert response.status_code == 200
+    assert len(response.context["cl"].result_list) == 1
+
+
+def test_staff_without_permission_gets_403(claude, client, django_user_model):
+    user = django_user_model.objects.create_user("staff", password="pw", is_staff=True)
+    client.force_login(user)
+    assert client.get(reverse("admin:django_claude_callrecord_changelist")).status_code == 403
+    assert client.get(reverse("admin:django_claude_modelprice_changelist")).status_code == 403
+
+
+def test_view_permission_sees_records(claude, client, staff_viewer):
+    django_claude.call("hi", feature="support")
+    client.force_login(staff_viewer)
+    assert client.get(reverse("admin:django_claude_callrecord_changelist")).status_code == 200
+
+
+def test_prices_are_added_not_edited(db, admin_client):
+    price = ModelPrice.objects.get(model="claude-sonnet-4-6")
+    change = admin_client.get(reverse("admin:django_claude_modelprice_change", args=[price.pk]))
+    assert change.status_code == 200
+    assert b'name="input_per_mtok"' not in change.content
+    assert (
+        admin_client.post(
+            reverse("admin:django_claude_modelprice_delete", args=[price.pk]), {"post": "yes"}
+        ).status_code
+        == 403
+    )
+    response = admin_client.post(
+        reverse("admin:django_claude_modelprice_add"),
+        {
+            "model": "claude-sonnet-4-6",
+            "effective_from": "2027-01-01",
+            "input_per_mtok": "2",
+            "output_per_mtok": "10",
+            "cache_write_5m_per_mtok": "2.5",
+            "cache_write_1h_per_mtok": "4",
+            "cache_read_per_mtok": "0.2",
+        },
+    )
+    assert response.status_code == 302
+    new = ModelPrice.objects.get(
+        model="claude-sonnet-4-6", effective_from=datetime.date(2027, 1, 1)
+    )
+    assert new.input_per_mtok == Decimal("2")
+    assert ModelPrice.objects.get(pk=price.pk).input_per_mtok == Decimal("3")

@@ -1,0 +1,84 @@
+"""Each system check id, triggered and quiet."""
+
+from __future__ import annotations
+
+import pytest
+
+from django_claude import checks
+
+
+def ids(messages):
+    return {m.id for m in messages}
+
+
+def test_defaults_are_clean(settings):
+    settings.DEBUG = True  # the per-process cache warning is for production only
+    assert checks.check_settings() == []
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "expected"),
+    [
+        ("DJANGO_CLAUDE_TIMEOUT", 0, checks.E001),
+        ("DJANGO_CLAUDE_DEADLINE", "soon", checks.E001),
+        ("DJANGO_CLAUDE_MAX_ATTEMPTS", 0, checks.E001),
+        ("DJANGO_CLAUDE_MAX_ATTEMPTS", 2.5, checks.E001),
+        ("DJANGO_CLAUDE_BREAKER_THRESHOLD", -1, checks.E001),
+        ("DJANGO_CLAUDE_BACKOFF_BASE", -1.0, checks.E001),
+        ("DJANGO_CLAUDE_PROMPT_PREFIX_CHARS", 500, checks.E002),
+        ("DJANGO_CLAUDE_REDACTOR", "no.such.module.redact", checks.E003),
+        ("DJANGO_CLAUDE_REDACTOR", "django_claude.conf.PREFIX_CHARS_CEILING", checks.E003),
+        ("DJANGO_CLAUDE_CACHE", "nope", checks.E004),
+        ("DJANGO_CLAUDE_SMELL_TEST_RATE", 1.5, checks.E005),
+        ("DJANGO_CLAUDE_SMELL_TEST_RATES", {"chat": -0.1}, checks.E005),
+        ("DJANGO_CLAUDE_DEFAULT_MODEL", " ", checks.E006),
+        ("DJANGO_CLAUDE_BUDGETS", {"chat": 0}, checks.E007),
+        ("DJANGO_CLAUDE_BUDGETS", {"chat": "lots"}, checks.E007),
+    ],
+)
+def test_errors(settings, setting, value, expected):
+    setattr(settings, setting, value)
+    assert expected in ids(checks.check_settings())
+
+
+def test_w003_per_process_cache_in_production(settings):
+    settings.DEBUG = False
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    assert checks.W003 in ids(checks.check_settings())
+    settings.DEBUG = True
+    assert checks.W003 not in ids(checks.check_settings())
+
+
+def test_w004_deadline_shorter_than_timeout(settings):
+    settings.DJANGO_CLAUDE_TIMEOUT = 30
+    settings.DJANGO_CLAUDE_DEADLINE = 10
+    assert checks.W004 in ids(checks.check_settings())
+
+
+def test_w001_no_api_key(settings, monkeypatch):
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
+    settings.DJANGO_CLAUDE_API_KEY = None
+    assert ids(checks.check_api_key()) == {checks.W001}
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-from-env")
+    assert checks.check_api_key() == []
+
+
+@pytest.mark.django_db
+def test_w002_model_without_price(settings):
+    assert checks.check_prices(databases=["default"]) == []
+    settings.DJANGO_CLAUDE_FALLBACK_MODEL = "claude-unpriced-1"
+    [message] = checks.check_prices(databases=["default"])
+    assert message.id == checks.W002
+    assert "claude-unpriced-1" in message.msg
+    assert checks.check_prices(databases=None) == []  # needs --database
+
+
+def test_checks_are_registered():
+    from django.core import checks as django_checks
+
+    registered = {
+        f.__name__
+        for f in django_checks.registry.registry.get_checks(include_deployment_checks=True)
+    }
+    assert {"check_settings", "check_api_key", "check_prices"} <= registered

@@ -1,0 +1,93 @@
+"""The example project: `make demo`'s command and the view that calls Claude."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "example_project"
+
+
+def example_env(tmp_path: Path) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "DATABASE_URL", "CACHE_URL"}
+    }
+    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'example.sqlite3'}"
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    return env
+
+
+def test_demo_runs_offline_without_an_api_key(tmp_path):
+    env = {**example_env(tmp_path), "DEMO_SERVE": "0"}
+    first = subprocess.run(
+        [sys.executable, "manage.py", "demo"],
+        cwd=EXAMPLE,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert first.returncode == 0, first.stderr
+    out = first.stdout
+    assert "No ANTHROPIC_API_KEY is set" in out
+    assert "Admin login: demo / demo-claude" in out
+    assert "outcome=ok" in out and "outcome=fallback" in out
+    assert "DEMO_SERVE=0: not serving." in out
+    assert "ada@example.com" not in first.stderr  # the call lines are redacted
+    second = subprocess.run(
+        [sys.executable, "manage.py", "demo"],
+        cwd=EXAMPLE,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert second.returncode == 0, second.stderr  # idempotent: the demo user exists
+
+
+def test_the_example_view_shows_answer_outcome_and_request_id(tmp_path):
+    script = textwrap.dedent(
+        """
+        import os, re, sys
+        sys.path.insert(0, ".")
+        os.environ["DJANGO_SETTINGS_MODULE"] = "example.settings"
+        import django
+        django.setup()
+        from django.conf import settings
+        from django.core.management import call_command
+        from django.test import Client
+        from django_claude.models import CallRecord
+        from django_claude.testing import FakeAnthropic
+
+        call_command("migrate", verbosity=0)
+        fake = FakeAnthropic().start()
+        settings.DJANGO_CLAUDE_BASE_URL = fake.url
+        settings.DJANGO_CLAUDE_API_KEY = "sk-ant-example-test"
+        client = Client()
+        assert client.get("/").status_code == 200
+        page = client.post("/", {"question": "What is Django?"}).content.decode()
+        record = CallRecord.objects.get()
+        assert "Hello from the fake Claude." in page, page
+        assert ">ok<" in page, page
+        assert str(record.id) in page, page
+        assert record.feature == "example-ask"
+        print("ok")
+        """
+    )
+    env = {**example_env(tmp_path), "ALLOWED_HOSTS": "testserver"}
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=EXAMPLE,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("ok")
