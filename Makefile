@@ -12,7 +12,7 @@ PIP_SPEC ?=
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]" $(PIP_SPEC)
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]" $(if $(PIP_SPEC),"$(PIP_SPEC)")
 	touch $@
 
 venv: $(VENV)/.installed
