@@ -24,6 +24,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from django.db import DatabaseError, IntegrityError, connections, router, transaction
+from django.db.transaction import TransactionManagementError
 from django.utils.module_loading import import_string
 
 from django_claude import pricing
@@ -191,11 +192,17 @@ def finish(facts: CallFacts) -> tuple[CallRecord, Decimal | None]:
 
 
 def _in_callers_transaction(alias: str) -> bool:
-    """True inside an ``atomic()`` the caller opened (not a test case's own)."""
+    """True inside an ``atomic()`` the caller opened.
+
+    Inside a test case's own transaction the record is written in it, so it
+    rolls back with the test like every other row (the test's atomic blocks
+    carry Django's ``_from_testcase`` flag).
+    """
     connection = connections[alias]
     if not connection.in_atomic_block:
         return False
-    return any(not getattr(block, "_from_testcase", False) for block in connection.atomic_blocks)
+    blocks = connection.atomic_blocks
+    return not (blocks and getattr(blocks[0], "_from_testcase", False))
 
 
 def write_record(record: CallRecord) -> None:
@@ -207,13 +214,13 @@ def write_record(record: CallRecord) -> None:
         return
     try:
         if connections[alias].in_atomic_block:
-            # Only a test case's own transaction gets here: a savepoint keeps
-            # a failed insert from poisoning it.
+            # Only a test case's transaction gets here: a savepoint keeps a
+            # failed insert from poisoning it.
             with transaction.atomic(using=alias):
                 record.save(force_insert=True, using=alias)
         else:
             record.save(force_insert=True, using=alias)
-    except DatabaseError as exc:
+    except (DatabaseError, TransactionManagementError) as exc:
         logger.error(
             "claude record %s not saved (%s); its log line has every field, "
             "load it later with manage.py claude_ingest_log",

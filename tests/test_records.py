@@ -195,3 +195,24 @@ def test_record_from_line_round_trip(claude, call_lines):
     for field in CallRecord._meta.concrete_fields:
         assert getattr(rebuilt, field.attname) == getattr(saved, field.attname), field.name
     assert rebuilt.id == result.request_id
+
+
+def test_inside_a_test_case_records_roll_back_with_the_test(claude):
+    # pytest-django's `db` wraps each test in a transaction; a nested atomic
+    # of the test's own writes its record in that transaction, synchronously.
+    with transaction.atomic():
+        result = django_claude.call("hi", feature="f")
+        assert CallRecord.objects.filter(id=result.request_id).exists()
+
+
+def test_a_broken_test_transaction_still_gets_its_answer(claude, caplog):
+    from django.db import IntegrityError
+
+    User = get_user_model()
+    User.objects.create(username="twin")
+    with transaction.atomic():
+        with pytest.raises(IntegrityError):
+            User.objects.create(username="twin")  # the block is now marked for rollback
+        result = django_claude.call("hi", feature="f")
+    assert result.outcome == "ok"
+    assert "not saved" in caplog.text
