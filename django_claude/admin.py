@@ -1,13 +1,25 @@
-"""Read-only admin for call records and prices that bills were computed from."""
+"""The admin: read-only call records and prices, and the model-route switch
+with its history and one-click rollback."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
-from django.http import HttpRequest
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
-from django_claude.models import CallRecord, ModelPrice
+from django_claude import routing
+from django_claude.models import CallRecord, ModelPrice, ModelRoute, ModelRouteChange
 
 
 @admin.register(CallRecord)
@@ -62,6 +74,297 @@ class ModelPriceAdmin(admin.ModelAdmin):
         if obj is not None:
             return [field.name for field in ModelPrice._meta.fields]
         return ()
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+# -- model routes -------------------------------------------------------------------
+
+
+class ModelRouteForm(forms.ModelForm):
+    reason = forms.CharField(
+        label=_("Reason"),
+        max_length=500,
+        required=False,
+        widget=forms.TextInput(attrs={"size": 60}),
+        help_text=_("Kept in the route's history."),
+    )
+    allow_unpriced = forms.BooleanField(
+        label=_("Use a model with no price"),
+        required=False,
+        help_text=_("Its calls will be recorded with no cost until a price is added."),
+    )
+
+    class Meta:
+        model = ModelRoute
+        fields = ["feature", "model", "fallback_model"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if "model" in data:
+            try:
+                routing.validate_route(
+                    model=data.get("model") or "",
+                    fallback_model=data.get("fallback_model") or "",
+                    allow_unpriced=bool(data.get("allow_unpriced")),
+                )
+            except ValidationError as exc:
+                self.add_error(None, exc)
+        return data
+
+
+class ModelRouteChangeInline(admin.TabularInline):
+    """The route's history, read-only, newest first."""
+
+    model = ModelRouteChange
+    fk_name = "route"
+    extra = 0
+    can_delete = False
+    ordering = ["-id"]
+    fields = (
+        "changed_at",
+        "changed_by",
+        "old_model",
+        "new_model",
+        "old_fallback_model",
+        "new_fallback_model",
+        "is_rollback",
+        "rolled_back",
+        "reason",
+    )
+    readonly_fields = fields
+    verbose_name_plural = _("history")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("django_claude.view_modelroute")
+
+
+def _percent(part: int, whole: int) -> str:
+    return "—" if not whole else f"{100 * part / whole:.1f}%"
+
+
+@admin.register(ModelRoute)
+class ModelRouteAdmin(admin.ModelAdmin):
+    """Change a feature's model (history and LogEntry kept) and roll it back."""
+
+    form = ModelRouteForm
+    change_form_template = "admin/django_claude/modelroute/change_form.html"
+    inlines = [ModelRouteChangeInline]
+    list_display = (
+        "route_name",
+        "model",
+        "fallback_model",
+        "updated_at",
+        "updated_by",
+        "calls_since_change",
+        "fallback_rate",
+        "degraded_rate",
+        "smell_pass_rate",
+    )
+    list_select_related = ("updated_by",)
+    search_fields = ("feature", "model", "fallback_model")
+    actions = ["rollback_selected"]
+    fields = ("feature", "model", "fallback_model", "reason", "allow_unpriced")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return ("feature",) if obj is not None else ()
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # history hangs off routes; point a route elsewhere instead
+
+    def has_rollback_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("django_claude.rollback_modelroute")
+
+    # -- evidence for a rollback decision, since the route's last change --
+
+    def _health(self, obj: ModelRoute) -> dict[str, int]:
+        cached: dict[str, int] | None = getattr(obj, "_health", None)
+        if cached is None:
+            records = CallRecord.objects.filter(created_at__gte=obj.updated_at)
+            if obj.feature:
+                records = records.filter(feature=obj.feature)
+            else:
+                records = records.exclude(
+                    feature__in=ModelRoute.objects.exclude(feature="").values("feature")
+                )
+            cached = records.health()
+            obj._health = cached  # type: ignore[attr-defined]
+        return cached
+
+    @admin.display(description=_("feature"), ordering="feature")
+    def route_name(self, obj: ModelRoute) -> str:
+        return str(obj)
+
+    @admin.display(description=_("calls since change"))
+    def calls_since_change(self, obj: ModelRoute) -> int:
+        return self._health(obj)["calls"]
+
+    @admin.display(description=_("fallback rate"))
+    def fallback_rate(self, obj: ModelRoute) -> str:
+        health = self._health(obj)
+        return _percent(health["fallbacks"], health["calls"])
+
+    @admin.display(description=_("degraded rate"))
+    def degraded_rate(self, obj: ModelRoute) -> str:
+        health = self._health(obj)
+        return _percent(health["degraded"], health["calls"])
+
+    @admin.display(description=_("smell-test pass rate"))
+    def smell_pass_rate(self, obj: ModelRoute) -> str:
+        health = self._health(obj)
+        return _percent(health["smell_passed"], health["smell_judged"])
+
+    # -- saving goes through routing.set_route: history, LogEntry, signal --
+
+    def save_model(self, request: HttpRequest, obj: ModelRoute, form: Any, change: bool) -> None:
+        data = form.cleaned_data
+        change_row = routing.set_route(
+            feature=obj.feature,
+            model=data["model"],
+            fallback_model=data.get("fallback_model") or "",
+            user=request.user,
+            reason=data.get("reason") or "",
+            allow_unpriced=bool(data.get("allow_unpriced")),
+        )
+        obj.pk = change_row.route_id
+        obj.refresh_from_db()
+
+    def log_addition(self, request: HttpRequest, obj: Any, message: Any) -> Any:
+        return None  # routing.set_route writes the LogEntry, with the reason
+
+    def log_change(self, request: HttpRequest, obj: Any, message: Any) -> Any:
+        return None  # routing.set_route writes the LogEntry, with the reason
+
+    # -- rollback: a confirmation page on GET, the rollback on POST --
+
+    def get_urls(self) -> list[URLPattern]:
+        return [
+            path(
+                "<path:object_id>/rollback/",
+                self.admin_site.admin_view(self.rollback_view),
+                name=f"{self.opts.app_label}_{self.opts.model_name}_rollback",
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        extra = dict(extra_context or {})
+        route = self.get_object(request, object_id)
+        if route is not None and self.has_rollback_permission(request):
+            extra["rollback_to"] = routing.previous_route(route.feature)
+            extra["rollback_url"] = reverse(
+                "admin:django_claude_modelroute_rollback", args=[route.pk]
+            )
+        return super().change_view(request, object_id, form_url, extra)
+
+    def rollback_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        if not self.has_rollback_permission(request):
+            raise PermissionDenied
+        route = get_object_or_404(ModelRoute, pk=object_id)
+        change_url = reverse("admin:django_claude_modelroute_change", args=[route.pk])
+        target = routing.previous_route(route.feature)
+        if request.method == "POST":
+            reason = request.POST.get("reason", "")[:500]
+            try:
+                routing.rollback(feature=route.feature, user=request.user, reason=reason)
+            except routing.NothingToRollBack as exc:
+                self.message_user(request, str(exc), messages.WARNING)
+            else:
+                self.message_user(
+                    request,
+                    format_html(
+                        "Rolled {} back to {}.",
+                        route,
+                        target.model if target else "",
+                    ),
+                    messages.SUCCESS,
+                )
+            return HttpResponseRedirect(change_url)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Roll back %(route)s?") % {"route": route},
+            "opts": self.opts,
+            "route": route,
+            "target": target,
+            "change_url": change_url,
+        }
+        return TemplateResponse(
+            request, "admin/django_claude/modelroute/rollback_confirmation.html", context
+        )
+
+    @admin.action(description=_("Roll back selected routes"), permissions=["rollback"])
+    def rollback_selected(
+        self, request: HttpRequest, queryset: QuerySet[ModelRoute]
+    ) -> HttpResponse | None:
+        routes = list(queryset)
+        if request.POST.get("post") != "yes":
+            context = {
+                **self.admin_site.each_context(request),
+                "title": _("Roll back these routes?"),
+                "opts": self.opts,
+                "plans": [(route, routing.previous_route(route.feature)) for route in routes],
+                "action_checkbox_name": ACTION_CHECKBOX_NAME,
+            }
+            return TemplateResponse(
+                request, "admin/django_claude/modelroute/rollback_selected.html", context
+            )
+        reason = request.POST.get("reason", "")[:500]
+        done = 0
+        for route in routes:
+            try:
+                routing.rollback(feature=route.feature, user=request.user, reason=reason)
+            except routing.NothingToRollBack as exc:
+                self.message_user(request, str(exc), messages.WARNING)
+            else:
+                done += 1
+        if done:
+            self.message_user(
+                request,
+                ngettext("Rolled back %d route.", "Rolled back %d routes.", done) % done,
+                messages.SUCCESS,
+            )
+        return None
+
+
+@admin.register(ModelRouteChange)
+class ModelRouteChangeAdmin(admin.ModelAdmin):
+    """Every route change ever made: read-only."""
+
+    list_display = (
+        "changed_at",
+        "feature",
+        "old_model",
+        "new_model",
+        "is_rollback",
+        "rolled_back",
+        "changed_by",
+        "reason",
+    )
+    list_filter = ("is_rollback", "feature")
+    list_select_related = ("changed_by",)
+    date_hierarchy = "changed_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

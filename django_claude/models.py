@@ -8,7 +8,11 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from django_claude.querysets import CallRecordQuerySet, ModelPriceQuerySet
+from django_claude.querysets import (
+    CallRecordQuerySet,
+    ModelPriceQuerySet,
+    ModelRouteChangeQuerySet,
+)
 
 
 class Outcome(models.TextChoices):
@@ -127,3 +131,79 @@ class ModelPrice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model} from {self.effective_from}"
+
+
+class ModelRoute(models.Model):
+    """Which model serves a feature. ``feature=""`` is the default route."""
+
+    feature = models.CharField(
+        _("feature"),
+        max_length=100,
+        unique=True,
+        blank=True,
+        help_text=_("Leave blank for the default route of features without their own."),
+    )
+    model = models.CharField(_("model"), max_length=100)
+    fallback_model = models.CharField(
+        _("fallback model"),
+        max_length=100,
+        blank=True,
+        help_text=_("Used when the model fails; blank for none."),
+    )
+    updated_at = models.DateTimeField(_("changed at"), auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("changed by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+
+    class Meta:
+        ordering = ["feature"]
+        verbose_name = _("model route")
+        verbose_name_plural = _("model routes")
+        permissions = [("rollback_modelroute", _("Can roll back a model route"))]
+
+    def __str__(self) -> str:
+        return self.feature or str(_("(default route)"))
+
+
+class ModelRouteChange(models.Model):
+    """One change of a route: append-only, the audit trail and the undo stack."""
+
+    route = models.ForeignKey(
+        ModelRoute, verbose_name=_("route"), on_delete=models.PROTECT, related_name="changes"
+    )
+    feature = models.CharField(_("feature"), max_length=100, blank=True)
+    old_model = models.CharField(_("old model"), max_length=100, blank=True)
+    old_fallback_model = models.CharField(_("old fallback model"), max_length=100, blank=True)
+    new_model = models.CharField(_("new model"), max_length=100)
+    new_fallback_model = models.CharField(_("new fallback model"), max_length=100, blank=True)
+    changed_at = models.DateTimeField(_("changed at"), auto_now_add=True, db_index=True)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("changed by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    reason = models.CharField(_("reason"), max_length=500, blank=True)
+    is_rollback = models.BooleanField(_("rollback"), default=False)
+    rolled_back = models.BooleanField(
+        _("rolled back"), default=False, help_text=_("Undone by a later rollback.")
+    )
+
+    objects = ModelRouteChangeQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]
+        verbose_name = _("model route change")
+        verbose_name_plural = _("model route changes")
+        indexes = [models.Index(fields=["route", "-id"], name="dc_routechange_route_id")]
+
+    def __str__(self) -> str:
+        verb = "rollback" if self.is_rollback else "change"
+        return f"{self.feature or '(default)'} {verb}: {self.old_model} -> {self.new_model}"

@@ -8,12 +8,28 @@ from typing import TYPE_CHECKING
 from django.db import models
 
 if TYPE_CHECKING:
-    from django_claude.models import CallRecord, ModelPrice  # noqa: F401 (used in strings)
+    from django_claude.models import (  # noqa: F401 (used in strings)
+        CallRecord,
+        ModelPrice,
+        ModelRouteChange,
+    )
 
 
 class CallRecordQuerySet(models.QuerySet["CallRecord"]):
     def for_feature(self, feature: str) -> CallRecordQuerySet:
         return self.filter(feature=feature)
+
+    def health(self) -> dict[str, int]:
+        """Counts that say whether a model is doing its job, in one query."""
+        from django.db.models import Count, Q
+
+        return self.aggregate(
+            calls=Count("id"),
+            fallbacks=Count("id", filter=Q(outcome="fallback")),
+            degraded=Count("id", filter=Q(outcome="degraded")),
+            smell_passed=Count("id", filter=Q(smell_verdict="pass")),
+            smell_judged=Count("id", filter=Q(smell_verdict__in=["pass", "fail"])),
+        )
 
     def unpriced(self) -> CallRecordQuerySet:
         """Calls a model answered whose model had no price."""
@@ -24,3 +40,9 @@ class ModelPriceQuerySet(models.QuerySet["ModelPrice"]):
     def in_force(self, on: datetime.date) -> ModelPriceQuerySet:
         """Price rows effective on ``on``, newest first for each model."""
         return self.filter(effective_from__lte=on).order_by("model", "-effective_from")
+
+
+class ModelRouteChangeQuerySet(models.QuerySet["ModelRouteChange"]):
+    def undoable(self) -> ModelRouteChangeQuerySet:
+        """Changes a rollback can still undo, newest first."""
+        return self.filter(rolled_back=False, is_rollback=False).order_by("-id")

@@ -1,10 +1,36 @@
-"""Which model serves a feature, and which one takes over when it fails."""
+"""Which model serves a feature; flip it and roll it back, with history.
+
+``active_route`` answers from a per-process table of routes. The table is
+reloaded from the database only when the route version kept in the Django
+cache (``DJANGO_CLAUDE_CACHE``) changes, and that version is looked at no more
+than once a second: a flip reaches every process within about a second, and
+in steady state finding a route costs no database query.
+"""
 
 from __future__ import annotations
 
+import datetime
+import logging
+import threading
+import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from django.core.cache import caches
+from django.core.exceptions import ValidationError
+from django.db import DatabaseError, IntegrityError, transaction
+
+from django_claude import pricing
 from django_claude.conf import conf
+from django_claude.signals import model_route_changed
+
+if TYPE_CHECKING:
+    from django_claude.models import ModelRoute, ModelRouteChange
+
+logger = logging.getLogger(__name__)
+
+VERSION_KEY = "django_claude:routes:version"
+CHECK_EVERY = 1.0  # seconds between looks at the shared version
 
 
 @dataclass(frozen=True)
@@ -14,12 +40,288 @@ class Route:
     fallback_model: str  # "" when there is no fallback
 
 
-def active_route(feature: str) -> Route:
-    """The route in force for ``feature``.
+class NothingToRollBack(Exception):
+    """The route has no change that a rollback could undo."""
 
-    Today this is ``DJANGO_CLAUDE_DEFAULT_MODEL`` and ``_FALLBACK_MODEL``; the
-    per-feature switch in the admin builds on this function.
-    """
+
+# -- reading ----------------------------------------------------------------------
+
+
+class _RouteTable:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.routes: dict[str, tuple[str, str]] = {}
+        self.version: object = None
+        self.checked_at = float("-inf")
+
+    def reset(self) -> None:
+        with self.lock:
+            self.routes = {}
+            self.version = None
+            self.checked_at = float("-inf")
+
+
+_table = _RouteTable()
+
+
+def _shared_version() -> object:
+    try:
+        return caches[conf.CACHE].get(VERSION_KEY)
+    except Exception:
+        logger.warning("claude routing: cache unavailable, reading routes from the database")
+        return None
+
+
+def _load_routes() -> dict[str, tuple[str, str]]:
+    from django_claude.models import ModelRoute
+
+    return {
+        feature: (model, fallback)
+        for feature, model, fallback in ModelRoute.objects.values_list(
+            "feature", "model", "fallback_model"
+        )
+    }
+
+
+def _refresh(now: float) -> None:
+    with _table.lock:
+        if now - _table.checked_at < CHECK_EVERY:
+            return  # another thread just did it
+        version = _shared_version()
+        if version is None or version != _table.version:
+            try:
+                _table.routes = _load_routes()
+            except DatabaseError:
+                # Keep serving the routes we know; try again next second.
+                logger.warning("claude routing: could not load routes, keeping the last known")
+            _table.version = version
+        _table.checked_at = now
+
+
+def _settings_route(feature: str) -> Route:
     model = conf.DEFAULT_MODEL
     fallback = conf.FALLBACK_MODEL
     return Route(feature=feature, model=model, fallback_model="" if fallback == model else fallback)
+
+
+def active_route(feature: str) -> Route:
+    """The route in force for ``feature``: its own row, else the default
+    route (``feature=""``), else ``DJANGO_CLAUDE_DEFAULT_MODEL`` and
+    ``DJANGO_CLAUDE_FALLBACK_MODEL``."""
+    now = time.monotonic()
+    if now - _table.checked_at >= CHECK_EVERY:
+        _refresh(now)
+    routes = _table.routes
+    found = routes.get(feature) or routes.get("")
+    if found is None:
+        return _settings_route(feature)
+    model, fallback = found
+    return Route(feature=feature, model=model, fallback_model="" if fallback == model else fallback)
+
+
+def reset_route_table() -> None:
+    """Forget this process's routes (tests, and after a local change)."""
+    _table.reset()
+
+
+def _publish(version: int) -> None:
+    """Tell every process that routes changed (run once the change commits)."""
+    try:
+        caches[conf.CACHE].set(VERSION_KEY, version, timeout=None)
+    except Exception:
+        logger.error(
+            "claude routing: could not publish route version %s; other processes "
+            "pick the change up when the cache is back",
+            version,
+        )
+    reset_route_table()
+
+
+# -- changing ---------------------------------------------------------------------
+
+
+def validate_route(*, model: str, fallback_model: str, allow_unpriced: bool = False) -> None:
+    """Raise ``ValidationError`` for a route that must not be saved."""
+    errors: dict[str, list[ValidationError]] = {}
+    if not model or not model.strip() or model != model.strip():
+        errors.setdefault("model", []).append(
+            ValidationError("A model id is required, without spaces around it.", code="blank")
+        )
+    if fallback_model and fallback_model != fallback_model.strip():
+        errors.setdefault("fallback_model", []).append(
+            ValidationError("The fallback model id has spaces around it.", code="blank")
+        )
+    if model and fallback_model and model == fallback_model:
+        errors.setdefault("fallback_model", []).append(
+            ValidationError("The fallback must be a different model.", code="same_as_model")
+        )
+    if not errors and not allow_unpriced:
+        today = datetime.date.today()
+        for field, value in (("model", model), ("fallback_model", fallback_model)):
+            if value and pricing.price_for(value, on=today) is None:
+                errors.setdefault(field, []).append(
+                    ValidationError(
+                        f"{value!r} has no price, so its calls would be recorded with no "
+                        "cost. Add a ModelPrice first, or confirm that you accept it.",
+                        code="unpriced",
+                    )
+                )
+    if errors:
+        raise ValidationError(errors)
+
+
+def _log_entry(route: ModelRoute, user: Any, message: str) -> None:
+    if user is None or not getattr(user, "pk", None):
+        return
+    from django.contrib.admin.models import CHANGE, LogEntry
+    from django.contrib.contenttypes.models import ContentType
+
+    LogEntry.objects.create(
+        user_id=user.pk,
+        content_type=ContentType.objects.get_for_model(route),
+        object_id=str(route.pk),
+        object_repr=str(route)[:200],
+        action_flag=CHANGE,
+        change_message=message,
+    )
+
+
+def _lock_route(feature: str) -> ModelRoute | None:
+    from django_claude.models import ModelRoute
+
+    return ModelRoute.objects.select_for_update().filter(feature=feature).first()
+
+
+def _record_change(
+    route: ModelRoute,
+    *,
+    old: Route,
+    user: Any,
+    reason: str,
+    is_rollback: bool,
+) -> ModelRouteChange:
+    from django_claude.models import ModelRouteChange
+
+    change = ModelRouteChange.objects.create(
+        route=route,
+        feature=route.feature,
+        old_model=old.model,
+        old_fallback_model=old.fallback_model,
+        new_model=route.model,
+        new_fallback_model=route.fallback_model,
+        changed_by=user if getattr(user, "pk", None) else None,
+        reason=reason[:500],
+        is_rollback=is_rollback,
+    )
+    verb = "Rolled back" if is_rollback else "Changed"
+    _log_entry(
+        route,
+        user,
+        f"{verb} model route: {old.model} -> {route.model}, fallback "
+        f"{old.fallback_model or '(none)'} -> {route.fallback_model or '(none)'}"
+        + (f". Reason: {reason}" if reason else ""),
+    )
+    new = Route(feature=route.feature, model=route.model, fallback_model=route.fallback_model)
+    transaction.on_commit(lambda: _publish(change.pk))
+    transaction.on_commit(
+        lambda: model_route_changed.send(
+            sender=type(route),
+            feature=route.feature,
+            old=old,
+            new=new,
+            user=user,
+            is_rollback=is_rollback,
+        )
+    )
+    reset_route_table()  # this process sees its own change at once
+    return change
+
+
+def set_route(
+    *,
+    feature: str,
+    model: str,
+    fallback_model: str = "",
+    user: Any = None,
+    reason: str = "",
+    allow_unpriced: bool = False,
+) -> ModelRouteChange:
+    """Point ``feature`` (``""``: the default route) at ``model``.
+
+    Records the change in the route's history and an admin ``LogEntry``, and
+    sends ``model_route_changed`` once committed. Raises ``ValidationError``.
+    """
+    validate_route(model=model, fallback_model=fallback_model, allow_unpriced=allow_unpriced)
+    from django_claude.models import ModelRoute
+
+    for _ in range(2):  # a concurrent first change of the same feature: retry once
+        try:
+            with transaction.atomic():
+                route = _lock_route(feature)
+                changed_by = user if getattr(user, "pk", None) else None
+                if route is None:
+                    # The first change of a feature: what was in force came
+                    # from the default route or the settings.
+                    in_force = active_route_from_db(feature)
+                    route = ModelRoute.objects.create(
+                        feature=feature,
+                        model=model,
+                        fallback_model=fallback_model,
+                        updated_by=changed_by,
+                    )
+                else:
+                    in_force = Route(feature, route.model, route.fallback_model)
+                    route.model = model
+                    route.fallback_model = fallback_model
+                    route.updated_by = changed_by
+                    route.save()
+                return _record_change(
+                    route, old=in_force, user=user, reason=reason, is_rollback=False
+                )
+        except IntegrityError:
+            continue
+    raise IntegrityError(f"could not create the route for {feature!r}")
+
+
+def active_route_from_db(feature: str) -> Route:
+    """The route in force for ``feature``, read from the database now."""
+    from django_claude.models import ModelRoute
+
+    rows = {r.feature: r for r in ModelRoute.objects.filter(feature__in=[feature, ""])}
+    row = rows.get(feature) or rows.get("")
+    if row is None:
+        return _settings_route(feature)
+    return Route(feature=feature, model=row.model, fallback_model=row.fallback_model)
+
+
+def previous_route(feature: str) -> Route | None:
+    """What a rollback of ``feature`` would restore, or None if nothing can be undone."""
+    from django_claude.models import ModelRouteChange
+
+    last = ModelRouteChange.objects.filter(route__feature=feature).undoable().first()
+    if last is None:
+        return None
+    return Route(feature=feature, model=last.old_model, fallback_model=last.old_fallback_model)
+
+
+def rollback(*, feature: str, user: Any = None, reason: str = "") -> ModelRouteChange:
+    """Restore the model and fallback in force before the latest change.
+
+    Rolling back twice undoes the last two changes, never flip-flops between
+    them. Raises ``NothingToRollBack`` when no change is left to undo.
+    """
+    with transaction.atomic():
+        route = _lock_route(feature)
+        if route is None:
+            raise NothingToRollBack(f"the route {feature or '(default)'!r} has no history")
+        last = route.changes.select_for_update().undoable().first()
+        if last is None:
+            raise NothingToRollBack(f"the route {feature or '(default)'!r} has nothing to undo")
+        old = Route(feature, route.model, route.fallback_model)
+        route.model = last.old_model
+        route.fallback_model = last.old_fallback_model
+        route.updated_by = user if getattr(user, "pk", None) else None
+        route.save()
+        last.rolled_back = True
+        last.save(update_fields=["rolled_back"])
+        return _record_change(route, old=old, user=user, reason=reason, is_rollback=True)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from django_claude import pricing
+from django_claude import pricing, routing
 
 
 class CallLines(logging.Handler):
@@ -41,11 +41,14 @@ def call_lines() -> Iterator[CallLines]:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_prices() -> Iterator[None]:
+def _fresh_process_state() -> Iterator[None]:
+    """Prices and routes are memoised per process; tests start from the database."""
     pricing.invalidate()
     pricing._warned.clear()
+    routing.reset_route_table()
     yield
     pricing.invalidate()
+    routing.reset_route_table()
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -40,7 +41,7 @@ def run_in_another_process(code: str, **env: str) -> str:
 
 
 @pytest.mark.redis
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_breaker_opened_in_one_process_is_open_in_another(fake_anthropic, settings):
     settings.DJANGO_CLAUDE_BREAKER_THRESHOLD = 3
     fake_anthropic.always(PRIMARY, 529)
@@ -90,3 +91,49 @@ def test_breaker_closed_in_one_process_is_closed_in_another(settings):
     )
     assert out.strip() == "True"
     assert CircuitBreaker("claude-shared").allow()
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_flip_reaches_another_process_within_two_seconds():
+    from django_claude.routing import set_route
+
+    set_route(feature="live", model="claude-sonnet-4-6", fallback_model="claude-haiku-4-5")
+    script = "import django; django.setup()\n" + textwrap.dedent(
+        """
+        import time
+        from django_claude.routing import active_route
+        first = active_route("live").model
+        print("ready", first, flush=True)
+        ends = time.monotonic() + 10
+        while time.monotonic() < ends:
+            model = active_route("live").model
+            if model != first:
+                print("changed", model, flush=True)
+                break
+            time.sleep(0.02)
+        else:
+            print("unchanged", flush=True)
+        """
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", **_test_database_url()},
+        cwd=os.path.dirname(os.path.dirname(__file__)),
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().split() == ["ready", "claude-sonnet-4-6"]
+        flipped = time.monotonic()
+        set_route(feature="live", model="claude-opus-4-7", fallback_model="claude-haiku-4-5")
+        line = child.stdout.readline().split()
+        seen_after = time.monotonic() - flipped
+    finally:
+        child.kill()
+        child.wait()
+    assert line == ["changed", "claude-opus-4-7"]
+    assert seen_after < 2.0

@@ -62,7 +62,7 @@ def test_exactly_one_line_and_one_record_with_every_field(claude, call_lines):
     assert CallRecord.objects.count() == 1
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_record_survives_the_callers_rollback(fake_anthropic):
     User = get_user_model()
     with pytest.raises(Boom), transaction.atomic():
@@ -74,7 +74,7 @@ def test_record_survives_the_callers_rollback(fake_anthropic):
     assert CallRecord.objects.get().id == result.request_id
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_record_inside_a_committed_transaction(fake_anthropic):
     with transaction.atomic():
         result = django_claude.call("hi", feature="f")
@@ -84,7 +84,7 @@ def test_record_inside_a_committed_transaction(fake_anthropic):
     assert CallRecord.objects.get().id == result.request_id
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_record_survives_atomic_requests(fake_anthropic, client, monkeypatch, settings):
     settings.ROOT_URLCONF = "tests.urls_atomic"
     monkeypatch.setitem(connection.settings_dict, "ATOMIC_REQUESTS", True)

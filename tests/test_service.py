@@ -254,7 +254,7 @@ def test_idempotency_key_replays_one_upstream_call(claude):
     assert CallRecord.objects.filter(idempotency_key="order-42").count() == 2
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_concurrent_idempotent_calls_make_one_request(fake_anthropic):
     import threading
 

@@ -29,6 +29,7 @@ def fake_anthropic(
     from django.core.cache import caches
 
     from django_claude.conf import conf
+    from django_claude.routing import reset_route_table
 
     server = _fake_anthropic_server
     server.reset()
@@ -36,6 +37,8 @@ def fake_anthropic(
     settings.DJANGO_CLAUDE_API_KEY = "sk-ant-test-fake-key-0000"  # type: ignore[attr-defined]
     settings.DJANGO_CLAUDE_BACKOFF_BASE = 0.0  # type: ignore[attr-defined]
     caches[conf.CACHE].clear()
+    reset_route_table()
     yield server
     caches[conf.CACHE].clear()
+    reset_route_table()
     server.reset()

@@ -1,0 +1,272 @@
+"""The model-route switch in the admin: permissions, rollback, CSRF, audit."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.admin.models import LogEntry
+from django.contrib.auth.models import Permission
+from django.test import Client
+from django.urls import reverse
+
+from django_claude.models import ModelRoute, ModelRouteChange
+from django_claude.routing import active_route, set_route
+
+SONNET, HAIKU, OPUS = "claude-sonnet-4-6", "claude-haiku-4-5-20251001", "claude-opus-4-7"
+
+ROLES = {
+    "superuser": None,
+    "staff_change": ["view_modelroute", "change_modelroute"],
+    "staff_rollback": ["view_modelroute", "rollback_modelroute"],
+    "staff_view": ["view_modelroute"],
+    "not_staff": ["view_modelroute", "change_modelroute", "rollback_modelroute"],
+}
+
+
+@pytest.fixture
+def route(db):
+    set_route(feature="support", model=SONNET, fallback_model=HAIKU)
+    set_route(feature="support", model=OPUS, fallback_model=HAIKU, reason="try opus")
+    return ModelRoute.objects.get(feature="support")
+
+
+def login(client: Client, django_user_model, role: str) -> Client:
+    perms = ROLES[role]
+    if perms is None:
+        user = django_user_model.objects.create_superuser(role, f"{role}@example.com", "pw")
+    else:
+        user = django_user_model.objects.create_user(
+            role, password="pw", is_staff=(role != "not_staff")
+        )
+        user.user_permissions.add(*Permission.objects.filter(codename__in=perms))
+    client.force_login(user)
+    return client
+
+
+def urls(route: ModelRoute) -> dict[str, str]:
+    return {
+        "changelist": reverse("admin:django_claude_modelroute_changelist"),
+        "change": reverse("admin:django_claude_modelroute_change", args=[route.pk]),
+        "rollback": reverse("admin:django_claude_modelroute_rollback", args=[route.pk]),
+        "history": reverse("admin:django_claude_modelroutechange_changelist"),
+        "add": reverse("admin:django_claude_modelroute_add"),
+    }
+
+
+# role -> expected status for GET of each page
+GET_MATRIX = {
+    "superuser": {"changelist": 200, "change": 200, "rollback": 200, "history": 200, "add": 200},
+    "staff_change": {"changelist": 200, "change": 200, "rollback": 403, "history": 403, "add": 403},
+    "staff_rollback": {
+        "changelist": 200,
+        "change": 200,
+        "rollback": 200,
+        "history": 403,
+        "add": 403,
+    },
+    "staff_view": {"changelist": 200, "change": 200, "rollback": 403, "history": 403, "add": 403},
+    "not_staff": {"changelist": 302, "change": 302, "rollback": 302, "history": 302, "add": 302},
+}
+
+
+@pytest.mark.parametrize("role", list(ROLES))
+def test_get_permission_matrix(client, django_user_model, route, role):
+    login(client, django_user_model, role)
+    for page, url in urls(route).items():
+        response = client.get(url)
+        assert response.status_code == GET_MATRIX[role][page], (role, page)
+        if response.status_code == 302:
+            assert "/login/" in response["Location"]
+
+
+@pytest.mark.parametrize(
+    ("role", "sees_rollback", "sees_save"),
+    [
+        ("superuser", True, True),
+        ("staff_change", False, True),
+        ("staff_rollback", True, False),
+        ("staff_view", False, False),
+    ],
+)
+def test_buttons_follow_permissions(
+    client, django_user_model, route, role, sees_rollback, sees_save
+):
+    login(client, django_user_model, role)
+    page = client.get(urls(route)["change"]).content.decode()
+    assert ("Roll back to claude-sonnet-4-6" in page) is sees_rollback
+    assert ('name="_save"' in page) is sees_save
+    assert "try opus" in page  # the history is shown read-only to everyone who can view
+    listing = client.get(urls(route)["changelist"]).content.decode()
+    assert ('value="rollback_selected"' in listing) is sees_rollback
+
+
+@pytest.mark.parametrize(
+    ("role", "allowed"),
+    [
+        ("superuser", True),
+        ("staff_change", False),
+        ("staff_rollback", True),
+        ("staff_view", False),
+        ("not_staff", False),
+    ],
+)
+def test_rollback_post(client, django_user_model, route, role, allowed):
+    login(client, django_user_model, role)
+    response = client.post(urls(route)["rollback"], {"reason": "opus misbehaves"})
+    assert response.status_code == (302 if allowed or role == "not_staff" else 403)
+    assert active_route("support").model == (SONNET if allowed else OPUS)
+    if allowed:
+        undo = ModelRouteChange.objects.latest("id")
+        assert undo.is_rollback and undo.reason == "opus misbehaves"
+        assert undo.changed_by.username == role
+        assert LogEntry.objects.filter(user__username=role).exists()
+
+
+@pytest.mark.parametrize(
+    ("role", "allowed"),
+    [
+        ("superuser", True),
+        ("staff_change", True),
+        ("staff_rollback", False),
+        ("staff_view", False),
+        ("not_staff", False),
+    ],
+)
+def test_edit_post(client, django_user_model, route, role, allowed):
+    login(client, django_user_model, role)
+    response = client.post(
+        urls(route)["change"],
+        {
+            "model": "claude-opus-4-8",
+            "fallback_model": HAIKU,
+            "reason": "newer opus",
+            "changes-TOTAL_FORMS": "0",
+            "changes-INITIAL_FORMS": "0",
+        },
+    )
+    assert response.status_code in ((302,) if allowed else (302, 403))
+    assert (active_route("support").model == "claude-opus-4-8") is allowed
+    if allowed:
+        change = ModelRouteChange.objects.latest("id")
+        assert (change.old_model, change.new_model, change.reason) == (
+            OPUS,
+            "claude-opus-4-8",
+            "newer opus",
+        )
+        entries = LogEntry.objects.filter(user__username=role)
+        assert entries.count() == 1  # one LogEntry per flip, with the reason
+        assert "newer opus" in entries.get().change_message
+
+
+@pytest.mark.parametrize(
+    ("role", "allowed"),
+    [
+        ("superuser", True),
+        ("staff_change", False),
+        ("staff_rollback", True),
+        ("staff_view", False),
+        ("not_staff", False),
+    ],
+)
+def test_rollback_action(client, django_user_model, route, role, allowed):
+    set_route(feature="search", model=SONNET, fallback_model=HAIKU)
+    set_route(feature="search", model=HAIKU, fallback_model=SONNET)
+    login(client, django_user_model, role)
+    selected = [str(r.pk) for r in ModelRoute.objects.all()]
+    url = urls(route)["changelist"]
+    confirm = client.post(url, {"action": "rollback_selected", "_selected_action": selected})
+    if allowed:
+        assert confirm.status_code == 200
+        assert b"claude-opus-4-7" in confirm.content and b"Yes, roll back" in confirm.content
+        assert active_route("support").model == OPUS  # nothing happens before confirming
+    client.post(
+        url,
+        {
+            "action": "rollback_selected",
+            "_selected_action": selected,
+            "post": "yes",
+            "reason": "bulk",
+        },
+    )
+    assert (active_route("support").model == SONNET) is allowed
+    assert (active_route("search").model == SONNET) is allowed
+
+
+def test_rollback_confirmation_page_says_what_changes(admin_client, route):
+    page = admin_client.get(urls(route)["rollback"]).content.decode()
+    assert "claude-opus-4-7" in page and "claude-sonnet-4-6" in page
+    assert 'name="reason"' in page and "csrfmiddlewaretoken" in page
+    assert active_route("support").model == OPUS  # a GET changes nothing
+
+
+def test_nothing_to_roll_back(admin_client, db):
+    route = ModelRoute.objects.create(feature="fresh", model=SONNET, fallback_model=HAIKU)
+    page = admin_client.get(urls(route)["rollback"]).content.decode()
+    assert "no change left to roll back" in page
+    response = admin_client.post(urls(route)["rollback"], {"reason": "x"}, follow=True)
+    assert b"nothing to undo" in response.content or b"no history" in response.content
+
+
+def test_csrf_is_enforced(django_user_model, route):
+    client = Client(enforce_csrf_checks=True)
+    login(client, django_user_model, "superuser")
+    assert client.post(urls(route)["rollback"], {"reason": "x"}).status_code == 403
+    assert active_route("support").model == OPUS
+    response = client.post(
+        urls(route)["change"],
+        {"model": HAIKU, "fallback_model": SONNET, "changes-TOTAL_FORMS": "0"},
+    )
+    assert response.status_code == 403
+    assert active_route("support").model == OPUS
+
+
+def test_add_and_validation_in_the_form(admin_client, db):
+    add = reverse("admin:django_claude_modelroute_add")
+    same = admin_client.post(add, {"feature": "chat", "model": OPUS, "fallback_model": OPUS})
+    assert same.status_code == 200 and b"must be a different model" in same.content
+    unpriced = admin_client.post(
+        add, {"feature": "chat", "model": "claude-next-1", "fallback_model": HAIKU}
+    )
+    assert unpriced.status_code == 200 and b"has no price" in unpriced.content
+    assert not ModelRoute.objects.exists()
+    confirmed = admin_client.post(
+        add,
+        {
+            "feature": "chat",
+            "model": "claude-next-1",
+            "fallback_model": HAIKU,
+            "allow_unpriced": "on",
+            "reason": "preview",
+            "changes-TOTAL_FORMS": "0",
+            "changes-INITIAL_FORMS": "0",
+        },
+    )
+    assert confirmed.status_code == 302
+    assert active_route("chat").model == "claude-next-1"
+    assert ModelRouteChange.objects.get().reason == "preview"
+
+
+def test_history_and_routes_cannot_be_deleted_or_edited(admin_client, route):
+    change = ModelRouteChange.objects.first()
+    assert change is not None
+    delete_change = reverse("admin:django_claude_modelroutechange_delete", args=[change.pk])
+    assert admin_client.post(delete_change, {"post": "yes"}).status_code == 403
+    delete_route = reverse("admin:django_claude_modelroute_delete", args=[route.pk])
+    assert admin_client.post(delete_route, {"post": "yes"}).status_code == 403
+    edit_change = reverse("admin:django_claude_modelroutechange_change", args=[change.pk])
+    admin_client.post(edit_change, {"new_model": "hacked"})
+    assert ModelRouteChange.objects.get(pk=change.pk).new_model != "hacked"
+    assert ModelRouteChange.objects.count() == 2
+
+
+def test_changelist_shows_evidence_since_the_last_change(claude, admin_client, route):
+    import django_claude
+
+    django_claude.call("hi", feature="support")
+    claude.script(OPUS, [529] * 4)
+    django_claude.call("hi", feature="support")
+    claude.always(OPUS, 529)
+    claude.always(HAIKU, 529)
+    django_claude.call("hi", feature="support")
+    page = admin_client.get(urls(route)["changelist"]).content.decode()
+    assert "33.3%" in page  # 1 of 3 calls fell back, 1 of 3 degraded
+    assert '<td class="field-calls_since_change">3</td>' in page
