@@ -19,7 +19,14 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from django_claude import routing
-from django_claude.models import CallRecord, ModelPrice, ModelRoute, ModelRouteChange
+from django_claude.models import (
+    BudgetAlert,
+    CallRecord,
+    DailyCost,
+    ModelPrice,
+    ModelRoute,
+    ModelRouteChange,
+)
 
 
 @admin.register(CallRecord)
@@ -368,3 +375,43 @@ class ModelRouteChangeAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows computed from the call records: looked at, never typed in."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(DailyCost)
+class DailyCostAdmin(ReadOnlyAdmin):
+    list_display = (
+        "day",
+        "feature",
+        "model",
+        "calls",
+        "cost_usd",
+        "unpriced_calls",
+        "fallback_calls",
+        "degraded_calls",
+        "error_calls",
+        "input_tokens",
+        "output_tokens",
+    )
+    list_filter = ("feature", "model")
+    date_hierarchy = "day"
+    search_fields = ("feature", "model")
+
+
+@admin.register(BudgetAlert)
+class BudgetAlertAdmin(ReadOnlyAdmin):
+    list_display = ("day", "feature", "threshold", "cost_usd", "budget_usd", "created_at")
+    list_filter = ("feature", "threshold")
+    date_hierarchy = "day"

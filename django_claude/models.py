@@ -86,7 +86,22 @@ class CallRecord(models.Model):
         verbose_name = _("call record")
         verbose_name_plural = _("call records")
         indexes = [
-            models.Index(fields=["feature", "created_at"], name="dc_call_feature_created"),
+            # Covering (PostgreSQL): the daily report and the budget check are
+            # index-only scans, already in feature order for the GROUP BY.
+            models.Index(
+                fields=["feature", "created_at"],
+                name="dc_call_feature_created",
+                include=[
+                    "model",
+                    "outcome",
+                    "cost_usd",
+                    "latency_ms",
+                    "input_tokens",
+                    "output_tokens",
+                    "cache_read_input_tokens",
+                    "cache_creation_input_tokens",
+                ],
+            ),
             models.Index(fields=["model", "created_at"], name="dc_call_model_created"),
         ]
 
@@ -207,3 +222,64 @@ class ModelRouteChange(models.Model):
     def __str__(self) -> str:
         verb = "rollback" if self.is_rollback else "change"
         return f"{self.feature or '(default)'} {verb}: {self.old_model} -> {self.new_model}"
+
+
+class DailyCost(models.Model):
+    """One day's calls and cost for one feature and model (the site's time zone).
+
+    Written by the rollup (``claude_cost_report --save``, the beat task):
+    rerunning a day replaces its rows, never duplicates them.
+    """
+
+    day = models.DateField(_("day"))
+    feature = models.CharField(_("feature"), max_length=100)
+    model = models.CharField(_("model"), max_length=100, blank=True)
+    calls = models.PositiveIntegerField(_("calls"), default=0)
+    input_tokens = models.BigIntegerField(_("input tokens"), default=0)
+    output_tokens = models.BigIntegerField(_("output tokens"), default=0)
+    cache_read_input_tokens = models.BigIntegerField(_("cache read tokens"), default=0)
+    cache_creation_input_tokens = models.BigIntegerField(_("cache write tokens"), default=0)
+    cost_usd = models.DecimalField(_("cost (USD)"), max_digits=20, decimal_places=10, default=0)
+    unpriced_calls = models.PositiveIntegerField(_("unpriced calls"), default=0)
+    fallback_calls = models.PositiveIntegerField(_("fallback calls"), default=0)
+    degraded_calls = models.PositiveIntegerField(_("degraded calls"), default=0)
+    error_calls = models.PositiveIntegerField(_("error calls"), default=0)
+    computed_at = models.DateTimeField(_("computed at"), auto_now=True)
+
+    class Meta:
+        ordering = ["-day", "feature", "model"]
+        verbose_name = _("daily cost")
+        verbose_name_plural = _("daily costs")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "feature", "model"], name="dc_dailycost_day_feature_model"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.feature} {self.model}: ${self.cost_usd}"
+
+
+class BudgetAlert(models.Model):
+    """A budget threshold crossed: one row per feature, day and threshold, so
+    each alert goes out once whatever process checks."""
+
+    day = models.DateField(_("day"))
+    feature = models.CharField(_("feature"), max_length=100)
+    threshold = models.PositiveSmallIntegerField(_("threshold (%)"))
+    cost_usd = models.DecimalField(_("cost (USD)"), max_digits=20, decimal_places=10)
+    budget_usd = models.DecimalField(_("budget (USD)"), max_digits=14, decimal_places=4)
+    created_at = models.DateTimeField(_("sent at"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["-day", "feature", "threshold"]
+        verbose_name = _("budget alert")
+        verbose_name_plural = _("budget alerts")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "feature", "threshold"], name="dc_budgetalert_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.feature} {self.day}: {self.threshold}% of ${self.budget_usd}"

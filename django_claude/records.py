@@ -267,6 +267,9 @@ class _RecordWriter:
             try:
                 self._insert(record, alias)
             finally:
+                if self._queue.empty():
+                    # Idle: hold no connection (a test run could not drop its database).
+                    connections.close_all()
                 self._queue.task_done()
 
     def _insert(self, record: CallRecord, alias: str) -> None:

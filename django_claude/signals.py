@@ -7,3 +7,8 @@ from django.dispatch import Signal
 # Sent once a route change commits: feature (str), old and new
 # (django_claude.routing.Route), user (or None), is_rollback (bool).
 model_route_changed = Signal()
+
+# Sent once per feature, day and threshold when a feature's cost for the day
+# crosses a share of its DJANGO_CLAUDE_BUDGETS entry: feature, day,
+# threshold (80 or 100), cost_usd, budget_usd (Decimals).
+budget_exceeded = Signal()

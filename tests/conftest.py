@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from django_claude import pricing, routing
+from tests.celery_app import app as celery_app  # noqa: F401 (the current Celery app)
 
 
 class CallLines(logging.Handler):

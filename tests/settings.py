@@ -20,6 +20,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django_celery_beat",
     "django_claude",
 ]
 
@@ -66,3 +67,8 @@ LOGGING = {
     "loggers": {"django_claude": {"level": "INFO"}},
 }
 SILENCED_SYSTEM_CHECKS = [] if env.str("CACHE_URL", default="") else ["django_claude.W003"]
+
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="memory://")
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=True)
+ADMINS = [("Ops", "ops@example.com")]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"

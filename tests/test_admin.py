@@ -101,3 +101,16 @@ def test_prices_are_added_not_edited(db, admin_client):
     )
     assert new.input_per_mtok == Decimal("2")
     assert ModelPrice.objects.get(pk=price.pk).input_per_mtok == Decimal("3")
+
+
+def test_daily_costs_and_budget_alerts_are_read_only(admin_client, db):
+    from django_claude.models import BudgetAlert, DailyCost
+
+    DailyCost.objects.create(day=datetime.date(2026, 11, 20), feature="f", model="m", calls=3)
+    BudgetAlert.objects.create(
+        day=datetime.date(2026, 11, 20), feature="f", threshold=80, cost_usd=1, budget_usd=1
+    )
+    for name in ("dailycost", "budgetalert"):
+        listing = admin_client.get(reverse(f"admin:django_claude_{name}_changelist"))
+        assert listing.status_code == 200
+        assert admin_client.get(reverse(f"admin:django_claude_{name}_add")).status_code == 403

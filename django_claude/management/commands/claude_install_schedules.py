@@ -1,0 +1,47 @@
+"""Create or update django-celery-beat's PeriodicTasks for django-claude."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+# name: (task, crontab minute, hour) in the site's time zone
+SCHEDULES = {
+    "django-claude: daily cost rollup": ("django_claude.tasks.rollup_daily_costs", "15", "0"),
+    "django-claude: budget check": ("django_claude.tasks.check_budgets", "5", "*"),
+    "django-claude: retention purge": ("django_claude.tasks.purge_old_records", "30", "3"),
+}
+
+
+class Command(BaseCommand):
+    help = (
+        "Install django-claude's periodic tasks in django-celery-beat: the daily cost "
+        "rollup at 00:15 site time, an hourly budget check, a daily purge of old "
+        "records. Safe to run again: it updates what it installed."
+    )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if not apps.is_installed("django_celery_beat"):
+            raise CommandError(
+                "django_celery_beat is not in INSTALLED_APPS; add it, or use the "
+                "CELERY_BEAT_SCHEDULE shown in django-claude's README"
+            )
+        from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+        for name, (task, minute, hour) in SCHEDULES.items():
+            schedule, _ = CrontabSchedule.objects.get_or_create(
+                minute=minute,
+                hour=hour,
+                day_of_week="*",
+                day_of_month="*",
+                month_of_year="*",
+                timezone=settings.TIME_ZONE,
+            )
+            _, created = PeriodicTask.objects.update_or_create(
+                name=name,
+                defaults={"task": task, "crontab": schedule, "interval": None, "enabled": True},
+            )
+            self.stdout.write(f"{'installed' if created else 'updated'}: {name} ({task})")

@@ -1,0 +1,35 @@
+"""Price calls that were recorded unpriced, once their model has a ModelPrice."""
+
+from __future__ import annotations
+
+import datetime
+from argparse import ArgumentParser
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from django_claude import reports
+
+
+class Command(BaseCommand):
+    help = (
+        "Price calls recorded with no cost since --since whose model now has a "
+        "ModelPrice, and re-save the DailyCost rows of the days they fall on."
+    )
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("--since", required=True, help="YYYY-MM-DD")
+        parser.add_argument("--tz", help="time zone of the days (default: TIME_ZONE)")
+
+    def handle(self, *args: Any, since: str, tz: str | None, **options: Any) -> None:
+        try:
+            first = datetime.date.fromisoformat(since)
+            summary = reports.reprice(since=first, tz=tz)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"{summary.repriced} calls priced, {summary.still_unpriced} still without a "
+                f"price; DailyCost re-saved for {len(summary.days)} days"
+            )
+        )

@@ -1,0 +1,99 @@
+"""A real Celery worker and beat, against Redis, run the rollup from the schedule."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.utils import timezone
+
+from django_claude.models import CallRecord, DailyCost
+from tests.test_multiprocess import _test_database_url
+
+ROOT = Path(__file__).resolve().parent.parent
+BROKER = "redis://127.0.0.1:6379/3"
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_worker_and_beat_run_the_daily_rollup(tmp_path):
+    import redis
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    redis.Redis.from_url(BROKER).flushdb()
+    CallRecord.objects.create(
+        created_at=timezone.now(),
+        feature="from-beat",
+        model_requested="claude-sonnet-4-6",
+        model="claude-sonnet-4-6",
+        outcome="ok",
+        cost_usd=Decimal("0.25"),
+    )
+    every_second = IntervalSchedule.objects.create(every=1, period=IntervalSchedule.SECONDS)
+    PeriodicTask.objects.create(
+        name="test: rollup every second",
+        task="django_claude.tasks.rollup_daily_costs",
+        interval=every_second,
+    )
+    env = {
+        **os.environ,
+        **_test_database_url(),
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "CELERY_BROKER_URL": BROKER,
+        "CELERY_TASK_ALWAYS_EAGER": "false",
+    }
+    celery = [sys.executable, "-m", "celery", "-A", "tests.celery_app"]
+    logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("worker", "beat")}  # noqa: SIM115
+    worker = subprocess.Popen(
+        [*celery, "worker", "--pool=solo", "--without-gossip", "--without-mingle", "-l", "info"],
+        cwd=ROOT,
+        env=env,
+        stdout=logs["worker"],
+        stderr=subprocess.STDOUT,
+    )
+    beat = subprocess.Popen(
+        [
+            *celery,
+            "beat",
+            "-S",
+            "django_celery_beat.schedulers:DatabaseScheduler",
+            "-l",
+            "info",
+            "--pidfile",
+            str(tmp_path / "beat.pid"),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=logs["beat"],
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        ends = time.monotonic() + 90
+        while (
+            time.monotonic() < ends and not DailyCost.objects.filter(feature="from-beat").exists()
+        ):
+            assert worker.poll() is None, (tmp_path / "worker.log").read_text()
+            assert beat.poll() is None, (tmp_path / "beat.log").read_text()
+            time.sleep(0.5)
+    finally:
+        for process in (beat, worker):
+            process.terminate()
+        for process in (beat, worker):
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        for handle in logs.values():
+            handle.close()
+    row = DailyCost.objects.filter(feature="from-beat").first()
+    assert row is not None, (tmp_path / "beat.log").read_text() + (
+        tmp_path / "worker.log"
+    ).read_text()
+    assert row.cost_usd == Decimal("0.25") and row.calls == 1
