@@ -26,6 +26,9 @@ from django_claude.models import (
     ModelPrice,
     ModelRoute,
     ModelRouteChange,
+    SmellAlert,
+    SmellBaseline,
+    SmellFailure,
 )
 
 
@@ -415,3 +418,84 @@ class BudgetAlertAdmin(ReadOnlyAdmin):
     list_display = ("day", "feature", "threshold", "cost_usd", "budget_usd", "created_at")
     list_filter = ("feature", "threshold")
     date_hierarchy = "day"
+
+
+@admin.register(SmellFailure)
+class SmellFailureAdmin(ReadOnlyAdmin):
+    """Answers the judge failed, redacted, for review (``view_smellfailure`` only)."""
+
+    list_display = ("created_at", "feature", "model", "judge_answer", "call_link")
+    list_filter = ("feature", "model")
+    date_hierarchy = "created_at"
+    search_fields = ("=call__id",)
+    list_select_related = ("call",)
+    readonly_fields = (
+        "call",
+        "feature",
+        "model",
+        "created_at",
+        "judge_answer",
+        "prompt",
+        "response",
+    )
+
+    @admin.display(description=_("call"))
+    def call_link(self, obj: SmellFailure) -> str:
+        url = reverse("admin:django_claude_callrecord_change", args=[obj.call_id])
+        return format_html('<a href="{}">{}</a>', url, obj.call_id)
+
+
+@admin.register(SmellBaseline)
+class SmellBaselineAdmin(ReadOnlyAdmin):
+    """Each feature's baseline, and its pass rate now (last judged calls, 24 h)."""
+
+    list_display = (
+        "feature",
+        "pass_rate_display",
+        "sample_size",
+        "recent_pass_rate",
+        "recent_judged",
+        "alert_open",
+        "source",
+        "computed_at",
+    )
+    list_filter = ("feature", "source")
+
+    def _recent(self, obj: SmellBaseline) -> Any:
+        from django_claude import evals
+
+        cached = getattr(obj, "_recent", None)
+        if cached is None:
+            cached = evals.recent_pass_rate(obj.feature)
+            obj._recent = cached  # type: ignore[attr-defined]
+        return cached
+
+    @admin.display(description=_("baseline"))
+    def pass_rate_display(self, obj: SmellBaseline) -> str:
+        return f"{obj.pass_rate:.1f}%"
+
+    @admin.display(description=_("pass rate now"))
+    def recent_pass_rate(self, obj: SmellBaseline) -> str:
+        recent = self._recent(obj)
+        return f"{recent.rate:.1f}%" if recent.judged else "—"
+
+    @admin.display(description=_("judged (24 h)"))
+    def recent_judged(self, obj: SmellBaseline) -> int:
+        return int(self._recent(obj).judged)
+
+    @admin.display(description=_("alert open"), boolean=True)
+    def alert_open(self, obj: SmellBaseline) -> bool:
+        return SmellAlert.objects.filter(feature=obj.feature, ended_at__isnull=True).exists()
+
+
+@admin.register(SmellAlert)
+class SmellAlertAdmin(ReadOnlyAdmin):
+    list_display = (
+        "feature",
+        "started_at",
+        "ended_at",
+        "baseline_pass_rate",
+        "recent_pass_rate",
+        "judged",
+    )
+    list_filter = ("feature",)

@@ -17,6 +17,7 @@ class DjangoClaudeConfig(AppConfig):
 
         checks.register(claude_checks.check_settings, "django_claude")
         checks.register(claude_checks.check_api_key, "django_claude")
+        checks.register(claude_checks.check_smell_test, "django_claude")
         checks.register(claude_checks.check_prices, "django_claude", checks.Tags.database)
 
         def _prices_changed(**kwargs: object) -> None:

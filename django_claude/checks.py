@@ -28,6 +28,7 @@ W001 = "django_claude.W001"  # no API key anywhere
 W002 = "django_claude.W002"  # a model in use has no price
 W003 = "django_claude.W003"  # a per-process cache: the breaker is not shared
 W004 = "django_claude.W004"  # DEADLINE shorter than TIMEOUT
+W005 = "django_claude.W005"  # smell tests sampled with no way to run the judge
 
 
 def _positive(name: str, value: Any, *, integer: bool = False) -> list[CheckMessage]:
@@ -124,6 +125,42 @@ def _is_positive(value: Any) -> bool:
         return float(value) > 0
     except (TypeError, ValueError):
         return False
+
+
+def check_smell_test(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """Sampling without Celery, or with a per-process cache the worker can't read."""
+    try:
+        rates = [float(conf.SMELL_TEST_RATE), *map(float, conf.SMELL_TEST_RATES.values())]
+    except (TypeError, ValueError):
+        return []  # reported as E005
+    if not any(rate > 0 for rate in rates):
+        return []
+    try:
+        from celery import current_app
+    except ImportError:
+        return [
+            Warning(
+                "Smell tests are sampled but Celery is not installed: every sampled "
+                "verdict will end as 'error'.",
+                hint="pip install celery, or set DJANGO_CLAUDE_SMELL_TEST_RATE = 0.",
+                id=W005,
+            )
+        ]
+    eager = bool(getattr(settings, "CELERY_TASK_ALWAYS_EAGER", False)) or bool(
+        current_app.conf.task_always_eager
+    )
+    backend = settings.CACHES.get(conf.CACHE, {}).get("BACKEND", "")
+    if not eager and backend.endswith(("LocMemCache", "DummyCache")):
+        return [
+            Warning(
+                f"Smell tests are judged by a Celery worker, but DJANGO_CLAUDE_CACHE "
+                f"{conf.CACHE!r} is a per-process cache the worker cannot read: every "
+                "sampled verdict will end as 'error'.",
+                hint="Use Redis or Memcached for that cache, or CELERY_TASK_ALWAYS_EAGER.",
+                id=W005,
+            )
+        ]
+    return []
 
 
 def check_api_key(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:

@@ -12,6 +12,7 @@ from django_claude.querysets import (
     CallRecordQuerySet,
     ModelPriceQuerySet,
     ModelRouteChangeQuerySet,
+    SmellBaselineQuerySet,
 )
 
 
@@ -76,6 +77,7 @@ class CallRecord(models.Model):
         choices=SmellVerdict.choices,
         default=SmellVerdict.NOT_SAMPLED,
     )
+    judged_at = models.DateTimeField(_("judged at"), null=True, blank=True)
     tags = models.JSONField(_("tags"), default=dict, blank=True)
     idempotency_key = models.CharField(_("idempotency key"), max_length=128, blank=True)
 
@@ -283,3 +285,80 @@ class BudgetAlert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.feature} {self.day}: {self.threshold}% of ${self.budget_usd}"
+
+
+class SmellFailure(models.Model):
+    """A call the judge failed: its full request and answer, redacted, for review.
+
+    Only people with ``view_smellfailure`` see these; they are purged after
+    ``DJANGO_CLAUDE_FAILURE_RETENTION_DAYS``.
+    """
+
+    call = models.ForeignKey(
+        CallRecord, verbose_name=_("call"), on_delete=models.CASCADE, related_name="+"
+    )
+    feature = models.CharField(_("feature"), max_length=100, db_index=True)
+    model = models.CharField(_("model"), max_length=100, blank=True)
+    created_at = models.DateTimeField(_("failed at"), auto_now_add=True, db_index=True)
+    prompt = models.TextField(_("prompt (redacted)"))
+    response = models.TextField(_("response (redacted)"))
+    judge_answer = models.CharField(_("judge's answer"), max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("smell-test failure")
+        verbose_name_plural = _("smell-test failures")
+
+    def __str__(self) -> str:
+        return f"{self.feature} {self.call_id}"
+
+
+class SmellBaseline(models.Model):
+    """A feature's expected pass rate; the newest row of a feature is in force."""
+
+    class Source(models.TextChoices):
+        FILE = "file", _("judged from a history file")
+        RECORDS = "records", _("recorded verdicts")
+
+    feature = models.CharField(_("feature"), max_length=100)
+    pass_rate = models.FloatField(_("pass rate (%)"))
+    sample_size = models.PositiveIntegerField(_("sample size"))
+    source = models.CharField(_("source"), max_length=16, choices=Source.choices)
+    computed_at = models.DateTimeField(_("computed at"), auto_now_add=True)
+
+    objects = SmellBaselineQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["feature", "-computed_at"]
+        verbose_name = _("smell-test baseline")
+        verbose_name_plural = _("smell-test baselines")
+        indexes = [models.Index(fields=["feature", "-computed_at"], name="dc_baseline_feature")]
+
+    def __str__(self) -> str:
+        return f"{self.feature}: {self.pass_rate:.1f}% of {self.sample_size}"
+
+
+class SmellAlert(models.Model):
+    """An episode of a pass rate under its baseline: opened once, closed on recovery."""
+
+    feature = models.CharField(_("feature"), max_length=100)
+    started_at = models.DateTimeField(_("started at"), auto_now_add=True)
+    ended_at = models.DateTimeField(_("recovered at"), null=True, blank=True)
+    baseline_pass_rate = models.FloatField(_("baseline (%)"))
+    recent_pass_rate = models.FloatField(_("pass rate at alert (%)"))
+    judged = models.PositiveIntegerField(_("judged calls"))
+
+    class Meta:
+        ordering = ["-started_at"]
+        verbose_name = _("smell-test alert")
+        verbose_name_plural = _("smell-test alerts")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["feature"],
+                condition=models.Q(ended_at__isnull=True),
+                name="dc_smellalert_one_open_per_feature",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.feature} since {self.started_at:%Y-%m-%d %H:%M}"

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
         CallRecord,
         ModelPrice,
         ModelRouteChange,
+        SmellBaseline,
     )
 
 
@@ -46,3 +47,12 @@ class ModelRouteChangeQuerySet(models.QuerySet["ModelRouteChange"]):
     def undoable(self) -> ModelRouteChangeQuerySet:
         """Changes a rollback can still undo, newest first."""
         return self.filter(rolled_back=False, is_rollback=False).order_by("-id")
+
+
+class SmellBaselineQuerySet(models.QuerySet["SmellBaseline"]):
+    def latest_per_feature(self) -> list[SmellBaseline]:
+        """The baseline in force for each feature (its newest row)."""
+        newest: dict[str, SmellBaseline] = {}
+        for baseline in self.order_by("feature", "-computed_at", "-id"):
+            newest.setdefault(baseline.feature, baseline)
+        return list(newest.values())

@@ -168,8 +168,11 @@ def record_from_line(line: Mapping[str, Any]) -> CallRecord:
     )
 
 
-def finish(facts: CallFacts) -> tuple[CallRecord, Decimal | None]:
-    """Price the call, write its log line, then its record. Never raises."""
+def finish(
+    facts: CallFacts, *, after_write: Callable[[], None] | None = None
+) -> tuple[CallRecord, Decimal | None]:
+    """Price the call, write its log line, then its record; ``after_write``
+    runs once the record exists (or could not be saved). Never raises."""
     if facts.billable:
         cost = pricing.price_call(
             facts.model, facts.usage, on=facts.created_at.astimezone(datetime.UTC).date()
@@ -184,7 +187,7 @@ def finish(facts: CallFacts) -> tuple[CallRecord, Decimal | None]:
         level = logging.WARNING
     call_logger.log(level, json.dumps(line, ensure_ascii=False), extra={"claude": line})
     record = record_from_line(line)
-    write_record(record)
+    write_record(record, after=after_write)
     return record, cost
 
 
@@ -205,12 +208,21 @@ def _in_callers_transaction(alias: str) -> bool:
     return not (blocks and getattr(blocks[0], "_from_testcase", False))
 
 
-def write_record(record: CallRecord) -> None:
+def _run_after(after: Callable[[], None] | None, record: CallRecord) -> None:
+    if after is None:
+        return
+    try:
+        after()
+    except Exception:
+        logger.exception("claude record %s: follow-up failed", record.id)
+
+
+def write_record(record: CallRecord, *, after: Callable[[], None] | None = None) -> None:
     from django_claude.models import CallRecord
 
     alias = router.db_for_write(CallRecord)
     if _in_callers_transaction(alias):
-        _writer.submit(record, alias)
+        _writer.submit(record, alias, after)
         return
     try:
         if connections[alias].in_atomic_block:
@@ -227,6 +239,7 @@ def write_record(record: CallRecord) -> None:
             record.id,
             type(exc).__name__,
         )
+    _run_after(after, record)
 
 
 class _RecordWriter:
@@ -240,12 +253,14 @@ class _RecordWriter:
     RETRY_FOR = 60.0
 
     def __init__(self) -> None:
-        self._queue: queue.Queue[tuple[CallRecord, str]] = queue.Queue()
+        self._queue: queue.Queue[tuple[CallRecord, str, Callable[[], None] | None]] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def submit(self, record: CallRecord, alias: str) -> None:
-        self._queue.put((record, alias))
+    def submit(
+        self, record: CallRecord, alias: str, after: Callable[[], None] | None = None
+    ) -> None:
+        self._queue.put((record, alias, after))
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
@@ -256,7 +271,7 @@ class _RecordWriter:
     def _run(self) -> None:
         while True:
             try:
-                record, alias = self._queue.get(timeout=1.0)
+                record, alias, after = self._queue.get(timeout=1.0)
             except queue.Empty:
                 connections.close_all()
                 with self._lock:
@@ -266,6 +281,7 @@ class _RecordWriter:
                 continue
             try:
                 self._insert(record, alias)
+                _run_after(after, record)
             finally:
                 if self._queue.empty():
                     # Idle: hold no connection (a test run could not drop its database).

@@ -8,18 +8,22 @@ import logging
 from django.utils import timezone
 
 from django_claude.conf import conf
-from django_claude.models import CallRecord
+from django_claude.models import CallRecord, SmellFailure
 
 logger = logging.getLogger(__name__)
 
 
 def purge_old_records(*, batch_size: int = 1000, now: datetime.datetime | None = None) -> int:
-    """Delete CallRecords older than ``DJANGO_CLAUDE_RETENTION_DAYS``.
+    """Delete CallRecords older than ``DJANGO_CLAUDE_RETENTION_DAYS`` (and
+    smell-test failure captures older than ``DJANGO_CLAUDE_FAILURE_RETENTION_DAYS``).
 
     Each batch is its own short DELETE by primary key, so the table is never
     locked for long and writers keep going. Returns how many were deleted.
     """
-    cutoff = (now or timezone.now()) - datetime.timedelta(days=conf.RETENTION_DAYS)
+    now = now or timezone.now()
+    failures_cutoff = now - datetime.timedelta(days=conf.FAILURE_RETENTION_DAYS)
+    SmellFailure.objects.filter(created_at__lt=failures_cutoff).delete()
+    cutoff = now - datetime.timedelta(days=conf.RETENTION_DAYS)
     deleted = 0
     while True:
         ids = list(

@@ -19,7 +19,7 @@ import anthropic
 from anthropic.types import Message
 from django.utils import timezone
 
-from django_claude import answers, records
+from django_claude import answers, evals, records
 from django_claude.client import get_client
 from django_claude.conf import conf
 from django_claude.exceptions import ClaudeUnavailable
@@ -38,7 +38,7 @@ from django_claude.resilience import (
     retry_after_of,
 )
 from django_claude.results import ClaudeResult
-from django_claude.routing import active_route
+from django_claude.routing import Route, active_route
 
 logger = logging.getLogger(__name__)
 
@@ -389,10 +389,32 @@ def call(
         tags=tags,
         create_kwargs=create_kwargs,
     )
+    return _call(req, route=active_route(req.feature), smell_test=smell_test)
+
+
+def call_with_route(
+    prompt: str | None = None, *, route: Route, smell_test: bool | None = None, **kwargs: Any
+) -> ClaudeResult:
+    """``call`` on a given route instead of the feature's (the smell-test judge)."""
+    req = prepare(
+        prompt,
+        feature=kwargs.pop("feature"),
+        user=kwargs.pop("user", None),
+        system=kwargs.pop("system", None),
+        max_tokens=kwargs.pop("max_tokens", None),
+        messages=kwargs.pop("messages", None),
+        cache_ttl=kwargs.pop("cache_ttl", None),
+        idempotency_key=kwargs.pop("idempotency_key", None),
+        tags=kwargs.pop("tags", None),
+        create_kwargs=kwargs,
+    )
+    return _call(req, route=route, smell_test=smell_test)
+
+
+def _call(req: CallRequest, *, route: Route, smell_test: bool | None) -> ClaudeResult:
     started = time.monotonic()
     created_at = timezone.now()
     deadline = Deadline(conf.DEADLINE)
-    route = active_route(req.feature)
 
     cache_key = answers.request_key({"model": route.model, **req.params}) if req.cache_ttl else ""
     idem_key = (
@@ -426,6 +448,7 @@ def call(
             created_at=created_at,
             cache_key=cache_key,
             idem_key=idem_key,
+            smell_test=smell_test,
         )
     finally:
         if lock is not None:
@@ -442,6 +465,7 @@ def _call_upstream(
     created_at: datetime.datetime,
     cache_key: str,
     idem_key: str,
+    smell_test: bool | None,
 ) -> ClaudeResult:
     runs = [run_model(primary, req.params, deadline=deadline, max_attempts=conf.MAX_ATTEMPTS)]
     if runs[0].message is None and fallback and _should_fall_back(runs[0]):
@@ -474,7 +498,13 @@ def _call_upstream(
         facts.usage = usage
         facts.stop_reason = message.stop_reason or ""
         facts.latency_ms = round((time.monotonic() - started) * 1000)
-        _, cost = records.finish(facts)
+        after_write = None
+        if evals.should_sample(req.feature, smell_test) and evals.stash(
+            facts.request_id, prompt=req.prompt_text, answer=_text_of(message)
+        ):
+            facts.smell_verdict = "pending"
+            after_write = evals.enqueue(facts.request_id)
+        _, cost = records.finish(facts, after_write=after_write)
         if cache_key or idem_key:
             stored = _stored(message, usage)
             if cache_key and req.cache_ttl:

@@ -12,3 +12,7 @@ model_route_changed = Signal()
 # crosses a share of its DJANGO_CLAUDE_BUDGETS entry: feature, day,
 # threshold (80 or 100), cost_usd, budget_usd (Decimals).
 budget_exceeded = Signal()
+
+# Sent once per episode when a feature's smell-test pass rate drops under its
+# baseline: feature, baseline and recent (percent), judged (sample size).
+smell_pass_rate_dropped = Signal()

@@ -30,3 +30,19 @@ def purge_old_records() -> int:
     from django_claude import retention
 
     return retention.purge_old_records()
+
+
+@shared_task(name="django_claude.tasks.smell_test", ignore_result=True)
+def smell_test(request_id: str) -> str:
+    """Judge one sampled call (queued by call(); args carry only the id)."""
+    from django_claude import evals
+
+    return evals.run_smell_test(request_id)
+
+
+@shared_task(name="django_claude.tasks.check_smell_pass_rates")
+def check_smell_pass_rates() -> list[str]:
+    """Close stale pending verdicts, then compare pass rates with baselines."""
+    from django_claude import evals
+
+    return evals.check_pass_rates()

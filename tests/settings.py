@@ -56,10 +56,13 @@ STATIC_URL = "/static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 DJANGO_CLAUDE_API_KEY = "sk-ant-test-settings-key-1234"
-DJANGO_CLAUDE_BASE_URL = "http://127.0.0.1:9"  # nothing listens: tests use fake_anthropic
+DJANGO_CLAUDE_BASE_URL = env.str(
+    "DJANGO_CLAUDE_BASE_URL", default="http://127.0.0.1:9"
+)  # fake_anthropic
 DJANGO_CLAUDE_TIMEOUT = 2.0
 DJANGO_CLAUDE_DEADLINE = 5.0
 DJANGO_CLAUDE_BACKOFF_BASE = 0.0
+DJANGO_CLAUDE_SMELL_TEST_RATE = 0.0  # tests that judge force smell_test=True
 
 LOGGING = {
     "version": 1,

@@ -97,3 +97,79 @@ def test_worker_and_beat_run_the_daily_rollup(tmp_path):
         tmp_path / "worker.log"
     ).read_text()
     assert row.cost_usd == Decimal("0.25") and row.calls == 1
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_worker_judges_sampled_calls_end_to_end(fake_anthropic, tmp_path):
+    import redis
+
+    import django_claude
+    from django_claude.models import SmellFailure
+    from django_claude.testing import Fault
+    from tests.celery_app import app
+
+    redis.Redis.from_url(BROKER).flushdb()
+    judge = "claude-haiku-4-5-20251001"
+    fake_anthropic.script(judge, [Fault(text="PASS"), Fault(text="FAIL"), Fault(text="PASS")])
+    env = {
+        **os.environ,
+        **_test_database_url(),
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "CELERY_BROKER_URL": BROKER,
+        "CELERY_TASK_ALWAYS_EAGER": "false",
+        "DJANGO_CLAUDE_BASE_URL": fake_anthropic.url,
+    }
+    log = open(tmp_path / "worker.log", "w")  # noqa: SIM115
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "tests.celery_app",
+            "worker",
+            "--pool=solo",
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "info",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    was_eager = app.conf.task_always_eager
+    app.conf.task_always_eager = False
+    app.conf.broker_url = BROKER
+    try:
+        results = [
+            django_claude.call(f"question {i}", feature="judged", smell_test=True) for i in range(3)
+        ]
+        assert all(r.outcome == "ok" for r in results)
+        pending = CallRecord.objects.filter(feature="judged", smell_verdict="pending")
+        ends = time.monotonic() + 60
+        while time.monotonic() < ends and pending.exists():
+            assert worker.poll() is None, (tmp_path / "worker.log").read_text()
+            time.sleep(0.3)
+    finally:
+        app.conf.task_always_eager = was_eager
+        worker.terminate()
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+        log.close()
+    verdicts = [CallRecord.objects.get(id=r.request_id).smell_verdict for r in results]
+    assert sorted(verdicts) == ["fail", "pass", "pass"], (tmp_path / "worker.log").read_text()
+    assert SmellFailure.objects.count() == 1
+    assert CallRecord.objects.filter(feature="django_claude.smell_test").count() == 3
+    # The judge ran in the worker, not in the caller: its requests carry the
+    # worker's key (tests/settings.py), not the one this process uses.
+    judge_keys = {
+        r.headers.get("authorization") for r in fake_anthropic.requests if r.model == judge
+    }
+    assert judge_keys == {"Bearer sk-ant-test-settings-key-1234"}

@@ -2,7 +2,8 @@
 
 ``fake_anthropic``: a running ``FakeAnthropic`` that django_claude is pointed
 at for the test, with its script and request log reset, the circuit breakers
-and cached answers cleared, and backoff made instant.
+and cached answers cleared, backoff made instant and the smell-test sampling
+off (``call(..., smell_test=True)`` still forces a judged call).
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ def fake_anthropic(
     settings.DJANGO_CLAUDE_BASE_URL = server.url  # type: ignore[attr-defined]
     settings.DJANGO_CLAUDE_API_KEY = "sk-ant-test-fake-key-0000"  # type: ignore[attr-defined]
     settings.DJANGO_CLAUDE_BACKOFF_BASE = 0.0  # type: ignore[attr-defined]
+    # No random judge calls in tests: force one with call(..., smell_test=True).
+    settings.DJANGO_CLAUDE_SMELL_TEST_RATE = 0.0  # type: ignore[attr-defined]
+    settings.DJANGO_CLAUDE_SMELL_TEST_RATES = {}  # type: ignore[attr-defined]
     caches[conf.CACHE].clear()
     reset_route_table()
     yield server

@@ -13,6 +13,11 @@ SCHEDULES = {
     "django-claude: daily cost rollup": ("django_claude.tasks.rollup_daily_costs", "15", "0"),
     "django-claude: budget check": ("django_claude.tasks.check_budgets", "5", "*"),
     "django-claude: retention purge": ("django_claude.tasks.purge_old_records", "30", "3"),
+    "django-claude: smell-test pass rates": (
+        "django_claude.tasks.check_smell_pass_rates",
+        "*/15",
+        "*",
+    ),
 }
 
 
@@ -20,7 +25,8 @@ class Command(BaseCommand):
     help = (
         "Install django-claude's periodic tasks in django-celery-beat: the daily cost "
         "rollup at 00:15 site time, an hourly budget check, a daily purge of old "
-        "records. Safe to run again: it updates what it installed."
+        "records, the smell-test pass-rate check every 15 minutes. Safe to run "
+        "again: it updates what it installed."
     )
 
     def handle(self, *args: Any, **options: Any) -> None:

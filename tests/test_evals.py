@@ -1,0 +1,337 @@
+"""The smell test: sampling, the judge, verdicts, failures, baseline and alerts."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import math
+import random
+from io import StringIO
+
+import pytest
+from django.core import mail
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.utils import timezone
+
+import django_claude
+from django_claude import evals
+from django_claude.models import CallRecord, SmellAlert, SmellBaseline, SmellFailure
+from django_claude.signals import smell_pass_rate_dropped
+from django_claude.testing import Fault
+
+JUDGE = "claude-haiku-4-5-20251001"
+PRIMARY = "claude-sonnet-4-6"
+
+
+# -- sampling -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rate", [0.01, 0.1, 0.5])
+def test_sampling_rate_within_binomial_bounds(settings, rate):
+    settings.DJANGO_CLAUDE_SMELL_TEST_RATE = rate
+    rng = random.Random(20261126)
+    n = 10_000
+    hits = sum(evals.should_sample("chat", rng=rng) for _ in range(n))
+    sigma = math.sqrt(n * rate * (1 - rate))
+    assert abs(hits - n * rate) < 4 * sigma
+
+
+def test_sampling_overrides(settings):
+    settings.DJANGO_CLAUDE_SMELL_TEST_RATE = 0.0
+    settings.DJANGO_CLAUDE_SMELL_TEST_RATES = {"chat": 1.0}
+    assert evals.should_sample("chat")
+    assert not evals.should_sample("search")
+    assert evals.should_sample("search", True)
+    assert not evals.should_sample("chat", False)
+    assert not evals.should_sample(evals.JUDGE_FEATURE, True)  # never judge the judge
+
+
+# -- parsing the judge ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "verdict"),
+    [
+        ("PASS", "pass"),
+        ("pass", "pass"),
+        ("Pass.", "pass"),
+        ("**PASS**", "pass"),
+        (" PASS - the answer is fine", "pass"),
+        ("Verdict: PASS", "pass"),
+        ("PASSED", "pass"),
+        ("FAIL", "fail"),
+        ("fail!", "fail"),
+        ("FAIL: refuses a benign request", "fail"),
+        ("Verdict: fail", "fail"),
+        ("", "error"),
+        (None, "error"),
+        ("I think it is fine", "error"),
+        ("PASS or FAIL", "error"),
+        ("PASS/FAIL", "error"),
+        ("The answer passes", "error"),
+        ("¯\\_(ツ)_/¯", "error"),
+    ],
+)
+def test_parse_verdict(text, verdict):
+    assert evals.parse_verdict(text) == verdict
+
+
+# -- end to end with the judge inline (CELERY_TASK_ALWAYS_EAGER) -----------------------------
+
+
+def test_sampled_call_is_judged_and_passes(claude, call_lines):
+    claude.script(JUDGE, [Fault(text="PASS")])
+    result = django_claude.call("What is Django?", feature="chat", smell_test=True)
+    assert result.outcome == "ok" and result.text == "Hello from the fake Claude."
+    record = CallRecord.objects.get(feature="chat")
+    assert record.smell_verdict == "pass" and record.judged_at is not None
+    judge_record = CallRecord.objects.get(feature=evals.JUDGE_FEATURE)
+    assert judge_record.model == JUDGE and judge_record.cost_usd > 0  # its cost shows
+    assert judge_record.smell_verdict == "not_sampled"
+    judge_request = claude.requests[-1].body
+    assert judge_request["max_tokens"] == evals.JUDGE_MAX_TOKENS
+    assert "PASS or FAIL" in judge_request["system"]
+    assert "What is Django?" in judge_request["messages"][0]["content"]
+    assert not SmellFailure.objects.exists()
+    [line] = [line for line in call_lines.lines if line["feature"] == "chat"]
+    assert line["smell_verdict"] == "pending"  # the line is written before the verdict
+
+
+def test_failed_verdict_keeps_a_redacted_copy(claude):
+    claude.reply_text = "I can't help with that. Mail me at helpdesk@example.com"
+    claude.script(JUDGE, [Fault(text="FAIL")])
+    django_claude.call("Card 4111 1111 1111 1111: is it valid?", feature="chat", smell_test=True)
+    record = CallRecord.objects.get(feature="chat")
+    assert record.smell_verdict == "fail"
+    failure = SmellFailure.objects.get()
+    assert failure.call == record and failure.feature == "chat"
+    assert failure.prompt == "Card [CARD]: is it valid?"
+    assert failure.response == "I can't help with that. Mail me at [EMAIL]"
+    assert failure.judge_answer == "FAIL"
+
+
+@pytest.mark.parametrize(
+    "judge_faults",
+    [
+        [Fault(text="Looks reasonable to me")],  # nonsense
+        [529, 529],  # down
+        [Fault(delay=3), Fault(delay=3)],  # slower than the timeout
+        [401],
+    ],
+)
+def test_a_broken_judge_gives_error_and_never_touches_the_call(claude, settings, judge_faults):
+    settings.DJANGO_CLAUDE_TIMEOUT = 0.5
+    settings.DJANGO_CLAUDE_DEADLINE = 1.5
+    claude.script(JUDGE, judge_faults)
+    result = django_claude.call("hi", feature="chat", smell_test=True)
+    assert result.outcome == "ok" and result.model == PRIMARY
+    assert CallRecord.objects.get(feature="chat").smell_verdict == "error"
+    assert not SmellFailure.objects.exists()
+
+
+def test_judge_failure_with_raise_on_failure(claude, settings):
+    settings.DJANGO_CLAUDE_RAISE_ON_FAILURE = True
+    claude.always(JUDGE, 529)
+    result = django_claude.call("hi", feature="chat", smell_test=True)
+    assert result.outcome == "ok"
+    assert CallRecord.objects.get(feature="chat").smell_verdict == "error"
+
+
+def test_unsampled_and_degraded_calls_are_not_judged(claude, settings):
+    settings.DJANGO_CLAUDE_SMELL_TEST_RATE = 1.0
+    django_claude.call("hi", feature="chat", smell_test=False)
+    claude.always(PRIMARY, 529)
+    claude.always(JUDGE, 529)
+    django_claude.call("hi", feature="chat")
+    assert set(CallRecord.objects.values_list("smell_verdict", flat=True)) == {"not_sampled"}
+
+
+def test_the_pair_never_travels_in_the_task_arguments(claude, settings):
+    from django_claude import tasks
+
+    sent = []
+    original = tasks.smell_test.delay
+
+    def spy(*args, **kwargs):
+        sent.append((args, kwargs))
+        return original(*args, **kwargs)
+
+    tasks.smell_test.delay = spy
+    try:
+        claude.script(JUDGE, [Fault(text="PASS")])
+        result = django_claude.call("secret plans for Q3", feature="chat", smell_test=True)
+    finally:
+        tasks.smell_test.delay = original
+    assert sent == [((str(result.request_id),), {})]
+    # and the stash is gone once judged
+    from django.core.cache import cache
+
+    assert cache.get(f"{evals.PAYLOAD_PREFIX}{result.request_id}") is None
+
+
+def test_lost_payload_is_an_error(claude):
+    record = CallRecord.objects.create(
+        created_at=timezone.now(),
+        feature="chat",
+        model_requested=PRIMARY,
+        model=PRIMARY,
+        outcome="ok",
+        smell_verdict="pending",
+    )
+    assert evals.run_smell_test(record.id) == "error"
+    record.refresh_from_db()
+    assert record.smell_verdict == "error"
+
+
+def test_stale_pending_verdicts_are_closed(db):
+    now = timezone.now()
+    for minutes in (30, 59, 61, 600):
+        CallRecord.objects.create(
+            created_at=now - datetime.timedelta(minutes=minutes),
+            feature="chat",
+            model_requested=PRIMARY,
+            outcome="ok",
+            smell_verdict="pending",
+        )
+    assert evals.close_stale_verdicts(now=now) == 2
+    assert CallRecord.objects.filter(smell_verdict="pending").count() == 2
+
+
+# -- baseline and alerts --------------------------------------------------------------------
+
+
+def judged(feature: str, passes: int, fails: int, *, minutes_ago: int = 5) -> None:
+    when = timezone.now() - datetime.timedelta(minutes=minutes_ago)
+    for verdict in ["pass"] * passes + ["fail"] * fails:
+        CallRecord.objects.create(
+            created_at=when,
+            feature=feature,
+            model_requested=PRIMARY,
+            model=PRIMARY,
+            outcome="ok",
+            smell_verdict=verdict,
+        )
+
+
+def test_baseline_from_recorded_verdicts(db):
+    judged("chat", 90, 10)
+    out = StringIO()
+    call_command("claude_smell_baseline", "--feature", "chat", "--sample", "50", stdout=out)
+    baseline = SmellBaseline.objects.get()
+    assert baseline.sample_size == 50 and baseline.source == "records"
+    assert "baseline for chat" in out.getvalue()
+    with pytest.raises(CommandError, match="no judged calls"):
+        call_command("claude_smell_baseline", "--feature", "empty", stdout=StringIO())
+
+
+def test_baseline_from_a_history_file(claude, tmp_path):
+    history = tmp_path / "history.jsonl"
+    history.write_text(
+        "\n".join(json.dumps({"prompt": f"q{i}", "response": f"a{i}"}) for i in range(6)) + "\n"
+    )
+    claude.script(JUDGE, [Fault(text=t) for t in ["PASS", "PASS", "FAIL", "PASS", "maybe"]])
+    out = StringIO()
+    call_command(
+        "claude_smell_baseline",
+        "--feature",
+        "chat",
+        "--sample",
+        "5",
+        "--from-file",
+        str(history),
+        stdout=out,
+    )
+    baseline = SmellBaseline.objects.get()
+    assert (baseline.sample_size, baseline.pass_rate, baseline.source) == (4, 75.0, "file")
+    assert "1 the judge could not decide" in out.getvalue()
+    assert claude.count(JUDGE) == 5
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "x"}\n')
+    with pytest.raises(CommandError, match="bad.jsonl:1"):
+        call_command("claude_smell_baseline", "--feature", "chat", "--from-file", str(bad))
+
+
+@pytest.mark.parametrize(
+    ("baseline", "passed", "total", "alert"),
+    [
+        (90.0, 150, 200, True),  # 75%: a real drop
+        (90.0, 172, 200, False),  # 86%: under the 5-point drop
+        (90.0, 20, 25, False),  # too few judged calls to conclude
+        (90.0, 34, 40, False),  # 85% of 40: 5 points but within the noise margin
+        (99.0, 186, 200, True),  # 93%: a tight baseline makes a small drop significant
+    ],
+)
+def test_should_alert(baseline, passed, total, alert):
+    recent = evals.PassRate(passed=passed, judged=total)
+    assert evals.should_alert(baseline=baseline, recent=recent, drop=5.0) is alert
+
+
+def test_alert_fires_once_per_episode_and_clears(db, caplog):
+    SmellBaseline.objects.create(feature="chat", pass_rate=95.0, sample_size=100, source="records")
+    seen = []
+    smell_pass_rate_dropped.connect(
+        lambda **kw: seen.append(kw["recent"]), weak=False, dispatch_uid="test-smell"
+    )
+    try:
+        judged("chat", 60, 40, minutes_ago=30)
+        with caplog.at_level(logging.INFO, logger="django_claude.smell"):
+            assert evals.check_pass_rates() == ["alert:chat"]
+            assert evals.check_pass_rates() == []  # not again every 15 minutes
+            judged("chat", 200, 0, minutes_ago=1)  # the newest 200 are all good
+            assert evals.check_pass_rates() == ["recovered:chat"]
+            assert evals.check_pass_rates() == []
+    finally:
+        smell_pass_rate_dropped.disconnect(dispatch_uid="test-smell")
+    assert seen == [60.0]
+    events = [json.loads(r.getMessage())["event"] for r in caplog.records]
+    assert events == ["claude.smell_alert", "claude.smell_recovered"]
+    assert caplog.records[0].levelno == logging.ERROR
+    assert len(mail.outbox) == 1 and "chat" in mail.outbox[0].subject
+    episode = SmellAlert.objects.get()
+    assert episode.ended_at is not None and episode.judged == 100
+
+
+def test_check_task_closes_stale_verdicts(db):
+    from django_claude import tasks
+
+    CallRecord.objects.create(
+        created_at=timezone.now() - datetime.timedelta(hours=2),
+        feature="chat",
+        model_requested=PRIMARY,
+        outcome="ok",
+        smell_verdict="pending",
+    )
+    tasks.check_smell_pass_rates.delay()
+    assert CallRecord.objects.get().smell_verdict == "error"
+
+
+def test_w005_sampling_without_a_shared_cache(settings):
+    from django_claude import checks
+
+    settings.DJANGO_CLAUDE_SMELL_TEST_RATE = 0.05
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    from tests.celery_app import app
+
+    eager = app.conf.task_always_eager
+    app.conf.task_always_eager = False
+    try:
+        assert [m.id for m in checks.check_smell_test()] == [checks.W005]
+        settings.DJANGO_CLAUDE_SMELL_TEST_RATE = 0.0
+        assert checks.check_smell_test() == []
+    finally:
+        app.conf.task_always_eager = eager
+
+
+def test_failures_are_purged_after_their_retention(claude, settings):
+    from django_claude import retention
+
+    settings.DJANGO_CLAUDE_FAILURE_RETENTION_DAYS = 30
+    claude.script(JUDGE, [Fault(text="FAIL")])
+    django_claude.call("hi", feature="chat", smell_test=True)
+    SmellFailure.objects.update(created_at=timezone.now() - datetime.timedelta(days=31))
+    retention.purge_old_records()
+    assert not SmellFailure.objects.exists()
+    assert CallRecord.objects.filter(feature="chat").exists()  # the record stays 90 days
