@@ -11,10 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["call", "ClaudeResult", "ClaudeUnavailable"]
+__all__ = ["call", "acall", "stream", "astream", "ClaudeResult", "ClaudeUnavailable"]
 
 _EXPORTS = {
     "call": "django_claude.service",
+    "acall": "django_claude.service",
+    "stream": "django_claude.streaming",
+    "astream": "django_claude.streaming",
     "ClaudeResult": "django_claude.results",
     "ClaudeUnavailable": "django_claude.exceptions",
 }
@@ -22,7 +25,8 @@ _EXPORTS = {
 if TYPE_CHECKING:
     from django_claude.exceptions import ClaudeUnavailable
     from django_claude.results import ClaudeResult
-    from django_claude.service import call
+    from django_claude.service import acall, call
+    from django_claude.streaming import astream, stream
 
 
 def __getattr__(name: str) -> Any:

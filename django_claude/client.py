@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import weakref
 
 import anthropic
 
@@ -14,9 +16,11 @@ def _sync_client(api_key: str | None, base_url: str | None) -> anthropic.Anthrop
     return anthropic.Anthropic(api_key=api_key, base_url=base_url, max_retries=0)
 
 
-@functools.lru_cache(maxsize=8)
-def _async_client(api_key: str | None, base_url: str | None) -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0)
+# An async client's connection pool belongs to the event loop that opened it,
+# so async clients are kept per loop (and go away with it).
+_async_clients: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[str | None, str | None], anthropic.AsyncAnthropic]
+] = weakref.WeakKeyDictionary()
 
 
 def get_client() -> anthropic.Anthropic:
@@ -25,9 +29,14 @@ def get_client() -> anthropic.Anthropic:
 
 
 def get_async_client() -> anthropic.AsyncAnthropic:
-    return _async_client(conf.API_KEY, conf.BASE_URL)
+    """The running event loop's async client for the current settings."""
+    key = (conf.API_KEY, conf.BASE_URL)
+    clients = _async_clients.setdefault(asyncio.get_running_loop(), {})
+    if key not in clients:
+        clients[key] = anthropic.AsyncAnthropic(api_key=key[0], base_url=key[1], max_retries=0)
+    return clients[key]
 
 
 def reset_clients() -> None:
     _sync_client.cache_clear()
-    _async_client.cache_clear()
+    _async_clients.clear()

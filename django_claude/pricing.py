@@ -170,11 +170,9 @@ def price_book() -> PriceBook:
         return _book
     with _lock:
         if _book is None or now - _loaded_at >= RELOAD_SECONDS:
-            from django.db import DatabaseError
-
             try:
                 _book = load_price_book()
-            except DatabaseError:
+            except Exception:  # DatabaseError, or SynchronousOnlyOperation on an event loop
                 # The database is down: keep pricing with what we had.
                 logger.warning("claude pricing: could not load prices, using the last known ones")
                 if _book is None:

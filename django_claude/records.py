@@ -169,10 +169,14 @@ def record_from_line(line: Mapping[str, Any]) -> CallRecord:
 
 
 def finish(
-    facts: CallFacts, *, after_write: Callable[[], None] | None = None
+    facts: CallFacts,
+    *,
+    after_write: Callable[[], None] | None = None,
+    background: bool = False,
 ) -> tuple[CallRecord, Decimal | None]:
     """Price the call, write its log line, then its record; ``after_write``
-    runs once the record exists (or could not be saved). Never raises."""
+    runs once the record exists (or could not be saved). ``background`` hands
+    the row to the writer thread (for code that must not block). Never raises."""
     if facts.billable:
         cost = pricing.price_call(
             facts.model, facts.usage, on=facts.created_at.astimezone(datetime.UTC).date()
@@ -187,7 +191,7 @@ def finish(
         level = logging.WARNING
     call_logger.log(level, json.dumps(line, ensure_ascii=False), extra={"claude": line})
     record = record_from_line(line)
-    write_record(record, after=after_write)
+    write_record(record, after=after_write, background=background)
     return record, cost
 
 
@@ -217,11 +221,13 @@ def _run_after(after: Callable[[], None] | None, record: CallRecord) -> None:
         logger.exception("claude record %s: follow-up failed", record.id)
 
 
-def write_record(record: CallRecord, *, after: Callable[[], None] | None = None) -> None:
+def write_record(
+    record: CallRecord, *, after: Callable[[], None] | None = None, background: bool = False
+) -> None:
     from django_claude.models import CallRecord
 
     alias = router.db_for_write(CallRecord)
-    if _in_callers_transaction(alias):
+    if background or _in_callers_transaction(alias):
         _writer.submit(record, alias, after)
         return
     try:

@@ -46,6 +46,10 @@ class BadResponse(Exception):
         self.body_type = type(body).__name__
 
 
+class StreamCutOff(Exception):
+    """A stream ended before ``message_stop``: the connection dropped."""
+
+
 class MissingCredentials(Exception):
     """No API key could be found (setting, environment or SDK config)."""
 
@@ -92,7 +96,13 @@ def classify(exc: BaseException) -> ErrorKind:
     if isinstance(exc, anthropic.APIStatusError):
         return classify_status(error_status(exc) or 500)
     if isinstance(
-        exc, (anthropic.APIConnectionError, BadResponse, anthropic.APIResponseValidationError)
+        exc,
+        (
+            anthropic.APIConnectionError,
+            BadResponse,
+            StreamCutOff,
+            anthropic.APIResponseValidationError,
+        ),
     ):
         return ErrorKind.TRANSIENT
     if isinstance(exc, (MissingCredentials, anthropic.CredentialsError)):

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.core.cache import caches
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import IntegrityError, transaction
 
 from django_claude import pricing
 from django_claude.conf import conf
@@ -91,7 +91,7 @@ def _refresh(now: float) -> None:
         if version is None or version != _table.version:
             try:
                 _table.routes = _load_routes()
-            except DatabaseError:
+            except Exception:  # DatabaseError, or SynchronousOnlyOperation on an event loop
                 # Keep serving the routes we know; try again next second.
                 logger.warning("claude routing: could not load routes, keeping the last known")
             _table.version = version

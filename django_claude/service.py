@@ -6,21 +6,24 @@ lives in its own module.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import anthropic
 from anthropic.types import Message
+from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from django_claude import answers, evals, records
-from django_claude.client import get_client
+from django_claude.client import get_async_client, get_client
 from django_claude.conf import conf
 from django_claude.exceptions import ClaudeUnavailable
 from django_claude.pricing import Usage
@@ -30,6 +33,8 @@ from django_claude.resilience import (
     Deadline,
     ErrorKind,
     MissingCredentials,
+    RetryDecision,
+    StreamCutOff,
     backoff_delay,
     classify,
     decide_retry,
@@ -41,6 +46,9 @@ from django_claude.results import ClaudeResult
 from django_claude.routing import Route, active_route
 
 logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 # Arguments that django-claude owns; passing them through **create_kwargs is a mistake.
 RESERVED_KWARGS = frozenset({"model", "messages", "max_tokens", "system", "stream", "timeout"})
@@ -217,20 +225,71 @@ def _attempt_entry(model: str, started: float, exc: BaseException | None) -> dic
     return entry
 
 
-def _send(
-    client: anthropic.Anthropic, model: str, params: dict[str, Any], timeout: float
-) -> Message:
+def _off_loop(fn: Callable[P, R]) -> Callable[P, Awaitable[R]]:
+    """Run blocking cache or database work in a thread, off the event loop."""
+    return sync_to_async(fn, thread_sensitive=False)
+
+
+def _sdk_call(fn: Any, /, **kwargs: Any) -> Any:
+    """Call the SDK, turning its missing-key TypeError into MissingCredentials."""
     try:
-        answer = client.messages.create(model=model, timeout=timeout, **params)
+        return fn(**kwargs)
     except TypeError as exc:
         if _MISSING_KEY_TEXT in str(exc):
             raise MissingCredentials(
                 "no Anthropic API key: set DJANGO_CLAUDE_API_KEY or ANTHROPIC_API_KEY"
             ) from None
         raise
-    if not isinstance(answer, Message):
-        raise BadResponse(answer)
-    return answer
+
+
+def gate(run: ModelRun, breaker: CircuitBreaker, deadline: Deadline) -> float | None:
+    """The timeout of the next attempt on ``run.model``, or None when none may
+    start (its breaker is open, or the deadline leaves no time)."""
+    if not breaker.allow():
+        run.skipped = "breaker_open"
+        run.log.append({"model": run.model, "error": "breaker_open"})
+        return None
+    timeout = deadline.attempt_timeout(conf.TIMEOUT)
+    if timeout is None:
+        run.skipped = run.skipped or "deadline"
+        if run.attempts == 0:
+            run.log.append({"model": run.model, "error": "deadline"})
+        return None
+    run.attempts += 1
+    return timeout
+
+
+def attempt_failed(
+    run: ModelRun,
+    exc: BaseException,
+    *,
+    started: float,
+    breaker: CircuitBreaker,
+    deadline: Deadline,
+    max_attempts: int,
+) -> RetryDecision:
+    """Record a failed attempt and say whether (and when) to try again."""
+    run.log.append(_attempt_entry(run.model, started, exc))
+    if isinstance(exc, (anthropic.AnthropicError, BadResponse, MissingCredentials, StreamCutOff)):
+        run.error, run.kind = exc, classify(exc)
+    else:
+        run.error, run.kind = exc, ErrorKind.CALLER  # a TypeError from the SDK...
+    if run.kind is ErrorKind.TRANSIENT:
+        breaker.record_failure()
+    return decide_retry(
+        kind=run.kind,
+        attempts_made=run.attempts,
+        max_attempts=max_attempts,
+        remaining=deadline.remaining(),
+        backoff=backoff_delay(run.attempts - 1, base=conf.BACKOFF_BASE, cap=conf.BACKOFF_MAX),
+        server_delay=retry_after_of(exc),
+    )
+
+
+def attempt_succeeded(run: ModelRun, *, started: float, breaker: CircuitBreaker) -> None:
+    run.log.append(_attempt_entry(run.model, started, None))
+    run.error = run.kind = None
+    breaker.record_success()
 
 
 def run_model(
@@ -240,49 +299,71 @@ def run_model(
     run = ModelRun(model=model)
     breaker = CircuitBreaker(model)
     client = get_client()
-    while True:
-        if not breaker.allow():
-            run.skipped = "breaker_open"
-            run.log.append({"model": model, "error": "breaker_open"})
-            return run
-        timeout = deadline.attempt_timeout(conf.TIMEOUT)
-        if timeout is None:
-            run.skipped = run.skipped or "deadline"
-            if run.attempts == 0:
-                run.log.append({"model": model, "error": "deadline"})
-            return run
+    while (timeout := gate(run, breaker, deadline)) is not None:
         started = time.monotonic()
-        run.attempts += 1
         try:
-            run.message = _send(client, model, params, timeout)
-        except (anthropic.AnthropicError, BadResponse, MissingCredentials) as exc:
-            run.log.append(_attempt_entry(model, started, exc))
-            run.error, run.kind = exc, classify(exc)
-            if run.kind is ErrorKind.TRANSIENT:
-                breaker.record_failure()
-            decision = decide_retry(
-                kind=run.kind,
-                attempts_made=run.attempts,
+            answer = _sdk_call(client.messages.create, model=model, timeout=timeout, **params)
+            if not isinstance(answer, Message):
+                raise BadResponse(answer)
+        except Exception as exc:
+            decision = attempt_failed(
+                run,
+                exc,
+                started=started,
+                breaker=breaker,
+                deadline=deadline,
                 max_attempts=max_attempts,
-                remaining=deadline.remaining(),
-                backoff=backoff_delay(
-                    run.attempts - 1, base=conf.BACKOFF_BASE, cap=conf.BACKOFF_MAX
-                ),
-                server_delay=retry_after_of(exc),
             )
             if not decision.retry:
                 return run
             time.sleep(decision.delay)
             continue
-        except Exception as exc:
-            # A mistake in the caller's arguments (TypeError from the SDK...).
-            run.log.append(_attempt_entry(model, started, exc))
-            run.error, run.kind = exc, ErrorKind.CALLER
-            return run
-        run.log.append(_attempt_entry(model, started, None))
-        run.error = run.kind = None
-        breaker.record_success()
+        run.message = answer
+        attempt_succeeded(run, started=started, breaker=breaker)
         return run
+    return run
+
+
+async def arun_model(
+    model: str,
+    params: dict[str, Any],
+    *,
+    deadline: Deadline,
+    max_attempts: int,
+    run: ModelRun | None = None,
+) -> ModelRun:
+    """``run_model`` on the async client; cache I/O runs off the event loop.
+
+    Pass ``run`` to see its attempts even when the task is cancelled."""
+    run = run or ModelRun(model=model)
+    breaker = CircuitBreaker(model)
+    client = get_async_client()
+    while (timeout := await _off_loop(gate)(run, breaker, deadline)) is not None:
+        started = time.monotonic()
+        try:
+            answer = await _sdk_call(client.messages.create, model=model, timeout=timeout, **params)
+            if not isinstance(answer, Message):
+                raise BadResponse(answer)
+        except asyncio.CancelledError:
+            run.log.append(_attempt_entry(model, started, asyncio.CancelledError()))
+            raise
+        except Exception as exc:
+            decision = await _off_loop(attempt_failed)(
+                run,
+                exc,
+                started=started,
+                breaker=breaker,
+                deadline=deadline,
+                max_attempts=max_attempts,
+            )
+            if not decision.retry:
+                return run
+            await asyncio.sleep(decision.delay)
+            continue
+        run.message = answer
+        await _off_loop(attempt_succeeded)(run, started=started, breaker=breaker)
+        return run
+    return run
 
 
 def _should_fall_back(run: ModelRun) -> bool:
@@ -411,108 +492,157 @@ def call_with_route(
     return _call(req, route=route, smell_test=smell_test)
 
 
-def _call(req: CallRequest, *, route: Route, smell_test: bool | None) -> ClaudeResult:
-    started = time.monotonic()
-    created_at = timezone.now()
-    deadline = Deadline(conf.DEADLINE)
+@dataclass
+class _Call:
+    """One call in progress: what the sync and async drivers share."""
 
-    cache_key = answers.request_key({"model": route.model, **req.params}) if req.cache_ttl else ""
-    idem_key = (
-        answers.idempotency_cache_key(req.feature, req.idempotency_key)
-        if req.idempotency_key
-        else ""
-    )
+    req: CallRequest
+    route: Route
+    smell_test: bool | None
+    started: float = field(default_factory=time.monotonic)
+    created_at: datetime.datetime = field(default_factory=timezone.now)
+    deadline: Deadline = field(default_factory=lambda: Deadline(conf.DEADLINE))
+    runs: list[ModelRun] = field(default_factory=list)
+    cache_key: str = ""
+    idem_key: str = ""
     lock: answers.IdempotencyLock | None = None
-    for key in (idem_key, cache_key):
-        if key:
-            stored = answers.get(key)
-            if stored is not None:
-                return _cached_result(
-                    req, stored, model_requested=route.model, started=started, created_at=created_at
-                )
-    if idem_key:
-        lock = answers.IdempotencyLock(idem_key)
-        if not lock.acquire(ttl=conf.DEADLINE):
-            stored = lock.wait_for(idem_key, seconds=deadline.remaining())
-            if stored is not None:
-                return _cached_result(
-                    req, stored, model_requested=route.model, started=started, created_at=created_at
-                )
-    try:
-        return _call_upstream(
-            req,
-            route.model,
-            route.fallback_model,
-            deadline=deadline,
-            started=started,
-            created_at=created_at,
-            cache_key=cache_key,
-            idem_key=idem_key,
-            smell_test=smell_test,
-        )
-    finally:
-        if lock is not None:
-            lock.release()
 
+    def __post_init__(self) -> None:
+        self.use_route(self.route)
 
-def _call_upstream(
-    req: CallRequest,
-    primary: str,
-    fallback: str,
-    *,
-    deadline: Deadline,
-    started: float,
-    created_at: datetime.datetime,
-    cache_key: str,
-    idem_key: str,
-    smell_test: bool | None,
-) -> ClaudeResult:
-    runs = [run_model(primary, req.params, deadline=deadline, max_attempts=conf.MAX_ATTEMPTS)]
-    if runs[0].message is None and fallback and _should_fall_back(runs[0]):
-        runs.append(
-            run_model(fallback, req.params, deadline=deadline, max_attempts=conf.FALLBACK_ATTEMPTS)
+    def use_route(self, route: Route) -> None:
+        """Serve the call from ``route`` (the answer keys depend on its model)."""
+        self.route = route
+        if self.req.cache_ttl:
+            self.cache_key = answers.request_key({"model": self.route.model, **self.req.params})
+        if self.req.idempotency_key:
+            self.idem_key = answers.idempotency_cache_key(
+                self.req.feature, self.req.idempotency_key
+            )
+
+    def replay(self) -> answers.StoredAnswer | None:
+        """A stored answer to reuse, waiting for a concurrent twin if needed
+        (blocking: the async driver runs it in a thread)."""
+        for key in (self.idem_key, self.cache_key):
+            if key and (stored := answers.get(key)) is not None:
+                return stored
+        if self.idem_key:
+            self.lock = answers.IdempotencyLock(self.idem_key)
+            if not self.lock.acquire(ttl=conf.DEADLINE):
+                return self.lock.wait_for(self.idem_key, seconds=self.deadline.remaining())
+        return None
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+
+    def cached(self, stored: answers.StoredAnswer) -> ClaudeResult:
+        return _cached_result(
+            self.req,
+            stored,
+            model_requested=self.route.model,
+            started=self.started,
+            created_at=self.created_at,
         )
-    last = runs[-1]
-    attempt_log = [entry for run in runs for entry in run.log]
-    facts = records.CallFacts(
-        request_id=uuid.uuid4(),
-        created_at=created_at,
-        feature=req.feature,
-        model_requested=primary,
-        outcome="ok",
-        prompt_text=req.prompt_text,
-        user_id=req.user_id,
-        user_ref=req.user_ref,
-        attempts=sum(run.attempts for run in runs),
-        attempt_log=attempt_log,
-        fallback_used=len(runs) > 1,
-        tags=req.tags,
-        idempotency_key=req.idempotency_key,
-        upstream_request_id=_upstream_id(last),
-    )
-    if last.message is not None:
-        message = last.message
+
+    def needs_fallback(self) -> bool:
+        first = self.runs[0]
+        return (
+            len(self.runs) == 1
+            and first.message is None
+            and bool(self.route.fallback_model)
+            and _should_fall_back(first)
+        )
+
+    def facts(self) -> records.CallFacts:
+        runs, last = self.runs, self.runs[-1]
+        return records.CallFacts(
+            request_id=uuid.uuid4(),
+            created_at=self.created_at,
+            feature=self.req.feature,
+            model_requested=self.route.model,
+            outcome="ok",
+            prompt_text=self.req.prompt_text,
+            user_id=self.req.user_id,
+            user_ref=self.req.user_ref,
+            attempts=sum(run.attempts for run in runs),
+            attempt_log=[entry for run in runs for entry in run.log],
+            fallback_used=len(runs) > 1,
+            tags=self.req.tags,
+            idempotency_key=self.req.idempotency_key,
+            upstream_request_id=_upstream_id(last),
+            latency_ms=round((time.monotonic() - self.started) * 1000),
+        )
+
+    def conclude(self) -> ClaudeResult:
+        """Record the call and build its result (or raise the caller's error)."""
+        facts = self.facts()
+        last = self.runs[-1]
+        if last.message is not None:
+            return self._answered(facts, last.message)
+        failed = next((run for run in reversed(self.runs) if run.error is not None), last)
+        if failed.error is not None:
+            facts.error_type = error_type(failed.error)
+            facts.error_status = error_status(failed.error)
+            facts.error_kind = failed.kind.value if failed.kind else ""
+        else:
+            facts.error_type = (
+                "BreakerOpen" if last.skipped == "breaker_open" else "DeadlineExceeded"
+            )
+        facts.billable = False
+        if failed.kind is ErrorKind.CALLER and failed.error is not None:
+            facts.outcome = "error"
+            records.finish(facts)
+            raise failed.error
+        facts.outcome = "degraded"
+        if failed.kind is ErrorKind.AUTH:
+            logger.error(
+                "claude call %s: the API refused our credentials (%s); check DJANGO_CLAUDE_API_KEY",
+                facts.request_id,
+                facts.error_type,
+            )
+        records.finish(facts)
+        if conf.RAISE_ON_FAILURE:
+            raise ClaudeUnavailable(
+                f"Claude is unavailable for {self.req.feature!r} ({facts.error_type})",
+                request_id=facts.request_id,
+                error_type=facts.error_type,
+            ) from failed.error
+        return ClaudeResult(
+            text=conf.DEGRADED_MESSAGE,
+            outcome="degraded",
+            model="",
+            attempts=facts.attempts,
+            request_id=facts.request_id,
+            cost_usd=Decimal(0),
+            usage={},
+            message=None,
+        )
+
+    def _answered(self, facts: records.CallFacts, message: Message) -> ClaudeResult:
         usage = Usage.from_api(message.usage)
-        facts.outcome = "fallback" if len(runs) > 1 else "ok"
-        facts.model = message.model or last.model
+        facts.outcome = "fallback" if len(self.runs) > 1 else "ok"
+        facts.model = message.model or self.runs[-1].model
         facts.usage = usage
         facts.stop_reason = message.stop_reason or ""
-        facts.latency_ms = round((time.monotonic() - started) * 1000)
+        text = _text_of(message)
         after_write = None
-        if evals.should_sample(req.feature, smell_test) and evals.stash(
-            facts.request_id, prompt=req.prompt_text, answer=_text_of(message)
+        if evals.should_sample(self.req.feature, self.smell_test) and evals.stash(
+            facts.request_id, prompt=self.req.prompt_text, answer=text
         ):
             facts.smell_verdict = "pending"
             after_write = evals.enqueue(facts.request_id)
         _, cost = records.finish(facts, after_write=after_write)
-        if cache_key or idem_key:
+        if self.cache_key or self.idem_key:
             stored = _stored(message, usage)
-            if cache_key and req.cache_ttl:
-                answers.put(cache_key, stored, req.cache_ttl)
-            if idem_key:
-                answers.put(idem_key, stored, max(conf.IDEMPOTENCY_TTL, req.cache_ttl or 0))
+            if self.cache_key and self.req.cache_ttl:
+                answers.put(self.cache_key, stored, self.req.cache_ttl)
+            if self.idem_key:
+                answers.put(
+                    self.idem_key, stored, max(conf.IDEMPOTENCY_TTL, self.req.cache_ttl or 0)
+                )
         return ClaudeResult(
-            text=_text_of(message),
+            text=text,
             outcome=facts.outcome,
             model=facts.model,
             attempts=facts.attempts,
@@ -523,41 +653,107 @@ def _call_upstream(
             stop_reason=facts.stop_reason,
         )
 
-    failed = next((run for run in reversed(runs) if run.error is not None), last)
-    if failed.error is not None:
-        facts.error_type = error_type(failed.error)
-        facts.error_status = error_status(failed.error)
-        facts.error_kind = failed.kind.value if failed.kind else ""
-    else:
-        facts.error_type = "BreakerOpen" if last.skipped == "breaker_open" else "DeadlineExceeded"
-    facts.latency_ms = round((time.monotonic() - started) * 1000)
-    facts.billable = False
+    def cancelled(self) -> None:
+        """Record a call whose task was cancelled (the client went away).
 
-    if failed.kind is ErrorKind.CALLER and failed.error is not None:
-        facts.outcome = "error"
-        records.finish(facts)
-        raise failed.error
-    facts.outcome = "degraded"
-    if failed.kind is ErrorKind.AUTH:
-        logger.error(
-            "claude call %s: the API refused our credentials (%s); check DJANGO_CLAUDE_API_KEY",
-            facts.request_id,
-            facts.error_type,
+        Runs on the event loop: the log line now, the row by the background
+        writer, so nothing here blocks or awaits.
+        """
+        if not self.runs:
+            self.runs.append(ModelRun(model=self.route.model))
+        facts = self.facts()
+        facts.outcome = "interrupted"
+        facts.error_type = "CancelledError"
+        facts.billable = False
+        records.finish(facts, background=True)
+
+
+def _call(req: CallRequest, *, route: Route, smell_test: bool | None) -> ClaudeResult:
+    state = _Call(req=req, route=route, smell_test=smell_test)
+    stored = state.replay()
+    if stored is not None:
+        return state.cached(stored)
+    try:
+        state.runs.append(
+            run_model(
+                route.model, req.params, deadline=state.deadline, max_attempts=conf.MAX_ATTEMPTS
+            )
         )
-    records.finish(facts)
-    if conf.RAISE_ON_FAILURE:
-        raise ClaudeUnavailable(
-            f"Claude is unavailable for {req.feature!r} ({facts.error_type})",
-            request_id=facts.request_id,
-            error_type=facts.error_type,
-        ) from failed.error
-    return ClaudeResult(
-        text=conf.DEGRADED_MESSAGE,
-        outcome="degraded",
-        model="",
-        attempts=facts.attempts,
-        request_id=facts.request_id,
-        cost_usd=Decimal(0),
-        usage={},
-        message=None,
+        if state.needs_fallback():
+            state.runs.append(
+                run_model(
+                    route.fallback_model,
+                    req.params,
+                    deadline=state.deadline,
+                    max_attempts=conf.FALLBACK_ATTEMPTS,
+                )
+            )
+        return state.conclude()
+    finally:
+        state.release()
+
+
+async def acall(
+    prompt: str | None = None,
+    *,
+    feature: str,
+    user: Any = None,
+    system: Any = None,
+    max_tokens: int | None = None,
+    messages: list[dict[str, Any]] | None = None,
+    cache_ttl: int | None = None,
+    idempotency_key: str | None = None,
+    smell_test: bool | None = None,
+    tags: Mapping[str, Any] | None = None,
+    **create_kwargs: Any,
+) -> ClaudeResult:
+    """``call`` for async views: the same arguments, result and guarantees.
+
+    Uses ``AsyncAnthropic`` and ``asyncio.sleep``; database and cache work runs
+    in threads, never on the event loop. A cancelled call (the client went
+    away) is still recorded, with outcome ``"interrupted"``, and the
+    ``CancelledError`` propagates.
+    """
+    req = prepare(
+        prompt,
+        feature=feature,
+        user=user,
+        system=system,
+        max_tokens=max_tokens,
+        messages=messages,
+        cache_ttl=cache_ttl,
+        idempotency_key=idempotency_key,
+        tags=tags,
+        create_kwargs=create_kwargs,
     )
+    state = _Call(req=req, route=_cancelled_route(req.feature), smell_test=smell_test)
+    try:
+        route = await sync_to_async(active_route)(req.feature)  # may read the database
+        state.use_route(route)
+        stored = await _off_loop(state.replay)()
+        if stored is not None:
+            return await sync_to_async(state.cached)(stored)
+        for model, attempts in (
+            (route.model, conf.MAX_ATTEMPTS),
+            (route.fallback_model, conf.FALLBACK_ATTEMPTS),
+        ):
+            if state.runs and not state.needs_fallback():
+                break
+            run = ModelRun(model=model)
+            state.runs.append(run)
+            await arun_model(
+                model, req.params, deadline=state.deadline, max_attempts=attempts, run=run
+            )
+        return await sync_to_async(state.conclude)()
+    except asyncio.CancelledError:
+        state.cancelled()
+        raise
+    finally:
+        if state.lock is not None:
+            with contextlib.suppress(BaseException):
+                await _off_loop(state.release)()
+
+
+def _cancelled_route(feature: str) -> Route:
+    """What a call cancelled before its route was read is recorded against."""
+    return Route(feature=feature, model=conf.DEFAULT_MODEL, fallback_model="")

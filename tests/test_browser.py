@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from django.db import connections
 
 import django_claude
 from django_claude.models import ModelRoute, ModelRouteChange
@@ -94,3 +95,6 @@ def test_flip_and_roll_back_in_the_admin(
     page.goto(f"{live_server.url}/admin/django_claude/modelroute/")
     page.screenshot(path=str(ARTIFACTS / "route-list.png"), full_page=True)
     assert "support" in page.content()
+    # Playwright's loop gives this thread another context for Django's
+    # connection handles: close the ones the test opened in it.
+    connections.close_all()

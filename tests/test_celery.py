@@ -19,6 +19,15 @@ ROOT = Path(__file__).resolve().parent.parent
 BROKER = "redis://127.0.0.1:6379/3"
 
 
+def use_broker(app, url):
+    """Point this process's Celery app at ``url``, dropping pools made for another."""
+    app.conf.broker_url = url
+    if app._pool is not None:
+        app._pool.force_close_all()
+        app._pool = None
+    app.amqp._producer_pool = None
+
+
 @pytest.mark.redis
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -141,9 +150,9 @@ def test_a_worker_judges_sampled_calls_end_to_end(fake_anthropic, tmp_path):
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    was_eager = app.conf.task_always_eager
+    was_eager, was_broker = app.conf.task_always_eager, app.conf.broker_url
     app.conf.task_always_eager = False
-    app.conf.broker_url = BROKER
+    use_broker(app, BROKER)
     try:
         results = [
             django_claude.call(f"question {i}", feature="judged", smell_test=True) for i in range(3)
@@ -156,6 +165,7 @@ def test_a_worker_judges_sampled_calls_end_to_end(fake_anthropic, tmp_path):
             time.sleep(0.3)
     finally:
         app.conf.task_always_eager = was_eager
+        use_broker(app, was_broker)
         worker.terminate()
         try:
             worker.wait(timeout=20)

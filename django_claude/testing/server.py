@@ -50,6 +50,10 @@ class Fault:
     - ``drop``: close the connection without answering.
     - ``body`` / ``content_type``: a raw body, e.g. an HTML page from a proxy.
     - ``text``: the answer's text, instead of the server's default.
+    - streams only: ``cut_after`` drops the connection after that many text
+      deltas (before ``message_stop``); ``error_event`` sends an SSE error
+      event of that type (``"overloaded_error"``...) after ``cut_after``
+      deltas (0: before the first); ``chunk_delay`` waits between events.
     """
 
     status: int = 0
@@ -60,6 +64,9 @@ class Fault:
     body: str | None = None
     content_type: str = "application/json"
     text: str | None = None
+    cut_after: int | None = None
+    error_event: str | None = None
+    chunk_delay: float = 0.0
 
 
 OK = Fault()
@@ -233,7 +240,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         message = self.fake.message_for(body, fault)
         if body.get("stream"):
-            self._send_stream(message)
+            self._send_stream(message, fault)
         else:
             self._send(200, json.dumps(message).encode(), "application/json")
 
@@ -257,7 +264,7 @@ class _Handler(BaseHTTPRequestHandler):
         payload = {"type": "error", "error": {"type": error_type, "message": message}}
         self._send(status, json.dumps(payload).encode(), "application/json", extra)
 
-    def _send_stream(self, message: dict[str, Any]) -> None:
+    def _send_stream(self, message: dict[str, Any], fault: Fault) -> None:
         text = message["content"][0]["text"]
         usage = message["usage"]
         start = dict(message, content=[], stop_reason=None)
@@ -297,14 +304,33 @@ class _Handler(BaseHTTPRequestHandler):
             ),
             ("message_stop", {"type": "message_stop"}),
         ]
+        stop_at = None  # index of the first event not sent
+        if fault.cut_after is not None or fault.error_event is not None:
+            deltas = 0
+            stop_at = len(events)
+            for i, (name, _) in enumerate(events):
+                if name == "content_block_delta":
+                    if deltas == (fault.cut_after or 0):
+                        stop_at = i
+                        break
+                    deltas += 1
         try:
             self.send_response(200)
             self.send_header("content-type", "text/event-stream")
             self.send_header("request-id", f"req_fake_{uuid.uuid4().hex[:20]}")
             self.send_header("connection", "close")
             self.end_headers()
-            for name, data in events:
+            for name, data in events[:stop_at]:
                 self.wfile.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
+                self.wfile.flush()
+                if fault.chunk_delay:
+                    time.sleep(fault.chunk_delay)
+            if fault.error_event is not None:
+                error = {
+                    "type": "error",
+                    "error": {"type": fault.error_event, "message": "fake stream error"},
+                }
+                self.wfile.write(f"event: error\ndata: {json.dumps(error)}\n\n".encode())
                 self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             pass
