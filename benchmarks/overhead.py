@@ -1,4 +1,4 @@
-"""What django_claude.call() adds to a request, against the bare SDK.
+"""What django_claude.call(), acall() and stream() add to a request, against the bare SDK.
 
 Both talk to the fake Messages API on 127.0.0.1 with no delay, in the same
 process and the same run, interleaved in rounds so machine noise hits both
@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,7 +30,8 @@ def percentile(values: list[float], pct: float) -> float:
 
 
 def measure(calls: int) -> dict[str, float]:
-    """Run inside a configured process: time bare SDK calls and call()s."""
+    """Run inside a configured process: time the bare SDK and django-claude,
+    for call(), acall() and stream()."""
     import anthropic
     import django
     from django.core.management import call_command
@@ -64,31 +64,90 @@ def measure(calls: int) -> dict[str, float]:
         result = django_claude.call(prompt, feature="bench")
         assert result.outcome == "ok", result.outcome
 
-    for _ in range(50):  # warm both paths: connections, price book, imports
-        sdk_once()
-        call_once()
-    sdk_times: list[float] = []
-    call_times: list[float] = []
+    async_bare = anthropic.AsyncAnthropic(
+        api_key="sk-ant-bench-0000", base_url=fake.url, max_retries=0
+    )
+
+    def stream_sdk_once() -> None:
+        with bare.messages.stream(
+            model=model, max_tokens=600, messages=[{"role": "user", "content": prompt}]
+        ) as s:
+            for _ in s.text_stream:
+                pass
+
+    def stream_call_once() -> None:
+        with django_claude.stream(prompt, feature="bench") as s:
+            for _ in s.text_stream:
+                pass
+        assert s.result is not None and s.result.outcome == "ok"
+
+    pairs = {
+        "call": (sdk_once, call_once),
+        "stream": (stream_sdk_once, stream_call_once),
+    }
+    results: dict[str, float] = {}
     rounds = 20
     per_round = max(1, calls // rounds)
-    for _ in range(rounds):
-        for fn, bucket in ((sdk_once, sdk_times), (call_once, call_times)):
-            for _ in range(per_round):
-                started = time.perf_counter()
-                fn()
-                bucket.append((time.perf_counter() - started) * 1000)
-    records = CallRecord.objects.filter(feature="bench").count()
+    for name, (base_fn, our_fn) in pairs.items():
+        for _ in range(30):  # warm both paths: connections, price book, imports
+            base_fn()
+            our_fn()
+        base_times: list[float] = []
+        our_times: list[float] = []
+        for _ in range(rounds):
+            for fn, bucket in ((base_fn, base_times), (our_fn, our_times)):
+                for _ in range(per_round):
+                    started = time.perf_counter()
+                    fn()
+                    bucket.append((time.perf_counter() - started) * 1000)
+        results[f"{name}_sdk_p50"] = percentile(base_times, 50)
+        results[f"{name}_sdk_p95"] = percentile(base_times, 95)
+        results[f"{name}_ours_p50"] = percentile(our_times, 50)
+        results[f"{name}_ours_p95"] = percentile(our_times, 95)
+
+    async def async_bench() -> None:
+        async def sdk() -> None:
+            await async_bare.messages.create(
+                model=model,
+                max_tokens=600,
+                messages=[{"role": "user", "content": prompt}],
+                timeout=20.0,
+            )
+
+        async def ours() -> None:
+            result = await django_claude.acall(prompt, feature="bench")
+            assert result.outcome == "ok", result.outcome
+
+        for _ in range(30):
+            await sdk()
+            await ours()
+        base_times: list[float] = []
+        our_times: list[float] = []
+        for _ in range(rounds):
+            for fn, bucket in ((sdk, base_times), (ours, our_times)):
+                for _ in range(per_round):
+                    started = time.perf_counter()
+                    await fn()
+                    bucket.append((time.perf_counter() - started) * 1000)
+        results["acall_sdk_p50"] = percentile(base_times, 50)
+        results["acall_sdk_p95"] = percentile(base_times, 95)
+        results["acall_ours_p50"] = percentile(our_times, 50)
+        results["acall_ours_p95"] = percentile(our_times, 95)
+        from asgiref.sync import sync_to_async
+        from django.db import connections
+
+        await sync_to_async(connections.close_all)()
+
+    import asyncio
+
+    asyncio.run(async_bench())
+    from django_claude import records
+
+    records.flush_pending()
+    results["records"] = CallRecord.objects.filter(feature="bench").count()
+    results["calls"] = 3 * rounds * per_round
     fake.stop()
-    return {
-        "sdk_p50": percentile(sdk_times, 50),
-        "sdk_p95": percentile(sdk_times, 95),
-        "call_p50": percentile(call_times, 50),
-        "call_p95": percentile(call_times, 95),
-        "sdk_mean": statistics.fmean(sdk_times),
-        "call_mean": statistics.fmean(call_times),
-        "calls": len(call_times),
-        "records": records,
-    }
+    return results
 
 
 def run_child(database_url: str, calls: int) -> dict[str, float] | None:
@@ -145,10 +204,10 @@ def main() -> None:
         targets = [("SQLite (file)", f"sqlite:///{tmp}/bench.sqlite3")]
         if postgres_available(args.postgres):
             targets.append(("PostgreSQL", args.postgres))
-        print(f"django_claude.call() vs bare anthropic SDK, {args.calls} calls each, fake API")
+        print(f"django-claude vs the bare anthropic SDK, {args.calls} requests each, fake API")
         header = (
-            f"{'database':<14} {'SDK p50':>8} {'call p50':>9} {'added p50':>10} {'ratio':>6}"
-            f" {'SDK p95':>8} {'call p95':>9} {'added p95':>10}"
+            f"{'database':<14} {'path':<7} {'SDK p50':>8} {'ours p50':>9} {'added p50':>10}"
+            f" {'ratio':>6} {'SDK p95':>8} {'ours p95':>9} {'added p95':>10}"
         )
         print(header)
         print("-" * len(header))
@@ -157,12 +216,14 @@ def main() -> None:
             if r is None:
                 print(f"{name:<14} failed")
                 continue
-            print(
-                f"{name:<14} {r['sdk_p50']:>7.3f}ms {r['call_p50']:>8.3f}ms "
-                f"{r['call_p50'] - r['sdk_p50']:>+9.3f}ms {r['call_p50'] / r['sdk_p50']:>6.2f}"
-                f" {r['sdk_p95']:>7.3f}ms {r['call_p95']:>8.3f}ms "
-                f"{r['call_p95'] - r['sdk_p95']:>+9.3f}ms"
-            )
+            for path in ("call", "acall", "stream"):
+                sdk50, ours50 = r[f"{path}_sdk_p50"], r[f"{path}_ours_p50"]
+                sdk95, ours95 = r[f"{path}_sdk_p95"], r[f"{path}_ours_p95"]
+                print(
+                    f"{name:<14} {path:<7} {sdk50:>7.3f}ms {ours50:>8.3f}ms "
+                    f"{ours50 - sdk50:>+9.3f}ms {ours50 / sdk50:>6.2f}"
+                    f" {sdk95:>7.3f}ms {ours95:>8.3f}ms {ours95 - sdk95:>+9.3f}ms"
+                )
             assert r["records"] >= r["calls"], "every call must leave a record"
 
 

@@ -77,6 +77,25 @@ def test_the_example_view_shows_answer_outcome_and_request_id(tmp_path):
         assert ">ok<" in page, page
         assert str(record.id) in page, page
         assert record.feature == "example-ask"
+
+        streamed = client.get("/stream/", {"q": "Stream it"})
+        body = b"".join(streamed.streaming_content).decode()
+        assert body.startswith("Hello from the fake Claude."), body
+        assert "[outcome=ok request_id=" in body
+
+        import asyncio
+        from django.test import AsyncClient
+
+        async def read_async():
+            response = await AsyncClient().get("/astream/", {"q": "Stream it async"})
+            return b"".join([chunk async for chunk in response.streaming_content]).decode()
+
+        body = asyncio.run(read_async())
+        assert body.startswith("Hello from the fake Claude."), body
+        from django_claude import records
+        records.flush_pending()
+        features = sorted(CallRecord.objects.values_list("feature", flat=True))
+        assert features == ["example-ask", "example-astream", "example-stream"], features
         print("ok")
         """
     )
