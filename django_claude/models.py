@@ -246,6 +246,11 @@ class DailyCost(models.Model):
     fallback_calls = models.PositiveIntegerField(_("fallback calls"), default=0)
     degraded_calls = models.PositiveIntegerField(_("degraded calls"), default=0)
     error_calls = models.PositiveIntegerField(_("error calls"), default=0)
+    cached_calls = models.PositiveIntegerField(_("cached calls"), default=0)
+    smell_passed = models.PositiveIntegerField(_("smell tests passed"), default=0)
+    smell_judged = models.PositiveIntegerField(_("smell tests judged"), default=0)
+    latency_p50_ms = models.FloatField(_("latency p50 (ms)"), null=True, blank=True)
+    latency_p95_ms = models.FloatField(_("latency p95 (ms)"), null=True, blank=True)
     computed_at = models.DateTimeField(_("computed at"), auto_now=True)
 
     class Meta:

@@ -66,7 +66,12 @@ class CostRow:
     latency_p50_ms: float | None = None
     latency_p95_ms: float | None = None
     latency_avg_ms: float | None = None
+    cached_calls: int = 0
+    smell_passed: int = 0
+    smell_judged: int = 0
 
+    # Counted for the dashboard's rollups, not printed in the report.
+    EXTRA_COUNTS = ("cached_calls", "smell_passed", "smell_judged")
     COUNTS = (
         "calls",
         "input_tokens",
@@ -146,7 +151,7 @@ def day_bounds(
     return start, end
 
 
-def _aggregates(with_percentiles: bool) -> dict[str, Any]:
+def _aggregates(with_percentiles: bool, *, for_rollup: bool = False) -> dict[str, Any]:
     """Aggregates named ``agg_<CostRow field>`` (a name may not shadow a column)."""
     aggregates: dict[str, Any] = {
         "calls": Count("*"),
@@ -161,6 +166,13 @@ def _aggregates(with_percentiles: bool) -> dict[str, Any]:
         "error_calls": Count("created_at", filter=Q(outcome="error")),
         "latency_avg_ms": Avg("latency_ms"),
     }
+    if for_rollup:
+        # The report's own columns all sit in the covering index; these do not.
+        aggregates["cached_calls"] = Count("created_at", filter=Q(outcome="cached"))
+        aggregates["smell_passed"] = Count("created_at", filter=Q(smell_verdict="pass"))
+        aggregates["smell_judged"] = Count(
+            "created_at", filter=Q(smell_verdict__in=["pass", "fail"])
+        )
     if with_percentiles:
         aggregates["latency_p50_ms"] = Percentile("latency_ms", 0.5)
         aggregates["latency_p95_ms"] = Percentile("latency_ms", 0.95)
@@ -169,7 +181,7 @@ def _aggregates(with_percentiles: bool) -> dict[str, Any]:
 
 def _row(key: str, values: Mapping[str, Any]) -> CostRow:
     row = CostRow(key=key)
-    for name in CostRow.COUNTS:
+    for name in (*CostRow.COUNTS, *CostRow.EXTRA_COUNTS):
         setattr(row, name, int(values.get(f"agg_{name}") or 0))
     row.cost_usd = Decimal(values.get("agg_cost_usd") or 0).quantize(COST_PLACES)
     for name in ("latency_p50_ms", "latency_p95_ms", "latency_avg_ms"):
@@ -239,6 +251,10 @@ class _Accumulator:
         row.fallback_calls += outcome == "fallback"
         row.degraded_calls += outcome == "degraded"
         row.error_calls += outcome == "error"
+        row.cached_calls += outcome == "cached"
+        verdict = line.get("smell_verdict")
+        row.smell_passed += verdict == "pass"
+        row.smell_judged += verdict in ("pass", "fail")
         self.latencies.append(float(line.get("latency_ms") or 0))
 
     def finish(self) -> CostRow:
@@ -292,7 +308,13 @@ def cost_report_from_lines(
 # -- rollups -------------------------------------------------------------------------------
 
 # CostRow fields that DailyCost stores.
-_DAILY_FIELDS = [*CostRow.COUNTS, "cost_usd"]
+_DAILY_FIELDS = [
+    *CostRow.COUNTS,
+    *CostRow.EXTRA_COUNTS,
+    "cost_usd",
+    "latency_p50_ms",
+    "latency_p95_ms",
+]
 
 
 def _save_day(day: datetime.date, rows: dict[tuple[str, str], CostRow]) -> int:
@@ -328,7 +350,7 @@ def rollup_day(day: datetime.date, *, tz: str | None = None) -> int:
     grouped = (
         CallRecord.objects.filter(created_at__gte=start, created_at__lt=end)
         .values("feature", "model")
-        .annotate(**_aggregates(False))
+        .annotate(**_aggregates(connection.vendor == "postgresql", for_rollup=True))
         .order_by()
     )
     rows = {(values["feature"], values["model"]): _row("", values) for values in grouped}

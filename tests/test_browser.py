@@ -98,3 +98,39 @@ def test_flip_and_roll_back_in_the_admin(
     # Playwright's loop gives this thread another context for Django's
     # connection handles: close the ones the test opened in it.
     connections.close_all()
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_dashboard_in_the_browser(
+    browser, live_server, fake_anthropic, django_user_model, monkeypatch
+):
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    django_user_model.objects.create_superuser("viewer", "viewer@example.com", "s3cret-pw")
+    fake_anthropic.script("claude-sonnet-4-6", [529] * 4)
+    for i in range(6):
+        django_claude.call(f"question {i}", feature="support" if i % 2 else "chat")
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page.goto(f"{live_server.url}/admin/login/?next=/admin/django_claude/")
+    page.fill("#id_username", "viewer")
+    page.fill("#id_password", "s3cret-pw")
+    page.click("input[type=submit]")
+    page.click("#claude-dashboard-link a")
+    page.wait_for_selector("#chart-cost svg")
+    labels = page.eval_on_selector_all(
+        "figure svg", "els => els.map(e => e.getAttribute('aria-label'))"
+    )
+    assert labels == [
+        "Cost per day by feature (USD)",
+        "Calls per day by outcome",
+        "Latency per day (average, ms)"
+        if "average" in page.content()
+        else "Latency per day (p50, ms)",
+        "Smell-test pass rate per day (%), model changes marked",
+    ]
+    assert page.inner_text("#claude-total-calls") == "6"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+    page.goto(f"{live_server.url}/admin/django_claude/callrecord/")
+    assert page.locator("#result_list tbody tr").count() == 6
+    page.screenshot(path=str(ARTIFACTS / "call-records.png"), full_page=True)
+    connections.close_all()
