@@ -158,7 +158,7 @@ def _live(
 
         aggregates["latency_p50_ms"] = Avg("latency_ms")
     wanted = set(days)
-    rows = (
+    rows: Any = (
         records.annotate(local_day=TruncDate("created_at", tzinfo=tz))
         .values("local_day", "feature")
         # Prefixed: an annotation may not shadow a column of the same name.

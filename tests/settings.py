@@ -73,5 +73,8 @@ SILENCED_SYSTEM_CHECKS = [] if env.str("CACHE_URL", default="") else ["django_cl
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="memory://")
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=True)
-ADMINS = [("Ops", "ops@example.com")]
+import django  # noqa: E402
+
+# Django 6.0 takes plain addresses; 5.2 wants (name, address) pairs.
+ADMINS = ["ops@example.com"] if django.VERSION >= (6, 0) else [("Ops", "ops@example.com")]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"

@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -94,6 +94,8 @@ class FakeAnthropic:
         self._always: dict[str, Fault] = {}
         self.requests: list[RecordedRequest] = []
         self.reply_text = "Hello from the fake Claude."
+        # responder(request body) -> answer text, or None for reply_text
+        self.responder: Callable[[dict[str, Any]], str | None] | None = None
         self.usage: dict[str, int] = {}
         self.unknown_models: set[str] = set()
         handler = type("Handler", (_Handler,), {"fake": self})
@@ -135,6 +137,7 @@ class FakeAnthropic:
             self.requests.clear()
             self.unknown_models.clear()
             self.usage = {}
+            self.responder = None
             self.reply_text = "Hello from the fake Claude."
 
     def script(self, model: str, faults: Iterable[Fault | int]) -> None:
@@ -170,7 +173,11 @@ class FakeAnthropic:
 
     # -- answers -----------------------------------------------------------
     def message_for(self, body: dict[str, Any], fault: Fault) -> dict[str, Any]:
-        text = fault.text if fault.text is not None else self.reply_text
+        text = fault.text
+        if text is None and self.responder is not None:
+            text = self.responder(body)
+        if text is None:
+            text = self.reply_text
         prompt_chars = len(json.dumps(body.get("messages", []))) + len(str(body.get("system", "")))
         usage: dict[str, Any] = {
             "input_tokens": max(1, prompt_chars // 4),

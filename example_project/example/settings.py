@@ -16,7 +16,7 @@ environ.Env.read_env(BASE_DIR / ".env")
 
 DEBUG = env.bool("DEBUG", default=True)
 SECRET_KEY = env.str("SECRET_KEY", default="example-only-change-me")
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -84,3 +84,10 @@ LOGGING = {
         "django_claude": {"handlers": ["console"], "level": "INFO"},
     },
 }
+
+# Celery: the smell-test judge and the periodic jobs. By default tasks run
+# inline (no broker needed); set CELERY_BROKER_URL=redis://... and
+# CELERY_TASK_ALWAYS_EAGER=0 to use a worker and beat.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="memory://")
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=True)
+CELERY_TIMEZONE = TIME_ZONE

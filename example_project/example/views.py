@@ -10,9 +10,16 @@ from django.shortcuts import render
 
 import django_claude
 
+FEATURES = [
+    ("example-ask", "General question"),
+    ("support-summary", "Summarise a support ticket"),
+    ("search-answer", "Answer from search results"),
+]
+
 
 class AskForm(forms.Form):
     question = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), max_length=4000)
+    feature = forms.ChoiceField(choices=FEATURES, initial="example-ask", required=False)
 
 
 def ask(request: HttpRequest) -> HttpResponse:
@@ -21,7 +28,7 @@ def ask(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         result = django_claude.call(
             form.cleaned_data["question"],
-            feature="example-ask",
+            feature=form.cleaned_data.get("feature") or "example-ask",
             user=request.user,
             system="You are a helpful assistant for a small Django site. Answer briefly.",
         )

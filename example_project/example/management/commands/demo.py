@@ -1,12 +1,16 @@
-"""``manage.py demo``: migrate, a demo admin, a few calls, then serve on :8000.
+"""``manage.py demo``: migrate, a demo admin, a burst of real traffic, serve.
 
 Without ANTHROPIC_API_KEY the site talks to the local fake API from
-``django_claude.testing``, so the whole demo runs offline.
+``django_claude.testing`` with faults switched on (rate limits, overloads, a
+slow upstream), a model flip and a rollback, so the dashboard, the records,
+the routes and the cost report all have something true to show. With a key
+it sends a few real calls and no faults. ``DEMO_SERVE=0`` stops before serving.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from argparse import ArgumentParser
 from typing import Any
 
@@ -14,17 +18,51 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
+from django.test import Client
+from django.utils import timezone
 
-import django_claude
+from django_claude import records, reports, routing
 from django_claude.conf import conf
+from django_claude.models import CallRecord
 from django_claude.testing import FakeAnthropic, Fault
 
 DEMO_USER = "demo"
 DEMO_PASSWORD = "demo-claude"
+JUDGE_MARK = "PASS or FAIL"
+
+QUESTIONS = {
+    "support-summary": [
+        "Summarise ticket 4121: the printer on floor 3 prints blank pages since Monday.",
+        "Summarise ticket 4122: my email is ada@example.com and I cannot log in.",
+        "Summarise ticket 4123: invoices from March show the wrong VAT rate.",
+        "Summarise ticket 4124: the mobile app crashes when I open settings.",
+    ],
+    "search-answer": [
+        "How do I reset my password?",
+        "What are your opening hours on public holidays?",
+        "Can I change the delivery address after ordering?",
+    ],
+    "example-ask": [
+        "What is Django's ORM good at?",
+        "Explain database transactions in one paragraph.",
+        "Why should an API client have a timeout?",
+    ],
+}
+
+
+def _fake_answer(body: dict[str, Any]) -> str:
+    """Canned answers; the smell-test judge mostly says PASS."""
+    system = str(body.get("system", ""))
+    content = str(body.get("messages", [{}])[-1].get("content", ""))
+    if JUDGE_MARK in system:
+        return "FAIL" if "VAT" in content else "PASS"
+    if "ticket" in content.lower():
+        return "The customer reports a problem and asks for help; priority: normal."
+    return "Here is a short, helpful answer from the demo's fake Claude."
 
 
 class Command(BaseCommand):
-    help = "Set up and serve the example site (DEMO_SERVE=0 stops before serving)."
+    help = "Set up the example site, send it demo traffic, and serve it (DEMO_SERVE=0: don't)."
     # The checks run with migrate, once the fake API (and its key) is in place.
     requires_system_checks: list[str] = []
 
@@ -35,6 +73,7 @@ class Command(BaseCommand):
         fake = None
         if not settings.DJANGO_CLAUDE_API_KEY and not os.environ.get("ANTHROPIC_API_KEY"):
             fake = FakeAnthropic().start()
+            fake.responder = _fake_answer
             settings.DJANGO_CLAUDE_BASE_URL = fake.url
             settings.DJANGO_CLAUDE_API_KEY = "sk-ant-demo-fake-key"
             self.stdout.write(
@@ -46,16 +85,30 @@ class Command(BaseCommand):
             )
         call_command("migrate", interactive=False, verbosity=0)
         self.stdout.write("Database migrated.")
-        self._demo_user()
-        if fake is not None:
-            self._sample_traffic(fake)
+        user = self._demo_user()
+        if CallRecord.objects.filter(created_at__date=timezone.localdate()).exists():
+            self.stdout.write("Demo traffic is already recorded for today: reusing it.")
+        elif fake is not None:
+            self._fake_traffic(fake, user)
+        else:
+            self._real_traffic(user)
+        records.flush_pending()
+        today = timezone.localdate()
+        reports.rollup_day(today)
+        self.stdout.write(self.style.SUCCESS(f"\nCost report for today ({today}):"))
+        call_command("claude_cost_report", "--date", today.isoformat(), stdout=self.stdout)
         if os.environ.get("DEMO_SERVE", "1") == "0":
             self.stdout.write("DEMO_SERVE=0: not serving.")
             return
-        self.stdout.write(self.style.SUCCESS(f"Serving on http://{addrport}/ (Ctrl-C to stop)"))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Serving on http://{addrport}/ (admin: /admin/, dashboard: "
+                "/admin/django_claude/callrecord/dashboard/). Ctrl-C to stop."
+            )
+        )
         call_command("runserver", addrport, use_reloader=False)
 
-    def _demo_user(self) -> None:
+    def _demo_user(self) -> Any:
         User = get_user_model()
         user, created = User.objects.get_or_create(
             username=DEMO_USER, defaults={"is_staff": True, "is_superuser": True}
@@ -66,17 +119,71 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(f"Admin login: {DEMO_USER} / {DEMO_PASSWORD} at /admin/")
         )
+        return user
 
-    def _sample_traffic(self, fake: FakeAnthropic) -> None:
+    def _ask(self, client: Client, feature: str, question: str) -> None:
+        client.post("/", {"question": question, "feature": feature})
+
+    def _burst(self, client: Client, rounds: int = 1) -> None:
+        for _ in range(rounds):
+            for feature, questions in QUESTIONS.items():
+                for question in questions:
+                    self._ask(client, feature, question)
+
+    def _fake_traffic(self, fake: FakeAnthropic, user: Any) -> None:
+        """Real views, the real call path, the fake API with its faults."""
+        settings.DJANGO_CLAUDE_BACKOFF_BASE = 0.05  # keep the demo quick
+        settings.DJANGO_CLAUDE_BACKOFF_MAX = 0.5
+        settings.DJANGO_CLAUDE_SMELL_TEST_RATE = 0.3
+        settings.DJANGO_CLAUDE_BREAKER_COOLDOWN = 1.0  # so the demo sees it close again
+        client = Client()
+        client.force_login(user)
         primary = conf.DEFAULT_MODEL
-        fake.script(primary, [Fault(status=429, retry_after_ms="200"), 0])
-        fake.script(primary, [529, 529, 529, 529])
-        for question in (
-            "Summarise ticket 1: the printer on floor 3 is on fire.",
-            "Summarise ticket 2: my email is ada@example.com and I cannot log in.",
-        ):
-            result = django_claude.call(question, feature="demo-support")
-            self.stdout.write(
-                f"  sample call: outcome={result.outcome} attempts={result.attempts} "
-                f"model={result.model} request_id={result.request_id}"
-            )
+        self.stdout.write("Sending demo traffic through the example views...")
+        self._burst(client, rounds=2)
+        self.stdout.write("  rate limits (429 with retry-after)")
+        fake.script(primary, [Fault(status=429, retry_after_ms="150"), 0] * 3)
+        self._burst(client)
+        self.stdout.write("  overloads (529): the fallback model answers")
+        fake.always(primary, 529)
+        for question in QUESTIONS["support-summary"][:3]:
+            self._ask(client, "support-summary", question)
+        fake.always(primary, Fault())
+        self.stdout.write("  ...the circuit breaker opened; one probe closes it again")
+        time.sleep(1.1)
+        self.stdout.write("  a full outage: both models down, the degraded answer")
+        fake.always(primary, 529)
+        fake.always(conf.FALLBACK_MODEL, 529)
+        self._ask(client, "example-ask", "Is anyone there?")
+        self._ask(client, "search-answer", "Is the service down?")
+        fake.always(primary, Fault())
+        fake.always(conf.FALLBACK_MODEL, Fault())
+        time.sleep(1.1)
+        self.stdout.write("  a slow upstream")
+        fake.script(primary, [Fault(delay=0.4)] * 4)
+        self._burst(client)
+        self.stdout.write("  streaming answers")
+        for question in QUESTIONS["example-ask"]:
+            b"".join(client.get("/stream/", {"q": question}).streaming_content)
+        self.stdout.write("  a model flip for support-summary, then a rollback")
+        routing.set_route(
+            feature="support-summary",
+            model="claude-opus-4-7",
+            fallback_model=conf.FALLBACK_MODEL,
+            user=user,
+            reason="demo: try Opus for ticket summaries",
+        )
+        self._burst(client)
+        routing.rollback(
+            feature="support-summary", user=user, reason="demo: Opus answers are too long"
+        )
+        self._burst(client)
+        count = CallRecord.objects.count()
+        self.stdout.write(self.style.SUCCESS(f"  {count} calls recorded."))
+
+    def _real_traffic(self, user: Any) -> None:
+        client = Client()
+        client.force_login(user)
+        self.stdout.write("Sending three real calls (ANTHROPIC_API_KEY is set)...")
+        for feature in QUESTIONS:
+            self._ask(client, feature, QUESTIONS[feature][0])
