@@ -51,7 +51,7 @@ INSERT INTO django_claude_callrecord (
     stop_reason, cost_usd, prompt_prefix, error_type, upstream_request_id, smell_verdict,
     tags, idempotency_key)
 SELECT md5(i::text)::uuid,
-       %s::timestamptz + (i %% 86400) * interval '1 second',
+       %s::timestamptz + ((i::bigint * %s) / %s) * interval '1 second',
        'feature-' || (i %% 50),
        (i %% 1000)::text,
        'claude-sonnet-4-6',
@@ -107,8 +107,8 @@ def main() -> None:
         cursor.execute("SELECT COUNT(*) FROM django_claude_callrecord")
         if cursor.fetchone()[0] != args.rows:
             print(f"loading {args.rows:,} call records...", flush=True)
-            cursor.execute("TRUNCATE django_claude_callrecord")
-            cursor.execute(LOAD, [f"{DAY} 00:00:00+00", args.rows])
+            cursor.execute("TRUNCATE django_claude_callrecord CASCADE")
+            cursor.execute(LOAD, [f"{DAY} 00:00:00+00", 86399, args.rows, args.rows])
             cursor.execute("VACUUM ANALYZE django_claude_callrecord")
 
     day = datetime.date.fromisoformat(DAY)
