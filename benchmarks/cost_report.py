@@ -85,24 +85,14 @@ def main() -> None:
     parser.add_argument("--postgres", default=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_PG))
     args = parser.parse_args()
 
-    import psycopg
+    from benchmarks.pg import setup_django_on
 
-    admin_url, name = args.postgres.rsplit("/", 1)
-    with psycopg.connect(admin_url + "/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-    os.environ["DATABASE_URL"] = args.postgres
-    os.environ["DJANGO_SETTINGS_MODULE"] = "benchmarks.settings"
-    import django
-
-    django.setup()
+    setup_django_on(args.postgres, "benchmarks.settings")
     from django.core.management import call_command
     from django.db import connection
 
     from django_claude import reports
 
-    call_command("migrate", verbosity=0, interactive=False)
     with connection.cursor() as cursor:
         cursor.execute("SELECT COUNT(*) FROM django_claude_callrecord")
         if cursor.fetchone()[0] != args.rows:

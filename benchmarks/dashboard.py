@@ -41,19 +41,10 @@ def main() -> None:
     parser.add_argument("--postgres", default=os.environ.get("BENCH_DASHBOARD_URL", DEFAULT_PG))
     args = parser.parse_args()
 
-    import psycopg
+    from benchmarks.pg import setup_django_on
 
-    admin_url, name = args.postgres.rsplit("/", 1)
-    with psycopg.connect(admin_url + "/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-    os.environ["DATABASE_URL"] = args.postgres
-    os.environ["DJANGO_SETTINGS_MODULE"] = "benchmarks.settings_admin"
-    import django
-
-    django.setup()
+    setup_django_on(args.postgres, "benchmarks.settings_admin")
     from django.contrib.auth import get_user_model
-    from django.core.management import call_command
     from django.db import connection
     from django.test import RequestFactory
     from django.utils import timezone
@@ -63,7 +54,6 @@ def main() -> None:
     from django_claude.admin import CallRecordAdmin, ModelPriceAdmin
     from django_claude.models import CallRecord, DailyCost, ModelPrice
 
-    call_command("migrate", verbosity=0, interactive=False)
     today = timezone.localdate()
     first = today - datetime.timedelta(days=DAYS - 1)
     with connection.cursor() as cursor:

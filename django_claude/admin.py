@@ -55,8 +55,21 @@ class EstimatedCountPaginator(Paginator):
         return int(self.object_list.count())  # type: ignore[attr-defined]
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """History and rows computed from calls: looked at, never typed in or deleted."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(CallRecord)
-class CallRecordAdmin(admin.ModelAdmin):
+class CallRecordAdmin(ReadOnlyAdmin):
     list_display = (
         "created_at",
         "feature",
@@ -126,15 +139,6 @@ class CallRecordAdmin(admin.ModelAdmin):
             "charts": _dashboard_charts(data) if not data.empty else {},
         }
         return TemplateResponse(request, "admin/django_claude/dashboard.html", context)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(ModelPrice)
@@ -426,7 +430,7 @@ class ModelRouteAdmin(admin.ModelAdmin):
 
 
 @admin.register(ModelRouteChange)
-class ModelRouteChangeAdmin(admin.ModelAdmin):
+class ModelRouteChangeAdmin(ReadOnlyAdmin):
     """Every route change ever made: read-only."""
 
     list_display = (
@@ -442,28 +446,6 @@ class ModelRouteChangeAdmin(admin.ModelAdmin):
     list_filter = ("is_rollback", "feature")
     list_select_related = ("changed_by",)
     date_hierarchy = "changed_at"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Rows computed from the call records: looked at, never typed in."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(DailyCost)
