@@ -291,8 +291,13 @@ class CircuitBreaker:
             self.probing = True
         return self.probing
 
+    @property
+    def has_state_to_clear(self) -> bool:
+        """Would ``record_success`` touch the cache? (The common answer: no.)"""
+        return bool(self._seen.failures or self._seen.open_until is not None or self.probing)
+
     def record_success(self) -> None:
-        if self._seen.failures or self._seen.open_until is not None or self.probing:
+        if self.has_state_to_clear:
             try:
                 self._cache().delete_many([self._failures_key, self._open_key, self._probe_key])
             except Exception:

@@ -104,6 +104,11 @@ def _settings_route(feature: str) -> Route:
     return Route(feature=feature, model=model, fallback_model="" if fallback == model else fallback)
 
 
+def route_table_is_fresh() -> bool:
+    """True when ``active_route`` will answer from memory, with no I/O."""
+    return time.monotonic() - _table.checked_at < CHECK_EVERY
+
+
 def active_route(feature: str) -> Route:
     """The route in force for ``feature``: its own row, else the default
     route (``feature=""``), else ``DJANGO_CLAUDE_DEFAULT_MODEL`` and

@@ -43,7 +43,7 @@ from django_claude.resilience import (
     retry_after_of,
 )
 from django_claude.results import ClaudeResult
-from django_claude.routing import Route, active_route
+from django_claude.routing import Route, active_route, route_table_is_fresh
 
 logger = logging.getLogger(__name__)
 
@@ -361,7 +361,10 @@ async def arun_model(
             await asyncio.sleep(decision.delay)
             continue
         run.message = answer
-        await _off_loop(attempt_succeeded)(run, started=started, breaker=breaker)
+        if breaker.has_state_to_clear:
+            await _off_loop(attempt_succeeded)(run, started=started, breaker=breaker)
+        else:
+            attempt_succeeded(run, started=started, breaker=breaker)  # no I/O: stay on the loop
         return run
     return run
 
@@ -728,11 +731,15 @@ async def acall(
     )
     state = _Call(req=req, route=_cancelled_route(req.feature), smell_test=smell_test)
     try:
-        route = await sync_to_async(active_route)(req.feature)  # may read the database
+        if route_table_is_fresh():
+            route = active_route(req.feature)  # from memory
+        else:
+            route = await sync_to_async(active_route)(req.feature)  # reads the database
         state.use_route(route)
-        stored = await _off_loop(state.replay)()
-        if stored is not None:
-            return await sync_to_async(state.cached)(stored)
+        if state.cache_key or state.idem_key:
+            stored = await _off_loop(state.replay)()
+            if stored is not None:
+                return await sync_to_async(state.cached)(stored)
         for model, attempts in (
             (route.model, conf.MAX_ATTEMPTS),
             (route.fallback_model, conf.FALLBACK_ATTEMPTS),

@@ -37,7 +37,7 @@ from django_claude.resilience import (
     error_type,
 )
 from django_claude.results import ClaudeResult
-from django_claude.routing import active_route
+from django_claude.routing import active_route, route_table_is_fresh
 from django_claude.service import (
     ModelRun,
     _Call,
@@ -354,7 +354,10 @@ class AsyncClaudeStream:
             raise
 
     async def _open(self, state: _StreamState) -> AsyncClaudeStream:
-        state.call.use_route(await sync_to_async(active_route)(self._req.feature))
+        if route_table_is_fresh():
+            state.call.use_route(active_route(self._req.feature))  # from memory
+        else:
+            state.call.use_route(await sync_to_async(active_route)(self._req.feature))
         client = get_async_client()
         for model, max_attempts in state.plan():
             if state.call.runs and not state.may_fall_back():
@@ -381,7 +384,10 @@ class AsyncClaudeStream:
                         break
                     await asyncio.sleep(decision.delay)
                     continue
-                await _off_loop(attempt_succeeded)(run, started=started, breaker=breaker)
+                if breaker.has_state_to_clear:
+                    await _off_loop(attempt_succeeded)(run, started=started, breaker=breaker)
+                else:
+                    attempt_succeeded(run, started=started, breaker=breaker)
                 return self
         state.degraded = True
         await sync_to_async(state.raise_if_refused)()
