@@ -395,6 +395,19 @@ class ModelRouteAdmin(admin.ModelAdmin):
             request, "admin/django_claude/modelroute/rollback_confirmation.html", context
         )
 
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        # Django ignores an action the user may not run; a rollback without the
+        # permission is refused outright, like the rollback view.
+        if (
+            request.method == "POST"
+            and request.POST.get("action") == "rollback_selected"
+            and not self.has_rollback_permission(request)
+        ):
+            raise PermissionDenied
+        return super().changelist_view(request, extra_context)
+
     @admin.action(description=_("Roll back selected routes"), permissions=["rollback"])
     def rollback_selected(
         self, request: HttpRequest, queryset: QuerySet[ModelRoute]

@@ -178,6 +178,10 @@ def test_rollback_action(client, django_user_model, route, role, allowed):
         assert confirm.status_code == 200
         assert b"claude-opus-4-7" in confirm.content and b"Yes, roll back" in confirm.content
         assert active_route("support").model == OPUS  # nothing happens before confirming
+    elif role == "not_staff":
+        assert confirm.status_code == 302 and "/login/" in confirm["Location"]
+    else:
+        assert confirm.status_code == 403
     client.post(
         url,
         {
