@@ -12,7 +12,7 @@ import datetime
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, ParamSpec, TypeVar
@@ -476,11 +476,10 @@ def call(
     return _call(req, route=active_route(req.feature), smell_test=smell_test)
 
 
-def call_with_route(
-    prompt: str | None = None, *, route: Route, smell_test: bool | None = None, **kwargs: Any
-) -> ClaudeResult:
-    """``call`` on a given route instead of the feature's (the smell-test judge)."""
-    req = prepare(
+def prepare_from(prompt: str | None, kwargs: dict[str, Any]) -> CallRequest:
+    """``prepare`` for wrappers that take ``call``'s arguments as ``**kwargs``:
+    the known ones are popped, the rest go to ``messages.create``."""
+    return prepare(
         prompt,
         feature=kwargs.pop("feature"),
         user=kwargs.pop("user", None),
@@ -492,7 +491,13 @@ def call_with_route(
         tags=kwargs.pop("tags", None),
         create_kwargs=kwargs,
     )
-    return _call(req, route=route, smell_test=smell_test)
+
+
+def call_with_route(
+    prompt: str | None = None, *, route: Route, smell_test: bool | None = None, **kwargs: Any
+) -> ClaudeResult:
+    """``call`` on a given route instead of the feature's (the smell-test judge)."""
+    return _call(prepare_from(prompt, kwargs), route=route, smell_test=smell_test)
 
 
 @dataclass
@@ -548,6 +553,13 @@ class _Call:
             created_at=self.created_at,
         )
 
+    def models_to_try(self) -> Iterator[tuple[str, int]]:
+        """The route's model, then its fallback if the first run calls for it
+        (lazy: asked after the first run has happened)."""
+        yield self.route.model, conf.MAX_ATTEMPTS
+        if self.needs_fallback():
+            yield self.route.fallback_model, conf.FALLBACK_ATTEMPTS
+
     def needs_fallback(self) -> bool:
         first = self.runs[0]
         return (
@@ -583,6 +595,13 @@ class _Call:
         last = self.runs[-1]
         if last.message is not None:
             return self._answered(facts, last.message)
+        return self.conclude_failure(facts)
+
+    def conclude_failure(self, facts: records.CallFacts | None = None) -> ClaudeResult:
+        """Nothing answered: record it, then raise the caller's error, raise
+        ``ClaudeUnavailable`` (``RAISE_ON_FAILURE``) or return the degraded answer."""
+        facts = facts or self.facts()
+        last = self.runs[-1]
         failed = next((run for run in reversed(self.runs) if run.error is not None), last)
         if failed.error is not None:
             facts.error_type = error_type(failed.error)
@@ -677,19 +696,9 @@ def _call(req: CallRequest, *, route: Route, smell_test: bool | None) -> ClaudeR
     if stored is not None:
         return state.cached(stored)
     try:
-        state.runs.append(
-            run_model(
-                route.model, req.params, deadline=state.deadline, max_attempts=conf.MAX_ATTEMPTS
-            )
-        )
-        if state.needs_fallback():
+        for model, attempts in state.models_to_try():
             state.runs.append(
-                run_model(
-                    route.fallback_model,
-                    req.params,
-                    deadline=state.deadline,
-                    max_attempts=conf.FALLBACK_ATTEMPTS,
-                )
+                run_model(model, req.params, deadline=state.deadline, max_attempts=attempts)
             )
         return state.conclude()
     finally:
@@ -740,12 +749,7 @@ async def acall(
             stored = await _off_loop(state.replay)()
             if stored is not None:
                 return await sync_to_async(state.cached)(stored)
-        for model, attempts in (
-            (route.model, conf.MAX_ATTEMPTS),
-            (route.fallback_model, conf.FALLBACK_ATTEMPTS),
-        ):
-            if state.runs and not state.needs_fallback():
-                break
+        for model, attempts in state.models_to_try():
             run = ModelRun(model=model)
             state.runs.append(run)
             await arun_model(

@@ -19,7 +19,6 @@ import math
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -27,11 +26,9 @@ from asgiref.sync import sync_to_async
 from django_claude import evals, records
 from django_claude.client import get_async_client, get_client
 from django_claude.conf import conf
-from django_claude.exceptions import ClaudeUnavailable
 from django_claude.pricing import Usage
 from django_claude.resilience import (
     CircuitBreaker,
-    ErrorKind,
     StreamCutOff,
     error_status,
     error_type,
@@ -46,7 +43,7 @@ from django_claude.service import (
     attempt_failed,
     attempt_succeeded,
     gate,
-    prepare,
+    prepare_from,
 )
 
 
@@ -68,16 +65,6 @@ class _StreamState:
     @property
     def text(self) -> str:
         return "".join(self.parts)
-
-    def plan(self) -> list[tuple[str, int]]:
-        route = self.call.route
-        plan = [(route.model, conf.MAX_ATTEMPTS)]
-        if route.fallback_model:
-            plan.append((route.fallback_model, conf.FALLBACK_ATTEMPTS))
-        return plan
-
-    def may_fall_back(self) -> bool:
-        return self.call.needs_fallback()
 
     def take(self, event: Any) -> str | None:
         """Note one SDK event; return its text, if it carries some."""
@@ -105,27 +92,10 @@ class _StreamState:
         """Write the record and the line; build ``result``. Blocking (DB) unless
         ``background`` hands the row to the writer thread."""
         call = self.call
-        facts = call.facts()
         if self.degraded:
-            failed = next((run for run in reversed(call.runs) if run.error is not None), None)
-            facts.outcome = "degraded"
-            facts.billable = False
-            if failed is not None and failed.error is not None:
-                facts.error_type = error_type(failed.error)
-                facts.error_status = error_status(failed.error)
-                facts.error_kind = failed.kind.value if failed.kind else ""
-            else:
-                facts.error_type = "BreakerOpen"
-            records.finish(facts, background=background)
-            self.result = ClaudeResult(
-                text=conf.DEGRADED_MESSAGE,
-                outcome="degraded",
-                model="",
-                attempts=facts.attempts,
-                request_id=facts.request_id,
-                cost_usd=Decimal(0),
-            )
+            assert self.result is not None  # recorded when the last attempt failed
             return self.result
+        facts = call.facts()
         usage = self.usage()
         facts.model = self.model
         facts.usage = usage
@@ -163,41 +133,10 @@ class _StreamState:
         )
         return self.result
 
-    def raise_if_refused(self) -> None:
-        """After every attempt failed: a caller error is raised, recorded first."""
-        failed = next((run for run in reversed(self.call.runs) if run.error is not None), None)
-        if failed is not None and failed.kind is ErrorKind.CALLER and failed.error is not None:
-            facts = self.call.facts()
-            facts.outcome = "error"
-            facts.billable = False
-            facts.error_type = error_type(failed.error)
-            facts.error_status = error_status(failed.error)
-            records.finish(facts)
-            raise failed.error
-        if conf.RAISE_ON_FAILURE:
-            result = self.finish(exit_error=None, abandoned=False)
-            raise ClaudeUnavailable(
-                f"Claude is unavailable for {self.call.req.feature!r}",
-                request_id=result.request_id,
-                error_type=failed.kind.value if failed and failed.kind else "",
-            )
-
 
 def _stream_request(prompt: str | None, kwargs: dict[str, Any]) -> tuple[Any, bool | None]:
     smell_test = kwargs.pop("smell_test", None)
-    req = prepare(
-        prompt,
-        feature=kwargs.pop("feature"),
-        user=kwargs.pop("user", None),
-        system=kwargs.pop("system", None),
-        max_tokens=kwargs.pop("max_tokens", None),
-        messages=kwargs.pop("messages", None),
-        cache_ttl=None,
-        idempotency_key=None,
-        tags=kwargs.pop("tags", None),
-        create_kwargs=kwargs,
-    )
-    return req, smell_test
+    return prepare_from(prompt, kwargs), smell_test
 
 
 class ClaudeStream:
@@ -224,9 +163,7 @@ class ClaudeStream:
     def __enter__(self) -> ClaudeStream:
         state = self._state
         client = get_client()
-        for model, max_attempts in state.plan():
-            if state.call.runs and not state.may_fall_back():
-                break
+        for model, max_attempts in state.call.models_to_try():
             run = ModelRun(model=model)
             state.call.runs.append(run)
             breaker = CircuitBreaker(model)
@@ -252,7 +189,7 @@ class ClaudeStream:
                 attempt_succeeded(run, started=started, breaker=breaker)
                 return self
         state.degraded = True
-        state.raise_if_refused()
+        state.result = state.call.conclude_failure()  # raises a caller error
         return self
 
     def _connect(self, client: Any, model: str, timeout: float) -> None:
@@ -359,9 +296,7 @@ class AsyncClaudeStream:
         else:
             state.call.use_route(await sync_to_async(active_route)(self._req.feature))
         client = get_async_client()
-        for model, max_attempts in state.plan():
-            if state.call.runs and not state.may_fall_back():
-                break
+        for model, max_attempts in state.call.models_to_try():
             run = ModelRun(model=model)
             state.call.runs.append(run)
             breaker = CircuitBreaker(model)
@@ -390,7 +325,7 @@ class AsyncClaudeStream:
                     attempt_succeeded(run, started=started, breaker=breaker)
                 return self
         state.degraded = True
-        await sync_to_async(state.raise_if_refused)()
+        state.result = await sync_to_async(state.call.conclude_failure)()
         return self
 
     async def _connect(self, client: Any, model: str, timeout: float) -> None:

@@ -288,3 +288,20 @@ def test_cancelled_astream_is_recorded(fake_anthropic):
     record = CallRecord.objects.get()
     assert record.outcome == "interrupted" and record.error_type == "CancelledError"
     assert record.input_tokens == 500 and record.cost_usd > 0
+
+
+def test_stream_failures_are_recorded_like_calls(claude, caplog, settings):
+    import logging
+
+    claude.script(PRIMARY, [401])
+    with caplog.at_level(logging.INFO):
+        text, result = read_all()
+    assert result.outcome == "degraded" and claude.count() == 1  # no retry, no fallback
+    record = CallRecord.objects.get()
+    assert (record.error_type, record.error_status) == ("AuthenticationError", 401)
+    line = [r for r in caplog.records if r.name == "django_claude.calls"][0]
+    assert line.levelno == logging.ERROR  # as call() logs a refused key
+    settings.DJANGO_CLAUDE_TIMEOUT = 2.0
+    settings.DJANGO_CLAUDE_DEADLINE = 0.01  # no attempt can start
+    _, result = read_all()
+    assert CallRecord.objects.get(id=result.request_id).error_type == "DeadlineExceeded"
