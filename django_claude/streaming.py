@@ -56,6 +56,7 @@ class _StreamState:
     first_token: str | None = None
     snapshot: Any = None  # the SDK's message snapshot, for usage so far
     model: str = ""
+    upstream_id: str = ""  # Anthropic's request-id of the stream that answered
     saw_stop: bool = False
     error: BaseException | None = None  # after the first token
     degraded: bool = False
@@ -98,6 +99,7 @@ class _StreamState:
         facts = call.facts()
         usage = self.usage()
         facts.model = self.model
+        facts.upstream_request_id = self.upstream_id or facts.upstream_request_id
         facts.usage = usage
         facts.stop_reason = str(getattr(self.snapshot, "stop_reason", None) or "")
         complete = self.saw_stop and self.error is None and exit_error is None and not abandoned
@@ -198,6 +200,7 @@ class ClaudeStream:
         params = self._state.call.req.params
         self._manager = _sdk_call(client.messages.stream, model=model, timeout=timeout, **params)
         stream = self._stream = self._manager.__enter__()
+        state.upstream_id = stream.request_id or ""
         self._events = iter(stream)
         state.snapshot = None
         for event in self._events:
@@ -335,6 +338,7 @@ class AsyncClaudeStream:
             client.messages.stream, model=model, timeout=timeout, **state.call.req.params
         )
         self._stream = await self._manager.__aenter__()
+        state.upstream_id = self._stream.request_id or ""
         self._events = self._stream.__aiter__()
         async for event in self._events:
             state.snapshot = self._stream.current_message_snapshot

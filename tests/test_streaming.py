@@ -49,6 +49,7 @@ def test_stream_yields_text_and_records_once(claude, call_lines):
     record = CallRecord.objects.get()
     assert record.id == result.request_id and record.outcome == "ok"
     assert record.output_tokens > 0 and record.cost_usd == result.cost_usd > 0
+    assert record.upstream_request_id.startswith("req_fake_")
     assert len(call_lines.lines) == 1
 
 
@@ -262,6 +263,7 @@ def test_astream_and_faults(fake_anthropic):
 
     (full, first), (partial, second) = run_async(scenario())
     assert full == FULL and first.outcome == "ok" and first.attempts == 2
+    assert CallRecord.objects.get(id=first.request_id).upstream_request_id.startswith("req_fake_")
     assert partial == "Hello fr" and second.outcome == "interrupted"
     outcomes = sorted(CallRecord.objects.values_list("outcome", "error_type"))
     assert outcomes == [("interrupted", "StreamCutOff"), ("ok", "")]
