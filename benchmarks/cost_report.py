@@ -91,7 +91,7 @@ def main() -> None:
     from django.core.management import call_command
     from django.db import connection
 
-    from django_claude import reports
+    from django_claude.costs import reports
 
     with connection.cursor() as cursor:
         cursor.execute("SELECT COUNT(*) FROM django_claude_callrecord")

@@ -50,8 +50,8 @@ def main() -> None:
     from django.utils import timezone
 
     from benchmarks.cost_report import LOAD
-    from django_claude import reports
     from django_claude.admin import CallRecordAdmin, ModelPriceAdmin
+    from django_claude.costs import reports
     from django_claude.models import CallRecord, DailyCost, ModelPrice
 
     today = timezone.localdate()

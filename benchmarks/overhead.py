@@ -141,9 +141,9 @@ def measure(calls: int) -> dict[str, float]:
     import asyncio
 
     asyncio.run(async_bench())
-    from django_claude import records
+    from django_claude.recording import writer
 
-    records.flush_pending()
+    writer.flush_pending()
     results["records"] = CallRecord.objects.filter(feature="bench").count()
     results["calls"] = 3 * rounds * per_round
     fake.stop()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from django_claude.redaction import prompt_prefix, redact  # noqa: E402
+from django_claude.recording.redaction import prompt_prefix, redact  # noqa: E402
 
 MB = 1_000_000
 SHAPES = {

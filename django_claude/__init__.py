@@ -14,19 +14,18 @@ __version__ = "0.1.0"
 __all__ = ["call", "acall", "stream", "astream", "ClaudeResult", "ClaudeUnavailable"]
 
 _EXPORTS = {
-    "call": "django_claude.service",
-    "acall": "django_claude.service",
-    "stream": "django_claude.streaming",
-    "astream": "django_claude.streaming",
-    "ClaudeResult": "django_claude.results",
-    "ClaudeUnavailable": "django_claude.exceptions",
+    "call": "django_claude.client.calls",
+    "acall": "django_claude.client.calls",
+    "stream": "django_claude.client.streams",
+    "astream": "django_claude.client.streams",
+    "ClaudeResult": "django_claude.types",
+    "ClaudeUnavailable": "django_claude.types",
 }
 
 if TYPE_CHECKING:
-    from django_claude.exceptions import ClaudeUnavailable
-    from django_claude.results import ClaudeResult
-    from django_claude.service import acall, call
-    from django_claude.streaming import astream, stream
+    from django_claude.client.calls import acall, call
+    from django_claude.client.streams import astream, stream
+    from django_claude.types import ClaudeResult, ClaudeUnavailable
 
 
 def __getattr__(name: str) -> Any:

@@ -12,8 +12,10 @@ class DjangoClaudeConfig(AppConfig):
 
     def ready(self) -> None:
         from django_claude import checks as claude_checks
-        from django_claude import pricing
         from django_claude.models import ModelPrice
+        from django_claude.recording import pricing
+        from django_claude.signals import call_sampled
+        from django_claude.smell.judge import queue_judge
 
         checks.register(claude_checks.check_settings, "django_claude")
         checks.register(claude_checks.check_api_key, "django_claude")
@@ -29,3 +31,4 @@ class DjangoClaudeConfig(AppConfig):
         post_delete.connect(
             _prices_changed, sender=ModelPrice, dispatch_uid="django_claude.prices_del", weak=False
         )
+        call_sampled.connect(queue_judge, dispatch_uid="django_claude.smell.queue_judge")

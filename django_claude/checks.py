@@ -188,7 +188,7 @@ def check_prices(
         return []
     from django.db import DatabaseError
 
-    from django_claude import pricing
+    from django_claude.recording import pricing
 
     try:
         book = pricing.load_price_book()

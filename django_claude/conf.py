@@ -28,7 +28,7 @@ DEFAULTS: dict[str, Any] = {
     "DEGRADED_MESSAGE": "Sorry, that didn't work. Please try again.",
     "RAISE_ON_FAILURE": False,
     "PROMPT_PREFIX_CHARS": 80,
-    "REDACTOR": "django_claude.redaction.redact",
+    "REDACTOR": "django_claude.recording.redaction.redact",
     "SMELL_TEST_RATE": 0.01,
     "SMELL_TEST_MODEL": "claude-haiku-4-5-20251001",
     "SMELL_TEST_RATES": {},

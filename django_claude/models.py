@@ -14,23 +14,25 @@ from django_claude.querysets import (
     ModelRouteChangeQuerySet,
     SmellBaselineQuerySet,
 )
+from django_claude.types import Outcome, SmellVerdict
 
-
-class Outcome(models.TextChoices):
-    OK = "ok", _("ok")
-    FALLBACK = "fallback", _("fallback")
-    CACHED = "cached", _("cached")
-    DEGRADED = "degraded", _("degraded")
-    ERROR = "error", _("caller error")
-    INTERRUPTED = "interrupted", _("interrupted")
-
-
-class SmellVerdict(models.TextChoices):
-    NOT_SAMPLED = "not_sampled", _("not sampled")
-    PENDING = "pending", _("pending")
-    PASS = "pass", _("pass")
-    FAIL = "fail", _("fail")
-    ERROR = "error", _("error")
+OUTCOME_LABELS = {
+    Outcome.OK: _("ok"),
+    Outcome.FALLBACK: _("fallback"),
+    Outcome.CACHED: _("cached"),
+    Outcome.DEGRADED: _("degraded"),
+    Outcome.ERROR: _("caller error"),
+    Outcome.INTERRUPTED: _("interrupted"),
+}
+VERDICT_LABELS = {
+    SmellVerdict.NOT_SAMPLED: _("not sampled"),
+    SmellVerdict.PENDING: _("pending"),
+    SmellVerdict.PASS: _("pass"),
+    SmellVerdict.FAIL: _("fail"),
+    SmellVerdict.ERROR: _("error"),
+}
+OUTCOME_CHOICES = [(outcome.value, label) for outcome, label in OUTCOME_LABELS.items()]
+VERDICT_CHOICES = [(verdict.value, label) for verdict, label in VERDICT_LABELS.items()]
 
 
 class CallRecord(models.Model):
@@ -51,7 +53,11 @@ class CallRecord(models.Model):
     user_ref = models.CharField(_("user reference"), max_length=150, blank=True)
     model_requested = models.CharField(_("model requested"), max_length=100)
     model = models.CharField(_("model"), max_length=100, blank=True)
-    outcome = models.CharField(_("outcome"), max_length=16, choices=Outcome.choices)
+    outcome = models.CharField(
+        _("outcome"),
+        max_length=16,
+        choices=[(o.value, label) for o, label in OUTCOME_LABELS.items()],
+    )
     attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
     attempt_log = models.JSONField(_("attempts detail"), default=list, blank=True)
     fallback_used = models.BooleanField(_("fallback used"), default=False)
@@ -74,8 +80,8 @@ class CallRecord(models.Model):
     smell_verdict = models.CharField(
         _("smell-test verdict"),
         max_length=16,
-        choices=SmellVerdict.choices,
-        default=SmellVerdict.NOT_SAMPLED,
+        choices=VERDICT_CHOICES,
+        default=SmellVerdict.NOT_SAMPLED.value,
     )
     judged_at = models.DateTimeField(_("judged at"), null=True, blank=True)
     tags = models.JSONField(_("tags"), default=dict, blank=True)

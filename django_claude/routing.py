@@ -20,8 +20,8 @@ from django.core.cache import caches
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from django_claude import pricing
 from django_claude.conf import conf
+from django_claude.recording import pricing
 from django_claude.signals import model_route_changed
 
 if TYPE_CHECKING:

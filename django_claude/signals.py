@@ -16,3 +16,8 @@ budget_exceeded = Signal()
 # Sent once per episode when a feature's smell-test pass rate drops under its
 # baseline: feature, baseline and recent (percent), judged (sample size).
 smell_pass_rate_dropped = Signal()
+
+# Sent once a sampled call's record is written: request_id (uuid.UUID). Its
+# prompt and answer wait in DJANGO_CLAUDE_CACHE (recording.sampling.stash_key);
+# django-claude's own receiver queues the smell-test judge.
+call_sampled = Signal()

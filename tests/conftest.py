@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from django_claude import pricing, routing
+from django_claude import routing
+from django_claude.recording import pricing
 from tests.celery_app import app as celery_app  # noqa: F401 (the current Celery app)
 
 

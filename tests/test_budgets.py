@@ -14,7 +14,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from django_claude import budgets, retention, tasks
+from django_claude import tasks
+from django_claude.costs import budgets, retention
 from django_claude.models import BudgetAlert, CallRecord, DailyCost
 from django_claude.signals import budget_exceeded
 

@@ -10,8 +10,8 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 from django.utils import timezone
 
-from django_claude import charts
-from django_claude.dashboard import build_dashboard
+from django_claude.admin import charts
+from django_claude.admin.dashboard import build_dashboard
 from django_claude.models import CallRecord, DailyCost, SmellBaseline
 from django_claude.routing import rollback, set_route
 

@@ -16,9 +16,10 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 import django_claude
-from django_claude import evals
 from django_claude.models import CallRecord, SmellAlert, SmellBaseline, SmellFailure
+from django_claude.recording import sampling
 from django_claude.signals import smell_pass_rate_dropped
+from django_claude.smell import judge as evals
 from django_claude.testing import Fault
 
 JUDGE = "claude-haiku-4-5-20251001"
@@ -33,7 +34,7 @@ def test_sampling_rate_within_binomial_bounds(settings, rate):
     settings.DJANGO_CLAUDE_SMELL_TEST_RATE = rate
     rng = random.Random(20261126)
     n = 10_000
-    hits = sum(evals.should_sample("chat", rng=rng) for _ in range(n))
+    hits = sum(sampling.should_sample("chat", rng=rng) for _ in range(n))
     sigma = math.sqrt(n * rate * (1 - rate))
     assert abs(hits - n * rate) < 4 * sigma
 
@@ -41,11 +42,11 @@ def test_sampling_rate_within_binomial_bounds(settings, rate):
 def test_sampling_overrides(settings):
     settings.DJANGO_CLAUDE_SMELL_TEST_RATE = 0.0
     settings.DJANGO_CLAUDE_SMELL_TEST_RATES = {"chat": 1.0}
-    assert evals.should_sample("chat")
-    assert not evals.should_sample("search")
-    assert evals.should_sample("search", True)
-    assert not evals.should_sample("chat", False)
-    assert not evals.should_sample(evals.JUDGE_FEATURE, True)  # never judge the judge
+    assert sampling.should_sample("chat")
+    assert not sampling.should_sample("search")
+    assert sampling.should_sample("search", True)
+    assert not sampling.should_sample("chat", False)
+    assert not sampling.should_sample(sampling.JUDGE_FEATURE, True)  # never judge the judge
 
 
 # -- parsing the judge ----------------------------------------------------------------------
@@ -87,7 +88,7 @@ def test_sampled_call_is_judged_and_passes(claude, call_lines):
     assert result.outcome == "ok" and result.text == "Hello from the fake Claude."
     record = CallRecord.objects.get(feature="chat")
     assert record.smell_verdict == "pass" and record.judged_at is not None
-    judge_record = CallRecord.objects.get(feature=evals.JUDGE_FEATURE)
+    judge_record = CallRecord.objects.get(feature=sampling.JUDGE_FEATURE)
     assert judge_record.model == JUDGE and judge_record.cost_usd > 0  # its cost shows
     assert judge_record.smell_verdict == "not_sampled"
     judge_request = claude.requests[-1].body
@@ -168,7 +169,7 @@ def test_the_pair_never_travels_in_the_task_arguments(claude, settings):
     # and the stash is gone once judged
     from django.core.cache import cache
 
-    assert cache.get(f"{evals.PAYLOAD_PREFIX}{result.request_id}") is None
+    assert cache.get(f"{sampling.STASH_PREFIX}{result.request_id}") is None
 
 
 def test_lost_payload_is_an_error(claude):
@@ -326,7 +327,7 @@ def test_w005_sampling_without_a_shared_cache(settings):
 
 
 def test_failures_are_purged_after_their_retention(claude, settings):
-    from django_claude import retention
+    from django_claude.costs import retention
 
     settings.DJANGO_CLAUDE_FAILURE_RETENTION_DAYS = 30
     claude.script(JUDGE, [Fault(text="FAIL")])

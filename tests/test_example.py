@@ -118,8 +118,8 @@ def test_the_example_view_shows_answer_outcome_and_request_id(tmp_path):
 
         body = asyncio.run(read_async())
         assert body.startswith("Hello from the fake Claude."), body
-        from django_claude import records
-        records.flush_pending()
+        from django_claude.recording import writer
+        writer.flush_pending()
         features = sorted(CallRecord.objects.values_list("feature", flat=True))
         assert features == ["example-ask", "example-astream", "example-stream"], features
         print("ok")

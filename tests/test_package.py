@@ -12,7 +12,7 @@ def test_import_before_settings_are_configured():
     code = (
         "import sys, django_claude; "
         "assert 'django_claude.models' not in sys.modules; "
-        "assert 'django_claude.service' not in sys.modules; "
+        "assert 'django_claude.client' not in sys.modules; "
         "print(django_claude.__version__)"
     )
     out = subprocess.run(
@@ -22,9 +22,8 @@ def test_import_before_settings_are_configured():
 
 
 def test_public_names():
-    from django_claude.exceptions import ClaudeUnavailable
-    from django_claude.results import ClaudeResult
-    from django_claude.service import call
+    from django_claude.client.calls import call
+    from django_claude.types import ClaudeResult, ClaudeUnavailable
 
     assert django_claude.call is call
     assert django_claude.ClaudeResult is ClaudeResult

@@ -8,9 +8,9 @@ from decimal import Decimal
 
 import pytest
 
-from django_claude import pricing
 from django_claude.models import ModelPrice
-from django_claude.pricing import Price, Usage, cost_of
+from django_claude.recording import pricing
+from django_claude.recording.pricing import Price, Usage, cost_of
 
 SONNET = Price(
     model="claude-sonnet-4-6",

@@ -13,8 +13,9 @@ from django.core.management.base import CommandError
 from django.db import OperationalError, connection, transaction
 
 import django_claude
-from django_claude import records
 from django_claude.models import CallRecord
+from django_claude.recording import facts as records
+from django_claude.recording import writer
 
 LINE_FIELDS = {
     "event",
@@ -69,7 +70,7 @@ def test_record_survives_the_callers_rollback(fake_anthropic):
         User.objects.create(username="rolled-back")
         result = django_claude.call("hi", feature="f")
         raise Boom
-    assert records.flush_pending()
+    assert writer.flush_pending()
     assert not User.objects.filter(username="rolled-back").exists()
     assert CallRecord.objects.get().id == result.request_id
 
@@ -80,7 +81,7 @@ def test_record_inside_a_committed_transaction(fake_anthropic):
         result = django_claude.call("hi", feature="f")
         # the caller's transaction is untouched and still usable
         assert get_user_model().objects.count() == 0
-    assert records.flush_pending()
+    assert writer.flush_pending()
     assert CallRecord.objects.get().id == result.request_id
 
 
@@ -91,7 +92,7 @@ def test_record_survives_atomic_requests(fake_anthropic, client, monkeypatch, se
     client.raise_request_exception = False
     response = client.get("/ask-then-fail/")
     assert response.status_code == 500
-    assert records.flush_pending()
+    assert writer.flush_pending()
     assert not get_user_model().objects.exists()
     assert CallRecord.objects.get().feature == "atomic-view"
 
@@ -177,7 +178,7 @@ def test_custom_redactor(claude, settings):
 
 
 def shout_redactor(text: str) -> str:
-    from django_claude.redaction import redact
+    from django_claude.recording.redaction import redact
 
     return redact(text).replace("Apollo", "[CODENAME]")
 

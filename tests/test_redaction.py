@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from django_claude.redaction import iban_ok, luhn_ok, prompt_prefix, redact
+from django_claude.recording.redaction import iban_ok, luhn_ok, prompt_prefix, redact
 
 CORPUS = [
     # emails

@@ -14,8 +14,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 import django_claude
-from django_claude import logfiles, reports
+from django_claude.costs import reports
 from django_claude.models import CallRecord, DailyCost, ModelPrice
+from django_claude.recording import logfiles
 from django_claude.testing import Fault
 
 UTC = datetime.UTC

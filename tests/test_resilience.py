@@ -10,8 +10,8 @@ import anthropic
 import httpx2
 import pytest
 
-from django_claude import resilience
-from django_claude.resilience import (
+from django_claude.client import errors as resilience
+from django_claude.client.errors import (
     BreakerState,
     CircuitBreaker,
     Deadline,

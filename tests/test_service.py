@@ -260,7 +260,7 @@ def test_concurrent_idempotent_calls_make_one_request(fake_anthropic):
 
     from django.db import connections
 
-    from django_claude import records
+    from django_claude.recording import writer
 
     fake_anthropic.script(PRIMARY, [Fault(delay=0.5)])
     results = []
@@ -274,7 +274,7 @@ def test_concurrent_idempotent_calls_make_one_request(fake_anthropic):
         thread.start()
     for thread in threads:
         thread.join()
-    records.flush_pending()
+    writer.flush_pending()
     assert fake_anthropic.count() == 1
     assert sorted(r.outcome for r in results) == ["cached", "cached", "ok"]
     assert CallRecord.objects.count() == 3

@@ -10,8 +10,9 @@ from asgiref.sync import sync_to_async
 from django.db import connections
 
 import django_claude
-from django_claude import ClaudeUnavailable, records
+from django_claude import ClaudeUnavailable
 from django_claude.models import CallRecord
+from django_claude.recording import writer
 from django_claude.testing import Fault
 
 PRIMARY, FALLBACK = "claude-sonnet-4-6", "claude-haiku-4-5-20251001"
@@ -29,7 +30,7 @@ def run_async(coro):
             await sync_to_async(connections.close_all)()
 
     result = asyncio.run(wrapper())
-    assert records.flush_pending()
+    assert writer.flush_pending()
     return result
 
 

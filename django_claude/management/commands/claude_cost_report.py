@@ -10,8 +10,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from django_claude import logfiles, reports
-from django_claude.reports import CostReport, CostRow
+from django_claude.costs import reports
+from django_claude.costs.reports import CostReport, CostRow
+from django_claude.recording import logfiles
 
 
 def _date(value: str) -> datetime.date:

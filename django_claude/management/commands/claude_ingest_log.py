@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from django_claude import logfiles
+from django_claude.recording import logfiles
 
 
 class Command(BaseCommand):

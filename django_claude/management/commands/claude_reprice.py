@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from django_claude import reports
+from django_claude.costs import reports
 
 
 class Command(BaseCommand):

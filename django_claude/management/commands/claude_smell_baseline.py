@@ -9,8 +9,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from django_claude import evals
 from django_claude.models import CallRecord, SmellBaseline
+from django_claude.smell import judge as evals
 
 
 class Command(BaseCommand):

@@ -21,9 +21,11 @@ from django.core.management.base import BaseCommand
 from django.test import Client
 from django.utils import timezone
 
-from django_claude import records, reports, routing
+from django_claude import routing
 from django_claude.conf import conf
+from django_claude.costs import reports
 from django_claude.models import CallRecord
+from django_claude.recording import writer
 from django_claude.testing import FakeAnthropic, Fault
 
 DEMO_USER = "demo"
@@ -92,7 +94,7 @@ class Command(BaseCommand):
             self._fake_traffic(fake, user)
         else:
             self._real_traffic(user)
-        records.flush_pending()
+        writer.flush_pending()
         today = timezone.localdate()
         reports.rollup_day(today)
         self.stdout.write(self.style.SUCCESS(f"\nCost report for today ({today}):"))

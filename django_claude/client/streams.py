@@ -23,19 +23,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 
-from django_claude import evals, records
-from django_claude.client import get_async_client, get_client
-from django_claude.conf import conf
-from django_claude.pricing import Usage
-from django_claude.resilience import (
-    CircuitBreaker,
-    StreamCutOff,
-    error_status,
-    error_type,
-)
-from django_claude.results import ClaudeResult
-from django_claude.routing import active_route, route_table_is_fresh
-from django_claude.service import (
+from django_claude.client.calls import (
     ModelRun,
     _Call,
     _off_loop,
@@ -45,6 +33,19 @@ from django_claude.service import (
     gate,
     prepare_from,
 )
+from django_claude.client.errors import (
+    CircuitBreaker,
+    StreamCutOff,
+    error_status,
+    error_type,
+)
+from django_claude.client.sdk import get_async_client, get_client
+from django_claude.conf import conf
+from django_claude.recording import facts as records
+from django_claude.recording import sampling
+from django_claude.recording.pricing import Usage
+from django_claude.routing import active_route, route_table_is_fresh
+from django_claude.types import ClaudeResult
 
 
 @dataclass
@@ -106,11 +107,11 @@ class _StreamState:
         after_write = None
         if complete:
             facts.outcome = "fallback" if len(call.runs) > 1 else "ok"
-            if evals.should_sample(call.req.feature, call.smell_test) and evals.stash(
+            if sampling.should_sample(call.req.feature, call.smell_test) and sampling.stash(
                 facts.request_id, prompt=call.req.prompt_text, answer=self.text
             ):
                 facts.smell_verdict = "pending"
-                after_write = evals.enqueue(facts.request_id)
+                after_write = sampling.judge_after_write(facts.request_id)
         else:
             facts.outcome = "interrupted"
             problem = self.error or exit_error
@@ -273,7 +274,7 @@ class AsyncClaudeStream:
         return self._state.result if self._state else None
 
     async def __aenter__(self) -> AsyncClaudeStream:
-        from django_claude.service import _cancelled_route
+        from django_claude.client.calls import _cancelled_route
 
         state = self._state = _StreamState(
             call=_Call(

@@ -18,8 +18,8 @@ from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from django_claude.costs.reports import Percentile
 from django_claude.models import CallRecord, DailyCost, ModelRouteChange, SmellBaseline
-from django_claude.reports import Percentile
 
 COUNT_FIELDS = (
     "calls",
@@ -132,7 +132,7 @@ def _live(
     """Aggregate the given days straight from CallRecord (one GROUP BY)."""
     if not days:
         return []
-    from django_claude.reports import day_bounds
+    from django_claude.costs.reports import day_bounds
 
     start, _ = day_bounds(min(days), min(days), tz)
     _, end = day_bounds(max(days), max(days), tz)

@@ -69,7 +69,7 @@ class IngestSummary(ReadStats):
 def ingest(paths: Iterable[str], *, batch_size: int = 1000) -> IngestSummary:
     """Create the CallRecords the log lines describe and the database lacks."""
     from django_claude.models import CallRecord
-    from django_claude.records import record_from_line
+    from django_claude.recording.facts import record_from_line
 
     summary = IngestSummary()
     batch: list[CallRecord] = []

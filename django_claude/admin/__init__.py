@@ -22,7 +22,8 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from django_claude import charts, dashboard, routing
+from django_claude import routing
+from django_claude.admin import charts, dashboard
 from django_claude.models import (
     BudgetAlert,
     CallRecord,
@@ -530,7 +531,7 @@ class SmellBaselineAdmin(ReadOnlyAdmin):
     list_filter = ("feature", "source")
 
     def _recent(self, obj: SmellBaseline) -> Any:
-        from django_claude import evals
+        from django_claude.smell import judge as evals
 
         cached = getattr(obj, "_recent", None)
         if cached is None:

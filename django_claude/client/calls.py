@@ -22,12 +22,8 @@ from anthropic.types import Message
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
-from django_claude import answers, evals, records
-from django_claude.client import get_async_client, get_client
-from django_claude.conf import conf
-from django_claude.exceptions import ClaudeUnavailable
-from django_claude.pricing import Usage
-from django_claude.resilience import (
+from django_claude.client import answers
+from django_claude.client.errors import (
     BadResponse,
     CircuitBreaker,
     Deadline,
@@ -42,8 +38,13 @@ from django_claude.resilience import (
     error_type,
     retry_after_of,
 )
-from django_claude.results import ClaudeResult
+from django_claude.client.sdk import get_async_client, get_client
+from django_claude.conf import conf
+from django_claude.recording import facts as records
+from django_claude.recording import sampling
+from django_claude.recording.pricing import Usage
 from django_claude.routing import Route, active_route, route_table_is_fresh
+from django_claude.types import ClaudeResult, ClaudeUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -649,11 +650,11 @@ class _Call:
         facts.stop_reason = message.stop_reason or ""
         text = _text_of(message)
         after_write = None
-        if evals.should_sample(self.req.feature, self.smell_test) and evals.stash(
+        if sampling.should_sample(self.req.feature, self.smell_test) and sampling.stash(
             facts.request_id, prompt=self.req.prompt_text, answer=text
         ):
             facts.smell_verdict = "pending"
-            after_write = evals.enqueue(facts.request_id)
+            after_write = sampling.judge_after_write(facts.request_id)
         _, cost = records.finish(facts, after_write=after_write)
         if self.cache_key or self.idem_key:
             stored = _stored(message, usage)

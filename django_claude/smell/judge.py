@@ -16,10 +16,8 @@ import datetime
 import json
 import logging
 import math
-import random
 import re
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,11 +27,11 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from django_claude.conf import conf
+from django_claude.recording.sampling import JUDGE_FEATURE, stash_key
 
 logger = logging.getLogger(__name__)
 alert_logger = logging.getLogger("django_claude.smell")
 
-JUDGE_FEATURE = "django_claude.smell_test"
 JUDGE_MAX_TOKENS = 10
 JUDGE_SYSTEM = (
     "You are a quality gate for answers given by an AI assistant. "
@@ -41,8 +39,6 @@ JUDGE_SYSTEM = (
     "FAIL if the response is empty, refuses a benign request, contradicts itself, "
     "or does not address the prompt at all. Otherwise PASS."
 )
-PAYLOAD_PREFIX = "django_claude:smell:"
-PAYLOAD_TTL = 3600  # a verdict still pending after this is closed as "error"
 STALE_AFTER = datetime.timedelta(hours=1)
 
 # The alert compares the last WINDOW judged calls (within LOOKBACK) with the
@@ -51,29 +47,6 @@ WINDOW = 200
 LOOKBACK = datetime.timedelta(hours=24)
 MIN_SAMPLE = 30
 Z_ONE_SIDED_99 = 2.326
-
-_rng = random.SystemRandom()
-
-
-# -- sampling ---------------------------------------------------------------------------
-
-
-def sample_rate(feature: str) -> float:
-    return float(conf.SMELL_TEST_RATES.get(feature, conf.SMELL_TEST_RATE))
-
-
-def should_sample(
-    feature: str, forced: bool | None = None, *, rng: random.Random | None = None
-) -> bool:
-    """Is this call judged? Never the judge's own calls; ``forced`` wins."""
-    if feature == JUDGE_FEATURE:
-        return False
-    if forced is not None:
-        return bool(forced)
-    rate = sample_rate(feature)
-    if rate <= 0:
-        return False
-    return (rng or _rng).random() < rate
 
 
 # -- the judge ----------------------------------------------------------------------------
@@ -114,9 +87,9 @@ def judge(prompt: str, answer: str) -> tuple[str, str]:
     recorded as feature ``django_claude.smell_test``; when it cannot answer
     the verdict is ``"error"``.
     """
-    from django_claude import service
-    from django_claude.exceptions import ClaudeUnavailable
+    from django_claude.client import calls as service
     from django_claude.routing import Route
+    from django_claude.types import ClaudeUnavailable
 
     model = conf.SMELL_TEST_MODEL
     try:
@@ -139,39 +112,23 @@ def judge(prompt: str, answer: str) -> tuple[str, str]:
 # -- handing a sampled call to the judge ------------------------------------------------
 
 
-def _payload_key(request_id: uuid.UUID | str) -> str:
-    return f"{PAYLOAD_PREFIX}{request_id}"
-
-
-def stash(request_id: uuid.UUID, *, prompt: str, answer: str) -> bool:
-    """Keep the pair for the judge in the cache for an hour; False if it can't."""
+def queue_judge(sender: object, *, request_id: uuid.UUID, **kwargs: object) -> None:
+    """Receiver of ``call_sampled``: send the judge task. When it cannot be
+    queued (no Celery, no broker) the stash is dropped and the verdict is
+    ``"error"``: user text never waits where nothing will read it."""
     try:
-        caches[conf.CACHE].set(
-            _payload_key(request_id), {"prompt": prompt, "answer": answer}, timeout=PAYLOAD_TTL
+        from django_claude.tasks import smell_test
+
+        smell_test.delay(str(request_id))
+    except Exception as exc:
+        logger.warning(
+            "claude smell test: could not queue the judge for %s (%s)",
+            request_id,
+            type(exc).__name__,
         )
-    except Exception:
-        logger.warning("claude smell test: cache unavailable, call %s not judged", request_id)
-        return False
-    return True
-
-
-def enqueue(request_id: uuid.UUID) -> Callable[[], None]:
-    """A callback that sends the judge task (run once the record exists)."""
-
-    def send() -> None:
-        try:
-            from django_claude.tasks import smell_test
-
-            smell_test.delay(str(request_id))
-        except Exception as exc:  # no broker, no Celery: the verdict closes as "error"
-            logger.warning(
-                "claude smell test: could not queue the judge for %s (%s)",
-                request_id,
-                type(exc).__name__,
-            )
-            set_verdict(request_id, "error")
-
-    return send
+        with contextlib.suppress(Exception):
+            caches[conf.CACHE].delete(stash_key(request_id))
+        set_verdict(request_id, "error")
 
 
 def set_verdict(request_id: uuid.UUID | str, verdict: str) -> int:
@@ -185,10 +142,10 @@ def set_verdict(request_id: uuid.UUID | str, verdict: str) -> int:
 def run_smell_test(request_id: uuid.UUID | str) -> str:
     """Judge one sampled call: what the Celery task does. Returns the verdict."""
     from django_claude.models import CallRecord, SmellFailure
-    from django_claude.records import redactor
+    from django_claude.recording.facts import redactor
 
     cache = caches[conf.CACHE]
-    key = _payload_key(request_id)
+    key = stash_key(request_id)
     try:
         payload = cache.get(key)
     except Exception:

@@ -397,7 +397,7 @@ def reprice(
 ) -> RepriceSummary:
     """Price calls recorded unpriced since ``since`` whose model now has a price,
     then re-save the DailyCost rows of the days they fall on."""
-    from django_claude import pricing
+    from django_claude.recording import pricing
 
     zone = resolve_tz(tz)
     start, _ = day_bounds(since, since, zone)
