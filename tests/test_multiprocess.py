@@ -11,7 +11,7 @@ import time
 import pytest
 
 import django_claude
-from django_claude.client.errors import CircuitBreaker
+from django_claude.client.breaker import CircuitBreaker
 
 PRIMARY = "claude-sonnet-4-6"
 
@@ -83,7 +83,7 @@ def test_breaker_closed_in_one_process_is_closed_in_another(settings):
     out = run_in_another_process(
         """
         import time
-        from django_claude.client.errors import CircuitBreaker
+        from django_claude.client.breaker import CircuitBreaker
         probe = CircuitBreaker("claude-shared")
         print(probe.allow(now=time.time() + 31))
         probe.record_success()

@@ -11,19 +11,14 @@ import httpx2
 import pytest
 
 from django_claude.client import errors as resilience
-from django_claude.client.errors import (
+from django_claude.client.breaker import (
     BreakerState,
     CircuitBreaker,
-    Deadline,
-    ErrorKind,
-    backoff_delay,
     breaker_after_failure,
     breaker_allows,
-    classify,
-    classify_status,
-    decide_retry,
-    retry_after,
 )
+from django_claude.client.engine import Deadline, backoff_delay, decide_retry
+from django_claude.client.errors import ErrorKind, classify, classify_status, retry_after
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from anthropic.types import Message
 from django.core.cache import caches
 
+from django_claude.client.request import CallRequest
 from django_claude.conf import conf
 
 logger = logging.getLogger(__name__)
@@ -110,3 +112,58 @@ class IdempotencyLock:
             except Exception:
                 logger.warning("claude answers: could not release %s", self.key)
             self.held = False
+
+
+def text_of(message: Message) -> str:
+    """The text blocks of an answer, joined."""
+    return "".join(getattr(block, "text", "") for block in message.content if block.type == "text")
+
+
+class Reuse:
+    """One call's ``cache_ttl`` and ``idempotency_key``: find a stored answer
+    (waiting for a concurrent twin), and store the new one. Blocking: the
+    async driver runs it in a thread, and only when the call asked for it."""
+
+    def __init__(self, req: CallRequest, *, model: str) -> None:
+        self.cache_ttl = req.cache_ttl
+        self.cache_key = request_key({"model": model, **req.params}) if req.cache_ttl else ""
+        self.idem_key = (
+            idempotency_cache_key(req.feature, req.idempotency_key) if req.idempotency_key else ""
+        )
+        self.lock: IdempotencyLock | None = None
+
+    @property
+    def wanted(self) -> bool:
+        return bool(self.cache_key or self.idem_key)
+
+    def find(self, *, wait: float) -> StoredAnswer | None:
+        """A stored answer to reuse, waiting up to ``wait`` seconds for a
+        concurrent call with the same idempotency key."""
+        for key in (self.idem_key, self.cache_key):
+            if key and (stored := get(key)) is not None:
+                return stored
+        if self.idem_key:
+            self.lock = IdempotencyLock(self.idem_key)
+            if not self.lock.acquire(ttl=conf.DEADLINE):
+                return self.lock.wait_for(self.idem_key, seconds=wait)
+        return None
+
+    def keep(self, message: Message, usage: dict[str, int]) -> None:
+        """Store an answer a model gave, for the TTL and the idempotency window."""
+        if not self.wanted:
+            return
+        stored = StoredAnswer(
+            text=text_of(message),
+            model=message.model,
+            stop_reason=message.stop_reason or "",
+            usage=usage,
+            message=message.model_dump(mode="json"),
+        )
+        if self.cache_key and self.cache_ttl:
+            put(self.cache_key, stored, self.cache_ttl)
+        if self.idem_key:
+            put(self.idem_key, stored, max(conf.IDEMPOTENCY_TTL, self.cache_ttl or 0))
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()

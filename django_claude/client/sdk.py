@@ -5,10 +5,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import weakref
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import anthropic
 
+from django_claude.client.errors import MissingCredentials
 from django_claude.conf import conf
+
+R = TypeVar("R")
 
 
 @functools.lru_cache(maxsize=8)
@@ -37,6 +42,17 @@ def get_async_client() -> anthropic.AsyncAnthropic:
     return clients[key]
 
 
-def reset_clients() -> None:
-    _sync_client.cache_clear()
-    _async_clients.clear()
+_MISSING_KEY_TEXT = "Could not resolve authentication method"
+
+
+def sdk_request(method: Callable[..., R], /, **kwargs: Any) -> R:
+    """Call an SDK method, turning its missing-key ``TypeError`` into
+    ``MissingCredentials`` (an auth failure, not the caller's bug)."""
+    try:
+        return method(**kwargs)
+    except TypeError as exc:
+        if _MISSING_KEY_TEXT in str(exc):
+            raise MissingCredentials(
+                "no Anthropic API key: set DJANGO_CLAUDE_API_KEY or ANTHROPIC_API_KEY"
+            ) from None
+        raise

@@ -27,6 +27,7 @@ from django_claude.recording import pricing
 from django_claude.recording.pricing import Usage
 from django_claude.recording.redaction import clean_text, escape_controls, prompt_prefix
 from django_claude.recording.writer import write_record
+from django_claude.types import Outcome, SmellVerdict
 
 logger = logging.getLogger(__name__)
 call_logger = logging.getLogger("django_claude.calls")
@@ -66,7 +67,7 @@ class CallFacts:
     created_at: datetime.datetime
     feature: str
     model_requested: str
-    outcome: str
+    outcome: Outcome
     prompt_text: str
     user_id: Any = None
     user_ref: str = ""
@@ -81,7 +82,7 @@ class CallFacts:
     error_status: int | None = None
     error_kind: str = ""
     upstream_request_id: str = ""
-    smell_verdict: str = "not_sampled"
+    smell_verdict: str = SmellVerdict.NOT_SAMPLED
     tags: dict[str, Any] = field(default_factory=dict)
     idempotency_key: str = ""
     billable: bool = True  # False: nothing was billed (cached, degraded, refused)
@@ -102,7 +103,7 @@ def safe_text(value: str, *, limit: int, redact: Callable[[str], str]) -> str:
 def log_line(facts: CallFacts, cost: Decimal | None) -> dict[str, Any]:
     """The call's log line as a dict: redacted, never the prompt or answer."""
     redact = redactor()
-    event = "claude.call" if facts.outcome in ("ok", "fallback", "cached") else "claude.error"
+    event = "claude.call" if Outcome(facts.outcome).answered else "claude.error"
     usage = facts.usage
     return {
         "event": event,
@@ -159,15 +160,16 @@ def record_from_line(line: Mapping[str, Any]) -> CallRecord:
     )
 
 
-def finish(
+def record_call(
     facts: CallFacts,
     *,
     after_write: Callable[[], None] | None = None,
     background: bool = False,
-) -> tuple[CallRecord, Decimal | None]:
-    """Price the call, write its log line, then its record; ``after_write``
-    runs once the record exists (or could not be saved). ``background`` hands
-    the row to the writer thread (for code that must not block). Never raises."""
+) -> Decimal | None:
+    """Price the call, write its log line, then its record; returns the cost
+    (None: the model has no price). ``after_write`` runs once the record
+    exists (or could not be saved). ``background`` hands the row to the writer
+    thread (for code that must not block). Never raises."""
     if facts.billable:
         cost = pricing.price_call(
             facts.model, facts.usage, on=facts.created_at.astimezone(datetime.UTC).date()
@@ -178,9 +180,9 @@ def finish(
     level = logging.INFO
     if facts.error_kind == "auth":
         level = logging.ERROR
-    elif facts.outcome in ("degraded", "error", "interrupted"):
+    elif facts.outcome in (Outcome.DEGRADED, Outcome.ERROR, Outcome.INTERRUPTED):
         level = logging.WARNING
     call_logger.log(level, json.dumps(line, ensure_ascii=False), extra={"claude": line})
     record = record_from_line(line)
     write_record(record, after=after_write, background=background)
-    return record, cost
+    return cost

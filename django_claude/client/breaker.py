@@ -1,0 +1,175 @@
+"""The circuit breaker: one per model id, shared by every process of a site.
+
+The state machine (``breaker_allows``, ``breaker_after_failure``) is pure;
+``CircuitBreaker`` keeps its state in the Django cache ``DJANGO_CLAUDE_CACHE``
+and ``Breakers`` performs the engine's breaker steps for one call. A cache
+outage never takes a call down: the breaker then reads as closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.cache import caches
+
+from django_claude.client.engine import BreakerEvent, BreakerStep
+from django_claude.conf import conf
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BreakerState:
+    failures: int = 0
+    open_until: float | None = None  # wall-clock seconds; None when closed
+
+
+def breaker_allows(state: BreakerState, *, now: float) -> str:
+    """``"closed"``: go ahead; ``"open"``: skip the model; ``"half-open"``: one
+    probe may go (whoever wins the probe lock)."""
+    if state.open_until is None:
+        return "closed"
+    return "open" if now < state.open_until else "half-open"
+
+
+def breaker_after_failure(
+    state: BreakerState, *, now: float, threshold: int, cooldown: float, probe: bool
+) -> BreakerState:
+    failures = state.failures + 1
+    if probe or failures >= threshold:
+        return BreakerState(failures=failures, open_until=now + cooldown)
+    return BreakerState(failures=failures, open_until=state.open_until)
+
+
+class CircuitBreaker:
+    """One breaker per model id, kept in the Django cache (``DJANGO_CLAUDE_CACHE``).
+
+    Closed: every call goes. After ``threshold`` consecutive transient failures
+    it opens for ``cooldown`` seconds and the model is skipped; then a single
+    probe (won with ``cache.add``) decides: success closes it, failure reopens it.
+    """
+
+    PREFIX = "django_claude:breaker:"
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self._failures_key = f"{self.PREFIX}{model}:failures"
+        self._open_key = f"{self.PREFIX}{model}:open_until"
+        self._probe_key = f"{self.PREFIX}{model}:probe"
+        self.probing = False
+        self._seen = BreakerState()
+
+    @staticmethod
+    def _cache() -> Any:
+        return caches[conf.CACHE]
+
+    def state(self) -> BreakerState:
+        try:
+            values = self._cache().get_many([self._failures_key, self._open_key])
+        except Exception:  # a cache outage must not take the call down
+            logger.warning("claude breaker: cache unavailable, treating %s as closed", self.model)
+            return BreakerState()
+        return BreakerState(
+            failures=int(values.get(self._failures_key) or 0),
+            open_until=values.get(self._open_key),
+        )
+
+    def allow(self, *, now: float | None = None) -> bool:
+        """May a request go to this model now? Claims the probe when half-open."""
+        self._seen = self.state()
+        verdict = breaker_allows(self._seen, now=time.time() if now is None else now)
+        if verdict == "closed":
+            return True
+        if verdict == "open":
+            return False
+        try:
+            self.probing = bool(
+                self._cache().add(self._probe_key, 1, timeout=max(1, int(conf.TIMEOUT) + 1))
+            )
+        except Exception:
+            self.probing = True
+        return self.probing
+
+    @property
+    def has_state_to_clear(self) -> bool:
+        """Would ``record_success`` touch the cache? (The common answer: no.)"""
+        return bool(self._seen.failures or self._seen.open_until is not None or self.probing)
+
+    def record_success(self) -> None:
+        if self.has_state_to_clear:
+            try:
+                self._cache().delete_many([self._failures_key, self._open_key, self._probe_key])
+            except Exception:
+                logger.warning("claude breaker: could not reset %s", self.model)
+            if self._seen.open_until is not None or self.probing:
+                logger.info("claude breaker closed for %s", self.model)
+        self._seen = BreakerState()
+        self.probing = False
+
+    def record_failure(self, *, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        cache = self._cache()
+        try:
+            cache.add(self._failures_key, 0, timeout=None)
+            failures = int(cache.incr(self._failures_key))
+        except Exception:
+            failures = self._seen.failures + 1
+        new = breaker_after_failure(
+            BreakerState(failures=failures - 1, open_until=self._seen.open_until),
+            now=now,
+            threshold=conf.BREAKER_THRESHOLD,
+            cooldown=conf.BREAKER_COOLDOWN,
+            probe=self.probing,
+        )
+        if new.open_until is not None and new.open_until != self._seen.open_until:
+            try:
+                cache.set(self._open_key, new.open_until, timeout=None)
+                cache.delete(self._probe_key)
+            except Exception:
+                logger.warning("claude breaker: could not open %s", self.model)
+            logger.warning(
+                "claude breaker open for %s: %d consecutive failures, cooling down %.0fs",
+                self.model,
+                failures,
+                conf.BREAKER_COOLDOWN,
+            )
+        self._seen = new
+        self.probing = False
+
+    def reset(self) -> None:
+        self._cache().delete_many([self._failures_key, self._open_key, self._probe_key])
+
+
+class Breakers:
+    """The breakers of one call's models: performs the engine's breaker steps.
+
+    Blocking (cache I/O); the async driver runs ``perform`` in a thread only
+    when ``needs_io`` says the step touches the cache.
+    """
+
+    def __init__(self) -> None:
+        self._by_model: dict[str, CircuitBreaker] = {}
+
+    def _of(self, model: str) -> CircuitBreaker:
+        if model not in self._by_model:
+            self._by_model[model] = CircuitBreaker(model)
+        return self._by_model[model]
+
+    def needs_io(self, step: BreakerStep) -> bool:
+        if step.event is BreakerEvent.SUCCEEDED:
+            return self._of(step.model).has_state_to_clear
+        return True
+
+    def perform(self, step: BreakerStep) -> bool:
+        """Carry out ``step``; for ``ALLOW``, whether the model may take an attempt."""
+        breaker = self._of(step.model)
+        if step.event is BreakerEvent.ALLOW:
+            return breaker.allow()
+        if step.event is BreakerEvent.SUCCEEDED:
+            breaker.record_success()
+        else:
+            breaker.record_failure()
+        return True

@@ -1,0 +1,88 @@
+"""Do what the attempt engine says: one blocking loop, one on the event loop.
+
+The four entry points hand these an ``attempt`` function (send a request, or
+open a stream up to its first token); everything else (the breaker, backoff,
+the deadline, the fallback) comes from the plan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar
+
+from asgiref.sync import sync_to_async
+
+from django_claude.client.breaker import Breakers
+from django_claude.client.engine import Attempt, AttemptPlan, BreakerStep, Done, Sleep, Step
+from django_claude.conf import conf
+from django_claude.routing import Route, active_route, route_table_is_fresh
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def off_loop(fn: Callable[P, R]) -> Callable[P, Awaitable[R]]:
+    """Run blocking cache or database work in a thread, off the event loop."""
+    return sync_to_async(fn, thread_sensitive=False)
+
+
+def run_plan(plan: AttemptPlan, attempt: Callable[[Attempt], Any]) -> None:
+    """Carry out ``plan`` in this thread until it is done."""
+    breakers = Breakers()
+    step: Step = plan.first()
+    while not isinstance(step, Done):
+        if isinstance(step, BreakerStep):
+            step = plan.send(breakers.perform(step))
+        elif isinstance(step, Sleep):
+            time.sleep(step.seconds)
+            step = plan.send()
+        else:
+            try:
+                answer = attempt(step)
+            except Exception as exc:
+                step = plan.failed(exc)
+            else:
+                step = plan.succeeded(answer)
+
+
+async def arun_plan(plan: AttemptPlan, attempt: Callable[[Attempt], Awaitable[Any]]) -> None:
+    """Carry out ``plan`` on the event loop; breaker I/O goes to a thread only
+    when it touches the cache. A cancelled attempt is logged, then re-raised."""
+    breakers = Breakers()
+    step: Step = plan.first()
+    try:
+        while not isinstance(step, Done):
+            if not isinstance(step, (BreakerStep, Sleep)):
+                step = await _settle(plan, attempt(step))
+            elif isinstance(step, Sleep):
+                await asyncio.sleep(step.seconds)
+                step = plan.send()
+            elif breakers.needs_io(step):
+                step = plan.send(await off_loop(breakers.perform)(step))
+            else:
+                step = plan.send(breakers.perform(step))
+    except asyncio.CancelledError:
+        plan.cancelled()
+        raise
+
+
+async def _settle(plan: AttemptPlan, pending: Awaitable[Any]) -> Step:
+    try:
+        answer = await pending
+    except Exception as exc:
+        return plan.failed(exc)
+    return plan.succeeded(answer)
+
+
+async def aroute(feature: str) -> Route:
+    """The feature's route: from memory when the table is fresh, else read in a thread."""
+    if route_table_is_fresh():
+        return active_route(feature)
+    return await sync_to_async(active_route)(feature)
+
+
+def provisional_route(feature: str) -> Route:
+    """What an async call cancelled before its route was read is recorded against."""
+    return Route(feature=feature, model=conf.DEFAULT_MODEL, fallback_model="")
