@@ -24,6 +24,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy django_claude tests benchmarks
+	$(BIN)/lint-imports
 	$(BIN)/python -m django makemigrations --check --dry-run --settings=tests.settings
 
 demo: venv

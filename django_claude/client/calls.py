@@ -15,6 +15,7 @@ from typing import Any, ParamSpec
 from anthropic.types import Message
 from asgiref.sync import sync_to_async
 
+from django_claude.client import outcome
 from django_claude.client.answers import Reuse, text_of
 from django_claude.client.drivers import aroute, arun_plan, off_loop, provisional_route, run_plan
 from django_claude.client.engine import Attempt
@@ -82,9 +83,9 @@ def _conclude(state: CallState, reuse: Reuse) -> ClaudeResult:
     """Record the call and build its result (or raise); keep a reusable answer."""
     message = state.plan.answer if state.plan is not None else None
     if message is None:
-        return state.failed()
-    result = state.answered(
-        text=text_of(message), message=message, model=message.model, upstream=message
+        return outcome.failed(state)
+    result = outcome.answered(
+        state, text=text_of(message), message=message, model=message.model, upstream=message
     )
     reuse.keep(message, result.usage)
     return result
@@ -96,7 +97,7 @@ def _call(req: CallRequest, *, route: Route) -> ClaudeResult:
     try:
         stored = reuse.find(wait=state.deadline.remaining()) if reuse.wanted else None
         if stored is not None:
-            return state.replayed(stored)
+            return outcome.replayed(state, stored)
         client = get_client()
 
         def attempt(step: Attempt) -> Message:
@@ -145,7 +146,7 @@ async def acall(prompt: str | None = None, **kwargs: Any) -> ClaudeResult:
         if reuse.wanted:
             stored = await off_loop(reuse.find)(wait=state.deadline.remaining())
             if stored is not None:
-                return await sync_to_async(state.replayed)(stored)
+                return await sync_to_async(outcome.replayed)(state, stored)
         client = get_async_client()
 
         async def attempt(step: Attempt) -> Message:
@@ -158,7 +159,7 @@ async def acall(prompt: str | None = None, **kwargs: Any) -> ClaudeResult:
         await arun_plan(plan, attempt)
         return await sync_to_async(_conclude)(state, reuse)
     except asyncio.CancelledError:
-        state.cancelled()
+        outcome.cancelled(state)
         raise
     finally:
         if reuse is not None and reuse.lock is not None:

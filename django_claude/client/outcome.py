@@ -1,9 +1,10 @@
 """One call in progress, and the one place its ending is built.
 
 ``CallState`` holds what every entry point shares (the request, the route,
-the deadline, the attempt plan); its ``answered``/``failed``/``cancelled``/
-``replayed`` methods turn the plan's runs into ``CallFacts`` for recording
-and into the caller's ``ClaudeResult``, for calls and streams alike.
+the deadline, the attempt plan) and builds the facts of every record. The
+endings (``answered``, ``failed``, ``cancelled``, ``replayed``) turn the
+plan's runs into ``CallFacts`` for recording and into the caller's
+``ClaudeResult``, for calls and streams alike.
 """
 
 from __future__ import annotations
@@ -103,130 +104,137 @@ class CallState:
             latency_ms=round((time.monotonic() - self.started) * 1000),
         )
 
-    # -- endings ----------------------------------------------------------------------
 
-    def answered(
-        self,
-        *,
-        text: str,
-        message: Any,
-        model: str,
-        upstream: Any,
-        usage: Usage | None = None,
-        interrupted: str | BaseException | None = None,
-        background: bool = False,
-    ) -> ClaudeResult:
-        """A model answered (``interrupted``: a stream that ended early, with
-        why). Samples a whole answer for the smell test, records, and returns."""
-        if interrupted is None:
-            outcome = Outcome.FALLBACK if len(self.runs) > 1 else Outcome.OK
-        else:
-            outcome = Outcome.INTERRUPTED
-        facts = self.facts(outcome, upstream=upstream)
-        facts.model = model or self.runs[-1].model
-        facts.usage = usage or Usage.from_api(getattr(message, "usage", None))
-        facts.stop_reason = str(getattr(message, "stop_reason", None) or "")
-        if isinstance(interrupted, BaseException):
-            facts.error_type = error_type(interrupted)
-            facts.error_status = error_status(interrupted)
-        elif interrupted is not None:
-            facts.error_type = interrupted
-        after_write = None
-        if (
-            interrupted is None
-            and sampling.should_sample(self.req.feature, self.req.smell_test)
-            and sampling.stash(facts.request_id, prompt=self.req.prompt_text, answer=text)
-        ):
-            facts.smell_verdict = SmellVerdict.PENDING
-            after_write = sampling.judge_after_write(facts.request_id)
-        return self._result(
-            facts,
-            text=text,
-            message=message if interrupted is None else None,
-            after_write=after_write,
-            background=background,
+# -- endings: each records the call and builds what the caller gets --------------
+
+
+def answered(
+    call: CallState,
+    *,
+    text: str,
+    message: Any,
+    model: str,
+    upstream: Any,
+    usage: Usage | None = None,
+    interrupted: str | BaseException | None = None,
+    background: bool = False,
+) -> ClaudeResult:
+    """A model answered (``interrupted``: a stream that ended early, with
+    why). Samples a whole answer for the smell test, records, and returns."""
+    if interrupted is None:
+        outcome = Outcome.FALLBACK if len(call.runs) > 1 else Outcome.OK
+    else:
+        outcome = Outcome.INTERRUPTED
+    facts = call.facts(outcome, upstream=upstream)
+    facts.model = model or call.runs[-1].model
+    facts.usage = usage or Usage.from_api(getattr(message, "usage", None))
+    facts.stop_reason = str(getattr(message, "stop_reason", None) or "")
+    if isinstance(interrupted, BaseException):
+        facts.error_type = error_type(interrupted)
+        facts.error_status = error_status(interrupted)
+    elif interrupted is not None:
+        facts.error_type = interrupted
+    after_write = None
+    if (
+        interrupted is None
+        and sampling.should_sample(call.req.feature, call.req.smell_test)
+        and sampling.stash(facts.request_id, prompt=call.req.prompt_text, answer=text)
+    ):
+        facts.smell_verdict = SmellVerdict.PENDING
+        after_write = sampling.judge_after_write(facts.request_id)
+    return _result(
+        facts,
+        text=text,
+        message=message if interrupted is None else None,
+        after_write=after_write,
+        background=background,
+    )
+
+
+def failed(call: CallState) -> ClaudeResult:
+    """Nothing answered: record it, then raise the caller's error, raise
+    ``ClaudeUnavailable`` (``RAISE_ON_FAILURE``) or return the degraded answer."""
+    failed = call.plan.failed_run if call.plan is not None else None
+    error = failed.error if failed is not None else None
+    facts = call.facts(Outcome.DEGRADED, upstream=error)
+    facts.billable = False
+    if failed is not None and error is not None:
+        facts.error_type = error_type(error)
+        facts.error_status = error_status(error)
+        facts.error_kind = failed.kind.value if failed.kind else ""
+    elif call.runs and call.runs[-1].skipped == "breaker_open":
+        facts.error_type = "BreakerOpen"
+    else:
+        facts.error_type = "DeadlineExceeded"
+    if failed is not None and failed.kind is ErrorKind.CALLER and error is not None:
+        facts.outcome = Outcome.ERROR
+        record_call(facts)
+        raise error
+    if failed is not None and failed.kind is ErrorKind.AUTH:
+        logger.error(
+            "claude call %s: the API refused our credentials (%s); check DJANGO_CLAUDE_API_KEY",
+            facts.request_id,
+            facts.error_type,
         )
-
-    def failed(self) -> ClaudeResult:
-        """Nothing answered: record it, then raise the caller's error, raise
-        ``ClaudeUnavailable`` (``RAISE_ON_FAILURE``) or return the degraded answer."""
-        failed = self.plan.failed_run if self.plan is not None else None
-        error = failed.error if failed is not None else None
-        facts = self.facts(Outcome.DEGRADED, upstream=error)
-        facts.billable = False
-        if failed is not None and error is not None:
-            facts.error_type = error_type(error)
-            facts.error_status = error_status(error)
-            facts.error_kind = failed.kind.value if failed.kind else ""
-        elif self.runs and self.runs[-1].skipped == "breaker_open":
-            facts.error_type = "BreakerOpen"
-        else:
-            facts.error_type = "DeadlineExceeded"
-        if failed is not None and failed.kind is ErrorKind.CALLER and error is not None:
-            facts.outcome = Outcome.ERROR
-            record_call(facts)
-            raise error
-        if failed is not None and failed.kind is ErrorKind.AUTH:
-            logger.error(
-                "claude call %s: the API refused our credentials (%s); check DJANGO_CLAUDE_API_KEY",
-                facts.request_id,
-                facts.error_type,
-            )
-        result = self._result(facts, text=conf.DEGRADED_MESSAGE, message=None)
-        if conf.RAISE_ON_FAILURE:
-            raise ClaudeUnavailable(
-                f"Claude is unavailable for {self.req.feature!r} ({facts.error_type})",
-                request_id=facts.request_id,
-                error_type=facts.error_type,
-            ) from error
-        return result
-
-    def cancelled(self, *, partial: str = "", usage: Usage | None = None, model: str = "") -> None:
-        """The task was cancelled (the client went away). Runs on the event
-        loop: the log line now, the row by the background writer. ``usage``:
-        what a stream had reported before it was cut (else nothing is billed)."""
-        facts = self.facts(Outcome.INTERRUPTED)
-        facts.error_type = "CancelledError"
-        if usage is not None:
-            facts.model = model
-            facts.usage = usage
-        else:
-            facts.billable = False
-        self._result(facts, text=partial, message=None, background=True)
-
-    def replayed(self, stored: StoredAnswer) -> ClaudeResult:
-        """An answer reused from the cache or an idempotent twin: no request."""
-        facts = self.facts(Outcome.CACHED)
-        facts.model = stored.model
-        facts.stop_reason = stored.stop_reason
-        facts.billable = False
-        message = Message.model_validate(stored.message) if stored.message else None
-        return self._result(facts, text=stored.text, message=message, usage=dict(stored.usage))
-
-    def _result(
-        self,
-        facts: CallFacts,
-        *,
-        text: str,
-        message: Any,
-        usage: dict[str, int] | None = None,
-        after_write: Callable[[], None] | None = None,
-        background: bool = False,
-    ) -> ClaudeResult:
-        """Record the call and build what the caller gets: the one place a
-        ``ClaudeResult`` is made."""
-        cost = record_call(facts, after_write=after_write, background=background)
-        answered = facts.outcome in (Outcome.OK, Outcome.FALLBACK, Outcome.INTERRUPTED)
-        if usage is None:
-            usage = facts.usage.as_dict() if answered else {}
-        return ClaudeResult(
-            text=text,
-            outcome=facts.outcome,
-            model=facts.model if facts.outcome != Outcome.DEGRADED else "",
-            attempts=facts.attempts,
+    result = _result(facts, text=conf.DEGRADED_MESSAGE, message=None)
+    if conf.RAISE_ON_FAILURE:
+        raise ClaudeUnavailable(
+            f"Claude is unavailable for {call.req.feature!r} ({facts.error_type})",
             request_id=facts.request_id,
-            cost_usd=cost if answered else Decimal(0),
-            usage=usage,
-            message=message,
-            stop_reason=facts.stop_reason,
-        )
+            error_type=facts.error_type,
+        ) from error
+    return result
+
+
+def cancelled(
+    call: CallState, *, partial: str = "", usage: Usage | None = None, model: str = ""
+) -> None:
+    """The task was cancelled (the client went away). Runs on the event
+    loop: the log line now, the row by the background writer. ``usage``:
+    what a stream had reported before it was cut (else nothing is billed)."""
+    facts = call.facts(Outcome.INTERRUPTED)
+    facts.error_type = "CancelledError"
+    if usage is not None:
+        facts.model = model
+        facts.usage = usage
+    else:
+        facts.billable = False
+    _result(facts, text=partial, message=None, background=True)
+
+
+def replayed(call: CallState, stored: StoredAnswer) -> ClaudeResult:
+    """An answer reused from the cache or an idempotent twin: no request."""
+    facts = call.facts(Outcome.CACHED)
+    facts.model = stored.model
+    facts.stop_reason = stored.stop_reason
+    facts.billable = False
+    message = Message.model_validate(stored.message) if stored.message else None
+    return _result(facts, text=stored.text, message=message, usage=dict(stored.usage))
+
+
+def _result(
+    facts: CallFacts,
+    *,
+    text: str,
+    message: Any,
+    usage: dict[str, int] | None = None,
+    after_write: Callable[[], None] | None = None,
+    background: bool = False,
+) -> ClaudeResult:
+    """Record the call and build what the caller gets: the one place a
+    ``ClaudeResult`` is made."""
+    cost = record_call(facts, after_write=after_write, background=background)
+    answered = facts.outcome in (Outcome.OK, Outcome.FALLBACK, Outcome.INTERRUPTED)
+    if usage is None:
+        usage = facts.usage.as_dict() if answered else {}
+    return ClaudeResult(
+        text=text,
+        outcome=facts.outcome,
+        model=facts.model if facts.outcome != Outcome.DEGRADED else "",
+        attempts=facts.attempts,
+        request_id=facts.request_id,
+        cost_usd=cost if answered else Decimal(0),
+        usage=usage,
+        message=message,
+        stop_reason=facts.stop_reason,
+    )

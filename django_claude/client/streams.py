@@ -24,6 +24,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 
+from django_claude.client import outcome
 from django_claude.client.drivers import aroute, arun_plan, provisional_route, run_plan
 from django_claude.client.engine import Attempt
 from django_claude.client.errors import StreamCutOff
@@ -119,7 +120,9 @@ class StreamSession:
         if self.degraded or self.result is not None:
             return  # a degraded stream was recorded when its last attempt failed
         if isinstance(exit_error, asyncio.CancelledError) and not self.parts:
-            self.call.cancelled(usage=self.usage() if self.snapshot else None, model=self.model)
+            outcome.cancelled(
+                self.call, usage=self.usage() if self.snapshot else None, model=self.model
+            )
             return
         abandoned = not self.saw_stop and not self.ended
         interrupted: str | BaseException | None = self.error or exit_error
@@ -127,7 +130,8 @@ class StreamSession:
             interrupted = "Abandoned"
         elif interrupted is None and not self.saw_stop:
             interrupted = StreamCutOff.__name__
-        self.result = self.call.answered(
+        self.result = outcome.answered(
+            self.call,
             text=self.text,
             message=self.snapshot,
             model=self.model,
@@ -164,7 +168,7 @@ class ClaudeStream:
         run_plan(session.call.start(), self._connect)
         if session.call.plan is None or session.call.plan.answer is None:
             session.degraded = True
-            session.result = session.call.failed()  # raises a caller error
+            session.result = outcome.failed(session.call)  # raises a caller error
         return self
 
     def _connect(self, step: Attempt) -> bool:
@@ -230,7 +234,7 @@ class AsyncClaudeStream:
             await arun_plan(session.call.plan, self._connect)
             if session.call.plan.answer is None:
                 session.degraded = True
-                session.result = await sync_to_async(session.call.failed)()
+                session.result = await sync_to_async(outcome.failed)(session.call)
             return self
         except asyncio.CancelledError as exc:
             # The client went away while we connected: nothing may be awaited
