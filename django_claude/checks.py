@@ -13,9 +13,11 @@ from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning
+from django.db import DatabaseError
 from django.utils.module_loading import import_string
 
 from django_claude.conf import PREFIX_CHARS_CEILING, conf
+from django_claude.recording import pricing
 
 E001 = "django_claude.E001"  # a timing or count setting out of range
 E002 = "django_claude.E002"  # PROMPT_PREFIX_CHARS above the ceiling
@@ -136,7 +138,7 @@ def check_smell_test(app_configs: Sequence[Any] | None = None, **kwargs: Any) ->
     if not any(rate > 0 for rate in rates):
         return []
     try:
-        from celery import current_app
+        from celery import current_app  # optional: sites without Celery get a warning
     except ImportError:
         return [
             Warning(
@@ -186,10 +188,6 @@ def check_prices(
     """Warn about a configured model with no ``ModelPrice`` (runs with ``--database``)."""
     if not databases:
         return []
-    from django.db import DatabaseError
-
-    from django_claude.recording import pricing
-
     try:
         book = pricing.load_price_book()
     except DatabaseError:

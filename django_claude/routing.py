@@ -14,18 +14,16 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.core.cache import caches
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from django_claude.conf import conf
+from django_claude.models import ModelRoute, ModelRouteChange
 from django_claude.recording import pricing
 from django_claude.signals import model_route_changed
-
-if TYPE_CHECKING:
-    from django_claude.models import ModelRoute, ModelRouteChange
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +71,6 @@ def _shared_version() -> object:
 
 
 def _load_routes() -> dict[str, tuple[str, str]]:
-    from django_claude.models import ModelRoute
 
     return {
         feature: (model, fallback)
@@ -178,6 +175,7 @@ def validate_route(*, model: str, fallback_model: str, allow_unpriced: bool = Fa
 def _log_entry(route: ModelRoute, user: Any, message: str) -> None:
     if user is None or not getattr(user, "pk", None):
         return
+    # Imported here: a site may run without django.contrib.admin.
     from django.contrib.admin.models import CHANGE, LogEntry
     from django.contrib.contenttypes.models import ContentType
 
@@ -192,7 +190,6 @@ def _log_entry(route: ModelRoute, user: Any, message: str) -> None:
 
 
 def _lock_route(feature: str) -> ModelRoute | None:
-    from django_claude.models import ModelRoute
 
     return ModelRoute.objects.select_for_update().filter(feature=feature).first()
 
@@ -205,7 +202,6 @@ def _record_change(
     reason: str,
     is_rollback: bool,
 ) -> ModelRouteChange:
-    from django_claude.models import ModelRouteChange
 
     change = ModelRouteChange.objects.create(
         route=route,
@@ -257,7 +253,6 @@ def set_route(
     sends ``model_route_changed`` once committed. Raises ``ValidationError``.
     """
     validate_route(model=model, fallback_model=fallback_model, allow_unpriced=allow_unpriced)
-    from django_claude.models import ModelRoute
 
     for _ in range(2):  # a concurrent first change of the same feature: retry once
         try:
@@ -290,7 +285,6 @@ def set_route(
 
 def active_route_from_db(feature: str) -> Route:
     """The route in force for ``feature``, read from the database now."""
-    from django_claude.models import ModelRoute
 
     rows = {r.feature: r for r in ModelRoute.objects.filter(feature__in=[feature, ""])}
     row = rows.get(feature) or rows.get("")
@@ -301,7 +295,6 @@ def active_route_from_db(feature: str) -> Route:
 
 def previous_route(feature: str) -> Route | None:
     """What a rollback of ``feature`` would restore, or None if nothing can be undone."""
-    from django_claude.models import ModelRouteChange
 
     last = ModelRouteChange.objects.filter(route__feature=feature).undoable().first()
     if last is None:

@@ -229,3 +229,15 @@ def test_a_deadline_that_leaves_no_attempt_is_recorded_as_such(fake_anthropic, s
     assert result.outcome == "degraded" and result.attempts == 0
     assert CallRecord.objects.get(id=result.request_id).error_type == "DeadlineExceeded"
     assert fake_anthropic.count() == 0
+
+
+def test_ok_means_a_whole_answer():
+    import uuid
+
+    from django_claude.types import ClaudeResult, Outcome
+
+    def result(outcome: Outcome) -> ClaudeResult:
+        return ClaudeResult("t", outcome, "m", 1, uuid.uuid4(), None)
+
+    assert [o for o in Outcome if result(o).ok] == [Outcome.OK, Outcome.FALLBACK, Outcome.CACHED]
+    assert not result(Outcome.INTERRUPTED).ok and result(Outcome.DEGRADED).degraded

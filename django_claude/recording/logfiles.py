@@ -14,6 +14,9 @@ from typing import IO, Any
 
 from django.db import transaction
 
+from django_claude.models import CallRecord
+from django_claude.recording.facts import record_from_line
+
 CALL_EVENTS = frozenset({"claude.call", "claude.error"})
 
 
@@ -68,8 +71,6 @@ class IngestSummary(ReadStats):
 
 def ingest(paths: Iterable[str], *, batch_size: int = 1000) -> IngestSummary:
     """Create the CallRecords the log lines describe and the database lacks."""
-    from django_claude.models import CallRecord
-    from django_claude.recording.facts import record_from_line
 
     summary = IngestSummary()
     batch: list[CallRecord] = []

@@ -15,8 +15,10 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from importlib import import_module
 from typing import Any
+
+from django_claude.models import ModelPrice
+from django_claude.recording import list_prices as list_prices_table
 
 logger = logging.getLogger(__name__)
 
@@ -100,19 +102,18 @@ def cost_of(usage: Usage, price: Price) -> Decimal:
 
 
 def list_prices() -> list[Price]:
-    """The list prices seeded by migration 0002 (used while the database is down)."""
-    seed = import_module("django_claude.migrations.0002_seed_model_prices")
+    """The list prices this release ships (used while the database is down)."""
     return [
         Price(
             model=model,
-            effective_from=seed.EFFECTIVE_FROM,
+            effective_from=list_prices_table.EFFECTIVE_FROM,
             input=Decimal(inp),
             output=Decimal(out),
             cache_write_5m=Decimal(write_5m),
             cache_write_1h=Decimal(write_1h),
             cache_read=Decimal(read),
         )
-        for models, (inp, write_5m, write_1h, read, out) in seed.PRICES
+        for models, (inp, write_5m, write_1h, read, out) in list_prices_table.PRICES
         for model in models
     ]
 
@@ -146,7 +147,6 @@ _warned: set[str] = set()
 
 def load_price_book() -> PriceBook:
     """Every ``ModelPrice`` row, read now (raises ``DatabaseError`` if it cannot)."""
-    from django_claude.models import ModelPrice
 
     return PriceBook(
         Price(
