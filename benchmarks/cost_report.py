@@ -91,7 +91,8 @@ def main() -> None:
     from django.core.management import call_command
     from django.db import connection
 
-    from django_claude.costs import reports
+    from django_claude.costs import days, reports, totals
+    from django_claude.models import CallRecord
 
     with connection.cursor() as cursor:
         cursor.execute("SELECT COUNT(*) FROM django_claude_callrecord")
@@ -102,7 +103,7 @@ def main() -> None:
             cursor.execute("VACUUM ANALYZE django_claude_callrecord")
 
     day = datetime.date.fromisoformat(DAY)
-    start, end = reports.day_bounds(day, day, datetime.UTC)
+    start, end = days.day_bounds(day, day, datetime.UTC)
 
     def command() -> None:
         call_command(
@@ -137,9 +138,9 @@ def main() -> None:
     report = reports.cost_report(since=day, tz="UTC")
     assert len(report.rows) == 50 and report.total.calls == args.rows
     queryset_sql = (
-        reports.CallRecord.objects.filter(created_at__gte=start, created_at__lt=end)
+        CallRecord.objects.filter(created_at__gte=start, created_at__lt=end)
         .values("feature")
-        .annotate(**reports._aggregates(True))
+        .annotate(**totals.aggregates(percentiles=True))
         .order_by("feature")
     )
     print("\nquery plan of the report:")

@@ -51,7 +51,7 @@ def main() -> None:
 
     from benchmarks.cost_report import LOAD
     from django_claude.admin import CallRecordAdmin, ModelPriceAdmin
-    from django_claude.costs import reports
+    from django_claude.costs import rollups
     from django_claude.models import CallRecord, DailyCost, ModelPrice
 
     today = timezone.localdate()
@@ -74,7 +74,7 @@ def main() -> None:
     if DailyCost.objects.values("day").distinct().count() < DAYS - 1:
         print("rolling up the past days...", flush=True)
         for i in range(DAYS - 1):
-            reports.rollup_day(first + datetime.timedelta(days=i))
+            rollups.rollup_day(first + datetime.timedelta(days=i))
 
     from django.contrib import admin
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import importlib.util
+
 from django.apps import AppConfig
 from django.core import checks
 from django.db.models.signals import post_delete, post_save
@@ -15,7 +17,11 @@ class DjangoClaudeConfig(AppConfig):
         from django_claude.models import ModelPrice
         from django_claude.recording import pricing
         from django_claude.signals import call_sampled
-        from django_claude.smell.judge import queue_judge
+
+        if importlib.util.find_spec("celery"):
+            from django_claude.tasks import queue_judge
+        else:  # nothing can judge a sampled call: its text is dropped at once, verdict "error"
+            from django_claude.smell.verdicts import judge_unavailable as queue_judge
 
         checks.register(claude_checks.check_settings, "django_claude")
         checks.register(claude_checks.check_api_key, "django_claude")

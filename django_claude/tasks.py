@@ -1,48 +1,61 @@
-"""Celery tasks: each a thin call into a service (needs ``celery`` installed)."""
+"""Celery tasks, each a one-line call into a service, and the receiver that
+queues the smell-test judge (needs ``celery`` installed).
+
+The tasks' ``name=`` are what django-celery-beat schedules store: never change them.
+"""
 
 from __future__ import annotations
 
 import datetime
+import logging
+import uuid
 
 from celery import shared_task
+
+from django_claude.costs import budgets, retention, rollups
+from django_claude.smell import alerts, verdicts
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="django_claude.tasks.rollup_daily_costs")
 def rollup_daily_costs(day: str | None = None) -> int:
     """Save DailyCost rows for ``day`` (default: yesterday and today, site time)."""
-    from django_claude.costs import reports
-
-    if day:
-        return reports.rollup_day(datetime.date.fromisoformat(day))
-    last = reports.yesterday()
-    return reports.rollup_day(last) + reports.rollup_day(last + datetime.timedelta(days=1))
+    return rollups.rollup_latest(day=datetime.date.fromisoformat(day) if day else None)
 
 
 @shared_task(name="django_claude.tasks.check_budgets")
 def check_budgets() -> int:
-    from django_claude.costs import budgets
-
+    """Alert on budgets crossed today; returns how many alerts were sent."""
     return len(budgets.check_budgets())
 
 
 @shared_task(name="django_claude.tasks.purge_old_records")
 def purge_old_records() -> int:
-    from django_claude.costs import retention
-
     return retention.purge_old_records()
 
 
 @shared_task(name="django_claude.tasks.smell_test", ignore_result=True)
 def smell_test(request_id: str) -> str:
-    """Judge one sampled call (queued by call(); args carry only the id)."""
-    from django_claude.smell import judge as evals
-
-    return evals.run_smell_test(request_id)
+    """Judge one sampled call (args carry only the id, never its text)."""
+    return verdicts.run_smell_test(request_id)
 
 
 @shared_task(name="django_claude.tasks.check_smell_pass_rates")
 def check_smell_pass_rates() -> list[str]:
     """Close stale pending verdicts, then compare pass rates with baselines."""
-    from django_claude.smell import judge as evals
+    return alerts.check_pass_rates()
 
-    return evals.check_pass_rates()
+
+def queue_judge(sender: object, *, request_id: uuid.UUID, **kwargs: object) -> None:
+    """Receiver of ``call_sampled``: send the judge task. When it cannot be
+    queued (no broker) the call's smell test is abandoned at once."""
+    try:
+        smell_test.delay(str(request_id))
+    except Exception as exc:
+        logger.warning(
+            "claude smell test: could not queue the judge for %s (%s)",
+            request_id,
+            type(exc).__name__,
+        )
+        verdicts.abandon_smell_test(request_id)

@@ -13,6 +13,7 @@ from django.core import mail
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
 
 from django_claude import tasks
 from django_claude.costs import budgets, retention
@@ -90,8 +91,6 @@ def test_tasks_call_the_services(db, settings):
 
 
 def test_install_schedules_is_idempotent(db):
-    from django_celery_beat.models import PeriodicTask
-
     out = StringIO()
     call_command("claude_install_schedules", stdout=out)
     assert out.getvalue().count("installed") == 4

@@ -10,13 +10,24 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import redis
+from django.db import connection
 from django.utils import timezone
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-from django_claude.models import CallRecord, DailyCost
-from tests.test_multiprocess import _test_database_url
+import django_claude
+from django_claude.models import CallRecord, DailyCost, SmellFailure
+from django_claude.testing import Fault
+from tests.celery_app import app
 
 ROOT = Path(__file__).resolve().parent.parent
 BROKER = "redis://127.0.0.1:6379/3"
+
+
+def worker_database_url() -> dict[str, str]:
+    """Point the worker at this test run's database, not the real one."""
+    db = connection.settings_dict
+    return {"DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"}
 
 
 def use_broker(app, url):
@@ -32,9 +43,6 @@ def use_broker(app, url):
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_worker_and_beat_run_the_daily_rollup(tmp_path):
-    import redis
-    from django_celery_beat.models import IntervalSchedule, PeriodicTask
-
     redis.Redis.from_url(BROKER).flushdb()
     CallRecord.objects.create(
         created_at=timezone.now(),
@@ -52,7 +60,7 @@ def test_worker_and_beat_run_the_daily_rollup(tmp_path):
     )
     env = {
         **os.environ,
-        **_test_database_url(),
+        **worker_database_url(),
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "CELERY_BROKER_URL": BROKER,
         "CELERY_TASK_ALWAYS_EAGER": "false",
@@ -112,19 +120,12 @@ def test_worker_and_beat_run_the_daily_rollup(tmp_path):
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_a_worker_judges_sampled_calls_end_to_end(fake_anthropic, tmp_path):
-    import redis
-
-    import django_claude
-    from django_claude.models import SmellFailure
-    from django_claude.testing import Fault
-    from tests.celery_app import app
-
     redis.Redis.from_url(BROKER).flushdb()
     judge = "claude-haiku-4-5-20251001"
     fake_anthropic.script(judge, [Fault(text="PASS"), Fault(text="FAIL"), Fault(text="PASS")])
     env = {
         **os.environ,
-        **_test_database_url(),
+        **worker_database_url(),
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "CELERY_BROKER_URL": BROKER,
         "CELERY_TASK_ALWAYS_EAGER": "false",

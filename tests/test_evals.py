@@ -11,16 +11,20 @@ from io import StringIO
 
 import pytest
 from django.core import mail
+from django.core.cache import cache
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
 import django_claude
+from django_claude import checks, tasks
+from django_claude.costs import retention
 from django_claude.models import CallRecord, SmellAlert, SmellBaseline, SmellFailure
 from django_claude.recording import sampling
-from django_claude.signals import smell_pass_rate_dropped
-from django_claude.smell import judge as evals
+from django_claude.signals import call_sampled, smell_pass_rate_dropped
+from django_claude.smell import alerts, judge, verdicts
 from django_claude.testing import Fault
+from tests.celery_app import app
 
 JUDGE = "claude-haiku-4-5-20251001"
 PRIMARY = "claude-sonnet-4-6"
@@ -76,7 +80,7 @@ def test_sampling_overrides(settings):
     ],
 )
 def test_parse_verdict(text, verdict):
-    assert evals.parse_verdict(text) == verdict
+    assert judge.parse_verdict(text) == verdict
 
 
 # -- end to end with the judge inline (CELERY_TASK_ALWAYS_EAGER) -----------------------------
@@ -92,7 +96,7 @@ def test_sampled_call_is_judged_and_passes(claude, call_lines):
     assert judge_record.model == JUDGE and judge_record.cost_usd > 0  # its cost shows
     assert judge_record.smell_verdict == "not_sampled"
     judge_request = claude.requests[-1].body
-    assert judge_request["max_tokens"] == evals.JUDGE_MAX_TOKENS
+    assert judge_request["max_tokens"] == judge.JUDGE_MAX_TOKENS
     assert "PASS or FAIL" in judge_request["system"]
     assert "What is Django?" in judge_request["messages"][0]["content"]
     assert not SmellFailure.objects.exists()
@@ -150,8 +154,6 @@ def test_unsampled_and_degraded_calls_are_not_judged(claude, settings):
 
 
 def test_the_pair_never_travels_in_the_task_arguments(claude, settings):
-    from django_claude import tasks
-
     sent = []
     original = tasks.smell_test.delay
 
@@ -167,9 +169,33 @@ def test_the_pair_never_travels_in_the_task_arguments(claude, settings):
         tasks.smell_test.delay = original
     assert sent == [((str(result.request_id),), {})]
     # and the stash is gone once judged
-    from django.core.cache import cache
-
     assert cache.get(f"{sampling.STASH_PREFIX}{result.request_id}") is None
+
+
+def test_a_judge_that_cannot_be_queued_drops_the_text_at_once(claude, monkeypatch):
+    def no_broker(*args, **kwargs):
+        raise ConnectionError("the broker is down")
+
+    monkeypatch.setattr(tasks.smell_test, "delay", no_broker)
+    result = django_claude.call("secret plans for Q3", feature="chat", smell_test=True)
+    assert result.outcome == "ok"
+    assert CallRecord.objects.get(id=result.request_id).smell_verdict == "error"
+    assert cache.get(sampling.stash_key(result.request_id)) is None
+    assert claude.count(JUDGE) == 0
+
+
+def test_without_celery_a_sampled_call_is_not_kept(claude):
+    uid = "django_claude.smell.queue_judge"  # what apps.ready() connects, with or without Celery
+    call_sampled.disconnect(dispatch_uid=uid)
+    call_sampled.connect(verdicts.judge_unavailable, dispatch_uid=uid)
+    try:
+        result = django_claude.call("secret plans for Q3", feature="chat", smell_test=True)
+    finally:
+        call_sampled.disconnect(dispatch_uid=uid)
+        call_sampled.connect(tasks.queue_judge, dispatch_uid=uid)
+    assert CallRecord.objects.get(id=result.request_id).smell_verdict == "error"
+    assert cache.get(sampling.stash_key(result.request_id)) is None
+    assert claude.count(JUDGE) == 0
 
 
 def test_lost_payload_is_an_error(claude):
@@ -181,7 +207,7 @@ def test_lost_payload_is_an_error(claude):
         outcome="ok",
         smell_verdict="pending",
     )
-    assert evals.run_smell_test(record.id) == "error"
+    assert verdicts.run_smell_test(record.id) == "error"
     record.refresh_from_db()
     assert record.smell_verdict == "error"
 
@@ -196,7 +222,7 @@ def test_stale_pending_verdicts_are_closed(db):
             outcome="ok",
             smell_verdict="pending",
         )
-    assert evals.close_stale_verdicts(now=now) == 2
+    assert verdicts.close_stale_verdicts(now=now) == 2
     assert CallRecord.objects.filter(smell_verdict="pending").count() == 2
 
 
@@ -265,8 +291,8 @@ def test_baseline_from_a_history_file(claude, tmp_path):
     ],
 )
 def test_should_alert(baseline, passed, total, alert):
-    recent = evals.PassRate(passed=passed, judged=total)
-    assert evals.should_alert(baseline=baseline, recent=recent, drop=5.0) is alert
+    recent = alerts.PassRate(passed=passed, judged=total)
+    assert alerts.should_alert(baseline=baseline, recent=recent, drop=5.0) is alert
 
 
 def test_alert_fires_once_per_episode_and_clears(db, caplog):
@@ -278,11 +304,11 @@ def test_alert_fires_once_per_episode_and_clears(db, caplog):
     try:
         judged("chat", 60, 40, minutes_ago=30)
         with caplog.at_level(logging.INFO, logger="django_claude.smell"):
-            assert evals.check_pass_rates() == ["alert:chat"]
-            assert evals.check_pass_rates() == []  # not again every 15 minutes
+            assert alerts.check_pass_rates() == ["alert:chat"]
+            assert alerts.check_pass_rates() == []  # not again every 15 minutes
             judged("chat", 200, 0, minutes_ago=1)  # the newest 200 are all good
-            assert evals.check_pass_rates() == ["recovered:chat"]
-            assert evals.check_pass_rates() == []
+            assert alerts.check_pass_rates() == ["recovered:chat"]
+            assert alerts.check_pass_rates() == []
     finally:
         smell_pass_rate_dropped.disconnect(dispatch_uid="test-smell")
     assert seen == [60.0]
@@ -295,8 +321,6 @@ def test_alert_fires_once_per_episode_and_clears(db, caplog):
 
 
 def test_check_task_closes_stale_verdicts(db):
-    from django_claude import tasks
-
     CallRecord.objects.create(
         created_at=timezone.now() - datetime.timedelta(hours=2),
         feature="chat",
@@ -309,13 +333,9 @@ def test_check_task_closes_stale_verdicts(db):
 
 
 def test_w005_sampling_without_a_shared_cache(settings):
-    from django_claude import checks
-
     settings.DJANGO_CLAUDE_SMELL_TEST_RATE = 0.05
     settings.CELERY_TASK_ALWAYS_EAGER = False
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-    from tests.celery_app import app
-
     eager = app.conf.task_always_eager
     app.conf.task_always_eager = False
     try:
@@ -327,8 +347,6 @@ def test_w005_sampling_without_a_shared_cache(settings):
 
 
 def test_failures_are_purged_after_their_retention(claude, settings):
-    from django_claude.costs import retention
-
     settings.DJANGO_CLAUDE_FAILURE_RETENTION_DAYS = 30
     claude.script(JUDGE, [Fault(text="FAIL")])
     django_claude.call("hi", feature="chat", smell_test=True)

@@ -12,9 +12,10 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
 
 import django_claude
-from django_claude.costs import reports
+from django_claude.costs import days, reports, rollups, totals
 from django_claude.models import CallRecord, DailyCost, ModelPrice
 from django_claude.recording import logfiles
 from django_claude.testing import Fault
@@ -196,9 +197,9 @@ def test_dst_days_have_23_and_25_hours(db, settings):
     record(datetime.datetime(2026, 11, 1, 1, 30, fold=1, tzinfo=ny), cost_usd=Decimal("1"))
     record(datetime.datetime(2026, 11, 1, 23, 59, tzinfo=ny), cost_usd=Decimal("1"))
     record(datetime.datetime(2026, 11, 2, 0, 0, tzinfo=ny), cost_usd=Decimal("100"))
-    start, end = reports.day_bounds(spring, spring, ny)
+    start, end = days.day_bounds(spring, spring, ny)
     assert end.astimezone(UTC) - start.astimezone(UTC) == datetime.timedelta(hours=23)
-    start, end = reports.day_bounds(autumn, autumn, ny)
+    start, end = days.day_bounds(autumn, autumn, ny)
     assert end.astimezone(UTC) - start.astimezone(UTC) == datetime.timedelta(hours=25)
     assert report_json("--date", "2026-03-08")["rows"][0]["calls"] == 2
     assert report_json("--date", "2026-11-01")["rows"][0]["calls"] == 3
@@ -248,7 +249,7 @@ def test_save_is_an_upsert(day_of_calls):
     assert DailyCost.objects.count() == 5  # (feature, model) pairs of the day
     # a later run reflects what changed, and drops pairs that are gone
     CallRecord.objects.filter(feature="search").delete()
-    reports.rollup_day(DAY)
+    rollups.rollup_day(DAY)
     assert not DailyCost.objects.filter(feature="search").exists()
     assert DailyCost.objects.count() == 4
 
@@ -259,13 +260,13 @@ def test_save_from_log_matches_save_from_database(claude, call_lines, tmp_path, 
     claude.script("claude-sonnet-4-6", [529] * 4)
     django_claude.call("b", feature="support")
     today = datetime.datetime.now(UTC).date()
-    reports.rollup_day(today)
+    rollups.rollup_day(today)
     from_db = sorted(DailyCost.objects.values_list("feature", "model", "calls", "cost_usd"))
     DailyCost.objects.all().delete()
     log = tmp_path / "calls.log"
     log.write_text(call_lines.raw)
     lines = list(logfiles.read_call_lines([str(log)]))
-    reports.rollup_from_lines(lines, since=today, until=today)
+    rollups.rollup_from_lines(lines, since=today, until=today)
     assert sorted(DailyCost.objects.values_list("feature", "model", "calls", "cost_usd")) == from_db
 
 
@@ -273,7 +274,7 @@ def test_reprice(db, settings):
     settings.TIME_ZONE = "UTC"
     record(at(9), model="claude-new-1", cost_usd=None, input_tokens=1_000_000, output_tokens=0)
     record(at(10), model="claude-newer-2", cost_usd=None)
-    reports.rollup_day(DAY)
+    rollups.rollup_day(DAY)
     assert DailyCost.objects.get(model="claude-new-1").unpriced_calls == 1
     ModelPrice.objects.create(
         model="claude-new-1",
@@ -299,13 +300,11 @@ def test_latency_percentiles_on_postgresql(db):
     [row] = reports.cost_report(since=DAY).rows
     assert row.latency_p50_ms == 300
     assert row.latency_p95_ms == pytest.approx(
-        reports.percentile_cont([100, 200, 300, 400, 1000], 0.95)
+        totals.percentile_cont([100, 200, 300, 400, 1000], 0.95)
     )
 
 
 def test_sqlite_shows_the_average_latency(db):
-    from django.db import connection
-
     if connection.vendor != "sqlite":
         pytest.skip("SQLite's fallback")
     for ms in (100, 200, 600):

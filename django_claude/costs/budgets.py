@@ -14,7 +14,8 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from django_claude.conf import conf
-from django_claude.costs.reports import day_bounds, format_cost
+from django_claude.costs.days import day_bounds
+from django_claude.costs.totals import format_cost
 from django_claude.models import BudgetAlert, CallRecord
 from django_claude.signals import budget_exceeded
 

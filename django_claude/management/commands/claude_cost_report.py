@@ -10,8 +10,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from django_claude.costs import reports
-from django_claude.costs.reports import CostReport, CostRow
+from django_claude.costs import reports, rollups
+from django_claude.costs.days import resolve_tz, yesterday
+from django_claude.costs.reports import CostReport
+from django_claude.costs.totals import CostRow
 from django_claude.recording import logfiles
 
 
@@ -61,9 +63,9 @@ class Command(BaseCommand):
             raise CommandError("--until needs --since")
         try:
             given = date or since
-            first = _date(given) if given else reports.yesterday(tz)
+            first = _date(given) if given else yesterday(tz)
             last = _date(until) if until else first
-            reports.resolve_tz(tz)
+            resolve_tz(tz)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         if last < first:
@@ -77,14 +79,11 @@ class Command(BaseCommand):
             report = reports.cost_report_from_lines(lines, since=first, until=last, by=by, tz=tz)
             report.corrupt_lines = stats.corrupt
             if save:
-                reports.rollup_from_lines(lines, since=first, until=last, tz=tz)
+                rollups.rollup_from_lines(lines, since=first, until=last, tz=tz)
         else:
             report = reports.cost_report(since=first, until=last, by=by, tz=tz)
             if save:
-                day = first
-                while day <= last:
-                    reports.rollup_day(day, tz=tz)
-                    day += datetime.timedelta(days=1)
+                rollups.rollup_days(since=first, until=last, tz=tz)
         {"table": self._table, "csv": self._csv, "json": self._json}[format](report)
         if report.corrupt_lines:
             self.stderr.write(

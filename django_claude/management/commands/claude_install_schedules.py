@@ -35,6 +35,7 @@ class Command(BaseCommand):
                 "django_celery_beat is not in INSTALLED_APPS; add it, or use the "
                 "CELERY_BEAT_SCHEDULE shown in django-claude's README"
             )
+        # Here, not at the top: its models cannot load when the app is not installed.
         from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
         for name, (task, minute, hour) in SCHEDULES.items():

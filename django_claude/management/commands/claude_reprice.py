@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from django_claude.costs import reports
+from django_claude.costs.repricing import reprice
 
 
 class Command(BaseCommand):
@@ -24,7 +24,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, since: str, tz: str | None, **options: Any) -> None:
         try:
             first = datetime.date.fromisoformat(since)
-            summary = reports.reprice(since=first, tz=tz)
+            summary = reprice(since=first, tz=tz)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(

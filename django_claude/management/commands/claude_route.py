@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from django_claude import routing
+from django_claude.models import ModelRoute
 
 
 class Command(BaseCommand):
@@ -90,8 +91,6 @@ class Command(BaseCommand):
             raise CommandError(f"no user {username!r}") from None
 
     def _show(self, feature: str | None, fmt: str) -> None:
-        from django_claude.models import ModelRoute
-
         routes = ModelRoute.objects.all()
         if feature is not None:
             routes = routes.filter(feature=feature)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-import sys
 from argparse import ArgumentParser
+from collections.abc import Callable
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from django_claude.models import CallRecord, SmellBaseline
-from django_claude.smell import judge as evals
+from django_claude.models import SmellBaseline
+from django_claude.smell import baselines
+
+BAR_WIDTH = 30
 
 
 class Command(BaseCommand):
@@ -31,65 +33,60 @@ class Command(BaseCommand):
         if sample < 1:
             raise CommandError("--sample must be at least 1")
         if from_file:
-            passed, judged, errors = self._judge_file(from_file, sample)
+            pairs = _read_pairs(from_file, limit=sample)
+            found = baselines.sample_from_pairs(pairs, progress=self._progress_bar(len(pairs)))
             source = SmellBaseline.Source.FILE
         else:
-            verdicts = list(
-                CallRecord.objects.filter(feature=feature, smell_verdict__in=["pass", "fail"])
-                .order_by("-created_at")
-                .values_list("smell_verdict", flat=True)[:sample]
-            )
-            passed, judged, errors = verdicts.count("pass"), len(verdicts), 0
+            found = baselines.sample_from_records(feature, size=sample)
             source = SmellBaseline.Source.RECORDS
-        if not judged:
+        if not found.judged:
             raise CommandError(
                 f"no judged calls for {feature!r}: sample some traffic first "
                 "(DJANGO_CLAUDE_SMELL_TEST_RATES) or pass --from-file"
             )
-        baseline = SmellBaseline.objects.create(
-            feature=feature,
-            pass_rate=100.0 * passed / judged,
-            sample_size=judged,
-            source=source,
-        )
+        baseline = baselines.save_baseline(feature, found, source=source)
         self.stdout.write(
             self.style.SUCCESS(
-                f"baseline for {feature}: {baseline.pass_rate:.1f}% of {judged} judged"
-                + (f" ({errors} the judge could not decide, left out)" if errors else "")
+                f"baseline for {feature}: {baseline.pass_rate:.1f}% of {found.judged} judged"
+                + (
+                    f" ({found.undecided} the judge could not decide, left out)"
+                    if found.undecided
+                    else ""
+                )
             )
         )
 
-    def _judge_file(self, path: str, sample: int) -> tuple[int, int, int]:
-        pairs: list[tuple[str, str]] = []
-        try:
-            with open(path, encoding="utf-8") as handle:
-                for number, raw in enumerate(handle, start=1):
-                    if not raw.strip():
-                        continue
-                    try:
-                        item = json.loads(raw)
-                        pairs.append((str(item["prompt"]), str(item["response"])))
-                    except (ValueError, KeyError, TypeError):
-                        raise CommandError(
-                            f'{path}:{number}: expected {{"prompt": ..., "response": ...}}'
-                        ) from None
-                    if len(pairs) >= sample:
-                        break
-        except FileNotFoundError:
-            raise CommandError(f"no such file: {path}") from None
-        passed = judged = errors = 0
-        tty = hasattr(self.stdout, "isatty") and self.stdout.isatty()
-        for i, (prompt, response) in enumerate(pairs, start=1):
-            verdict, _ = evals.judge(prompt, response)
-            if verdict == "error":
-                errors += 1
-            else:
-                judged += 1
-                passed += verdict == "pass"
-            if tty:
-                done = int(30 * i / len(pairs))
-                sys.stdout.write(f"\r[{'#' * done}{'.' * (30 - done)}] {i}/{len(pairs)}")
-                sys.stdout.flush()
-        if tty:
-            sys.stdout.write("\n")
-        return passed, judged, errors
+    def _progress_bar(self, total: int) -> Callable[[int], None] | None:
+        """A bar on a terminal; nothing otherwise."""
+        if not self.stdout.isatty():
+            return None
+
+        def show(done: int) -> None:
+            filled = BAR_WIDTH * done // total
+            bar = "#" * filled + "." * (BAR_WIDTH - filled)
+            self.stdout.write(f"\r[{bar}] {done}/{total}", ending="\n" if done == total else "")
+            self.stdout.flush()
+
+        return show
+
+
+def _read_pairs(path: str, *, limit: int) -> list[tuple[str, str]]:
+    """The first ``limit`` (prompt, response) pairs of a JSONL file."""
+    pairs: list[tuple[str, str]] = []
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for number, raw in enumerate(handle, start=1):
+                if not raw.strip():
+                    continue
+                try:
+                    item = json.loads(raw)
+                    pairs.append((str(item["prompt"]), str(item["response"])))
+                except (ValueError, KeyError, TypeError):
+                    raise CommandError(
+                        f'{path}:{number}: expected {{"prompt": ..., "response": ...}}'
+                    ) from None
+                if len(pairs) >= limit:
+                    break
+    except FileNotFoundError:
+        raise CommandError(f"no such file: {path}") from None
+    return pairs

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from django_claude import routing
 from django_claude.conf import conf
-from django_claude.costs import reports
+from django_claude.costs import rollups
 from django_claude.models import CallRecord
 from django_claude.recording import writer
 from django_claude.testing import FakeAnthropic, Fault
@@ -96,7 +96,7 @@ class Command(BaseCommand):
             self._real_traffic(user)
         writer.flush_pending()
         today = timezone.localdate()
-        reports.rollup_day(today)
+        rollups.rollup_day(today)
         self.stdout.write(self.style.SUCCESS(f"\nCost report for today ({today}):"))
         call_command("claude_cost_report", "--date", today.isoformat(), stdout=self.stdout)
         if os.environ.get("DEMO_SERVE", "1") == "0":
