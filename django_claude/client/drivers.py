@@ -15,6 +15,7 @@ from typing import Any, ParamSpec, TypeVar
 from asgiref.sync import sync_to_async
 
 from django_claude.client.breaker import Breakers
+from django_claude.client.deadline import AttemptTimedOut, bounded
 from django_claude.client.engine import Attempt, AttemptPlan, BreakerStep, Done, Sleep, Step
 from django_claude.conf import conf
 from django_claude.routing import Route, active_route, route_table_is_fresh
@@ -40,7 +41,8 @@ def run_plan(plan: AttemptPlan, attempt: Callable[[Attempt], Any]) -> None:
             step = plan.send()
         else:
             try:
-                answer = attempt(step)
+                with bounded(time.monotonic() + step.timeout):
+                    answer = attempt(step)
             except Exception as exc:
                 step = plan.failed(exc)
             else:
@@ -55,7 +57,7 @@ async def arun_plan(plan: AttemptPlan, attempt: Callable[[Attempt], Awaitable[An
     try:
         while not isinstance(step, Done):
             if not isinstance(step, (BreakerStep, Sleep)):
-                step = await _settle(plan, attempt(step))
+                step = await _settle(plan, attempt(step), seconds=step.timeout)
             elif isinstance(step, Sleep):
                 await asyncio.sleep(step.seconds)
                 step = plan.send()
@@ -68,9 +70,13 @@ async def arun_plan(plan: AttemptPlan, attempt: Callable[[Attempt], Awaitable[An
         raise
 
 
-async def _settle(plan: AttemptPlan, pending: Awaitable[Any]) -> Step:
+async def _settle(plan: AttemptPlan, pending: Awaitable[Any], *, seconds: float) -> Step:
+    """Await one attempt for at most ``seconds``, and tell the plan how it went."""
     try:
-        answer = await pending
+        async with asyncio.timeout(seconds):
+            answer = await pending
+    except TimeoutError:
+        return plan.failed(AttemptTimedOut(f"no answer within {seconds:.2f}s"))
     except Exception as exc:
         return plan.failed(exc)
     return plan.succeeded(answer)

@@ -25,13 +25,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import anthropic
-
 from django_claude.client.errors import (
-    BadResponse,
+    UPSTREAM_ERRORS,
     ErrorKind,
-    MissingCredentials,
-    StreamCutOff,
     classify,
     error_status,
     error_type,
@@ -109,7 +105,7 @@ def decide_retry(
 def kind_of(exc: BaseException) -> ErrorKind:
     """An attempt's failure as an ``ErrorKind``; a non-API error (a TypeError
     the SDK raised on our arguments) is the caller's."""
-    if isinstance(exc, (anthropic.AnthropicError, BadResponse, MissingCredentials, StreamCutOff)):
+    if isinstance(exc, UPSTREAM_ERRORS):
         return classify(exc)
     return ErrorKind.CALLER
 

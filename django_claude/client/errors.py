@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping
 
 import anthropic
+import httpx2
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,10 @@ class BadResponse(Exception):
 
 class StreamCutOff(Exception):
     """A stream ended before ``message_stop``: the connection dropped."""
+
+
+class StreamStalled(Exception):
+    """A stream that had begun sent no text for ``DJANGO_CLAUDE_TIMEOUT`` seconds."""
 
 
 class MissingCredentials(Exception):
@@ -94,12 +99,25 @@ def classify(exc: BaseException) -> ErrorKind:
             BadResponse,
             StreamCutOff,
             anthropic.APIResponseValidationError,
+            httpx2.TransportError,  # raised as they are while a stream is read
+            TimeoutError,  # an attempt that ran out of its time (deadline.AttemptTimedOut)
         ),
     ):
         return ErrorKind.TRANSIENT
     if isinstance(exc, (MissingCredentials, anthropic.CredentialsError)):
         return ErrorKind.AUTH
     return ErrorKind.FATAL
+
+
+# What an attempt can raise that is about the upstream, not about the caller's code.
+UPSTREAM_ERRORS = (
+    anthropic.AnthropicError,
+    BadResponse,
+    MissingCredentials,
+    StreamCutOff,
+    httpx2.TransportError,
+    TimeoutError,
+)
 
 
 def error_type(exc: BaseException) -> str:

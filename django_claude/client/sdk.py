@@ -1,4 +1,5 @@
-"""Build and memoise the SDK clients. Retries are ours: ``max_retries=0``."""
+"""Build and memoise the SDK clients. Retries are ours (``max_retries=0``), and
+the sync client's transport keeps to each attempt's deadline (``deadline.py``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any, TypeVar
 
 import anthropic
 
+from django_claude.client.deadline import BoundedTransport
 from django_claude.client.errors import MissingCredentials
 from django_claude.conf import conf
 
@@ -18,7 +20,13 @@ R = TypeVar("R")
 
 @functools.lru_cache(maxsize=8)
 def _sync_client(api_key: str | None, base_url: str | None) -> anthropic.Anthropic:
-    return anthropic.Anthropic(api_key=api_key, base_url=base_url, max_retries=0)
+    transport = BoundedTransport(limits=anthropic.DEFAULT_CONNECTION_LIMITS)
+    return anthropic.Anthropic(
+        api_key=api_key,
+        base_url=base_url,
+        max_retries=0,
+        http_client=anthropic.DefaultHttpxClient(transport=transport),
+    )
 
 
 # An async client's connection pool belongs to the event loop that opened it,

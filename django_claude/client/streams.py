@@ -18,16 +18,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx2
 from asgiref.sync import sync_to_async
 
 from django_claude.client import outcome
+from django_claude.client.deadline import bounded
 from django_claude.client.drivers import aroute, arun_plan, provisional_route, run_plan
 from django_claude.client.engine import Attempt
-from django_claude.client.errors import StreamCutOff
+from django_claude.client.errors import StreamCutOff, StreamStalled
 from django_claude.client.outcome import CallState
 from django_claude.client.request import prepare_from
 from django_claude.client.sdk import get_async_client, get_client, sdk_request
@@ -48,6 +51,7 @@ class StreamSession:
     model: str = ""
     upstream: Any = None  # the SDK stream that answered (it carries Anthropic's request id)
     saw_stop: bool = False
+    last_text_at: float = 0.0
     ended: bool = False  # the events ran out (with or without message_stop)
     error: BaseException | None = None  # after the first token
     degraded: bool = False
@@ -73,6 +77,7 @@ class StreamSession:
             delta: Any = getattr(event, "delta", None)
             if getattr(delta, "type", "") == "text_delta":
                 self.parts.append(str(delta.text))
+                self.last_text_at = time.monotonic()
                 return self.parts[-1]
         return None
 
@@ -87,8 +92,14 @@ class StreamSession:
     def stopped(self, exc: Exception) -> None:
         """The events ran out, or failed after the first token (nothing is retried then)."""
         self.ended = True
-        if not isinstance(exc, (StopIteration, StopAsyncIteration)):
+        if isinstance(exc, (TimeoutError, httpx2.TimeoutException)):
+            self.error = StreamStalled(f"no text for {conf.TIMEOUT:g}s")
+        elif not isinstance(exc, (StopIteration, StopAsyncIteration)):
             self.error = exc
+
+    def quiet_until(self) -> float:
+        """When a stream that has begun counts as stalled: ``TIMEOUT`` after its last text."""
+        return self.last_text_at + conf.TIMEOUT
 
     def connected(self) -> bool:
         """Has the stream reached its first token (or its end)? Else it is cut off."""
@@ -197,7 +208,8 @@ class ClaudeStream:
         yield from session.unhanded()
         while session.more:
             try:
-                texts = session.live(next(self._events))
+                with bounded(session.quiet_until()):
+                    texts = session.live(next(self._events))
             except Exception as exc:  # the end (StopIteration), or a failure after the first token
                 session.stopped(exc)
             else:
@@ -271,7 +283,8 @@ class AsyncClaudeStream:
             yield early
         while session.more and self._events is not None:
             try:
-                texts = session.live(await anext(self._events))
+                async with asyncio.timeout(max(0.0, session.quiet_until() - time.monotonic())):
+                    texts = session.live(await anext(self._events))
             except Exception as exc:  # the end (StopAsyncIteration), or a failure after it began
                 session.stopped(exc)
             else:

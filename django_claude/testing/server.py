@@ -53,7 +53,13 @@ class Fault:
     - streams only: ``cut_after`` drops the connection after that many text
       deltas (before ``message_stop``); ``error_event`` sends an SSE error
       event of that type (``"overloaded_error"``...) after ``cut_after``
-      deltas (0: before the first); ``chunk_delay`` waits between events.
+      deltas (0: before the first); ``chunk_delay`` waits between events;
+      ``pings`` sends that many ``ping`` events (``chunk_delay`` apart) before
+      the first text, so a large number is a stream that never starts;
+      ``stall_after`` sends that many text deltas, then only pings.
+    - hostile upstreams: ``dribble`` sends the whole response (status line,
+      headers, body) one byte at a time, that many seconds apart;
+      ``slow_headers`` pauses that long before each header line.
     """
 
     status: int = 0
@@ -67,6 +73,10 @@ class Fault:
     cut_after: int | None = None
     error_event: str | None = None
     chunk_delay: float = 0.0
+    pings: int = 0
+    stall_after: int | None = None
+    dribble: float = 0.0
+    slow_headers: float = 0.0
 
 
 OK = Fault()
@@ -243,28 +253,60 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(fault.status, reason, extra)
             return
         if fault.body is not None:
-            self._send(200, fault.body.encode(), fault.content_type)
+            self._send(200, fault.body.encode(), fault.content_type, fault=fault)
             return
         message = self.fake.message_for(body, fault)
         if body.get("stream"):
             self._send_stream(message, fault)
         else:
-            self._send(200, json.dumps(message).encode(), "application/json")
+            self._send(200, json.dumps(message).encode(), "application/json", fault=fault)
 
     def _send(
-        self, status: int, payload: bytes, content_type: str, extra: dict[str, str] | None = None
+        self,
+        status: int,
+        payload: bytes,
+        content_type: str,
+        extra: dict[str, str] | None = None,
+        *,
+        fault: Fault = OK,
     ) -> None:
+        headers = {
+            "content-type": content_type,
+            "content-length": str(len(payload)),
+            "request-id": f"req_fake_{uuid.uuid4().hex[:20]}",
+            **(extra or {}),
+        }
         try:
+            self._head(status, headers, fault)
+            self._write(payload, fault)
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            self.close_connection = True  # the client gave up (timeout)
+
+    def _head(self, status: int, headers: dict[str, str], fault: Fault) -> None:
+        """The status line and headers: at once, or as slowly as ``fault`` says."""
+        if not (fault.dribble or fault.slow_headers):
             self.send_response(status)
-            self.send_header("content-type", content_type)
-            self.send_header("content-length", str(len(payload)))
-            self.send_header("request-id", f"req_fake_{uuid.uuid4().hex[:20]}")
-            for key, value in (extra or {}).items():
+            for key, value in headers.items():
                 self.send_header(key, value)
             self.end_headers()
-            self.wfile.write(payload)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True  # the client gave up (timeout)
+            return
+        self.close_connection = True
+        lines = [f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}"]
+        lines += [f"{key}: {value}" for key, value in headers.items()]
+        for line in [*lines, ""]:
+            if fault.slow_headers:
+                time.sleep(fault.slow_headers)
+            self._write(f"{line}\r\n".encode(), fault)
+
+    def _write(self, data: bytes, fault: Fault) -> None:
+        if not fault.dribble:
+            self.wfile.write(data)
+            self.wfile.flush()
+            return
+        for i in range(len(data)):
+            self.wfile.write(data[i : i + 1])
+            self.wfile.flush()
+            time.sleep(fault.dribble)
 
     def _send_error(self, status: int, message: str, extra: dict[str, str] | None = None) -> None:
         error_type = ERROR_TYPES.get(status, "api_error")
@@ -286,7 +328,7 @@ class _Handler(BaseHTTPRequestHandler):
                     "content_block": {"type": "text", "text": ""},
                 },
             ),
-            ("ping", {"type": "ping"}),
+            *[("ping", {"type": "ping"})] * max(1, fault.pings),
         ]
         for i in range(0, len(text), 8):
             events.append(
@@ -299,6 +341,9 @@ class _Handler(BaseHTTPRequestHandler):
                     },
                 )
             )
+        if fault.stall_after is not None:
+            first_delta = next(i for i, (name, _) in enumerate(events) if name.endswith("delta"))
+            events[first_delta + fault.stall_after :] = [("ping", {"type": "ping"})] * 100_000
         events += [
             ("content_block_stop", {"type": "content_block_stop", "index": 0}),
             (
@@ -321,15 +366,15 @@ class _Handler(BaseHTTPRequestHandler):
                         stop_at = i
                         break
                     deltas += 1
+        headers = {
+            "content-type": "text/event-stream",
+            "request-id": f"req_fake_{uuid.uuid4().hex[:20]}",
+            "connection": "close",
+        }
         try:
-            self.send_response(200)
-            self.send_header("content-type", "text/event-stream")
-            self.send_header("request-id", f"req_fake_{uuid.uuid4().hex[:20]}")
-            self.send_header("connection", "close")
-            self.end_headers()
+            self._head(200, headers, fault)
             for name, data in events[:stop_at]:
-                self.wfile.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
-                self.wfile.flush()
+                self._write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode(), fault)
                 if fault.chunk_delay:
                     time.sleep(fault.chunk_delay)
             if fault.error_event is not None:
@@ -337,8 +382,7 @@ class _Handler(BaseHTTPRequestHandler):
                     "type": "error",
                     "error": {"type": fault.error_event, "message": "fake stream error"},
                 }
-                self.wfile.write(f"event: error\ndata: {json.dumps(error)}\n\n".encode())
-                self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError):
+                self._write(f"event: error\ndata: {json.dumps(error)}\n\n".encode(), fault)
+        except (BrokenPipeError, ConnectionResetError, OSError):
             pass
         self.close_connection = True
