@@ -114,3 +114,32 @@ def test_daily_costs_and_budget_alerts_are_read_only(admin_client, db):
         listing = admin_client.get(reverse(f"admin:django_claude_{name}_changelist"))
         assert listing.status_code == 200
         assert admin_client.get(reverse(f"admin:django_claude_{name}_add")).status_code == 403
+
+
+MISSING_UUID = "00000000-0000-0000-0000-000000000000"
+
+
+@pytest.mark.parametrize(
+    ("model", "object_id", "page"),
+    [
+        ("callrecord", "not-a-uuid", "change"),
+        ("callrecord", MISSING_UUID, "change"),
+        ("callrecord", "not-a-uuid", "history"),
+        ("modelroute", "abc", "rollback"),
+        ("modelroute", "999", "rollback"),
+        ("modelroute", "abc", "change"),
+        ("modelroute", "1.5", "history"),
+        ("modelroutechange", "abc", "change"),
+        ("modelprice", "abc", "change"),
+        ("dailycost", "abc", "change"),
+        ("budgetalert", "abc", "change"),
+        ("smellfailure", "abc", "change"),
+        ("smellbaseline", "abc", "change"),
+        ("smellalert", "abc", "change"),
+    ],
+)
+def test_a_bad_or_missing_id_is_404(admin_client, db, model, object_id, page):
+    url = reverse(f"admin:django_claude_{model}_{page}", args=[object_id])
+    assert admin_client.get(url).status_code == 404
+    if page == "rollback":
+        assert admin_client.post(url, {"reason": "x"}).status_code == 404

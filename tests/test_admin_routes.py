@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import datetime
+import re
+
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
-from django_claude.models import ModelRoute, ModelRouteChange
+import django_claude
+from django_claude.models import CallRecord, ModelRoute, ModelRouteChange
 from django_claude.routing import active_route, set_route
+from django_claude.types import Outcome, SmellVerdict
 
 SONNET, HAIKU, OPUS = "claude-sonnet-4-6", "claude-haiku-4-5-20251001", "claude-opus-4-7"
 
@@ -263,8 +271,6 @@ def test_history_and_routes_cannot_be_deleted_or_edited(admin_client, route):
 
 
 def test_changelist_shows_evidence_since_the_last_change(claude, admin_client, route):
-    import django_claude
-
     django_claude.call("hi", feature="support")
     claude.script(OPUS, [529] * 4)
     django_claude.call("hi", feature="support")
@@ -274,3 +280,56 @@ def test_changelist_shows_evidence_since_the_last_change(claude, admin_client, r
     page = admin_client.get(urls(route)["changelist"]).content.decode()
     assert "33.3%" in page  # 1 of 3 calls fell back, 1 of 3 degraded
     assert '<td class="field-calls_since_change">3</td>' in page
+
+
+def record(feature: str, at: datetime.datetime, outcome: str = Outcome.OK, **fields) -> None:
+    CallRecord.objects.create(
+        created_at=at,
+        feature=feature,
+        model_requested=SONNET,
+        model=SONNET,
+        outcome=outcome,
+        **fields,
+    )
+
+
+def cells(page: str, column: str) -> list[str]:
+    """The changelist's cells of one ``list_display`` column, top to bottom."""
+    return re.findall(rf'<td class="field-{column}">(.*?)</td>', page)
+
+
+def test_evidence_columns_count_each_routes_calls_since_its_change(admin_client, db):
+    set_route(feature="", model=SONNET, fallback_model=HAIKU)
+    set_route(feature="support", model=OPUS, fallback_model=HAIKU)
+    support = ModelRoute.objects.get(feature="support")
+    after, before = timezone.now(), support.updated_at - datetime.timedelta(hours=1)
+    record("support", before, Outcome.DEGRADED)  # before the change: not evidence
+    record("support", after, smell_verdict=SmellVerdict.PASS)
+    record("support", after, smell_verdict=SmellVerdict.FAIL)
+    record("support", after, Outcome.FALLBACK, smell_verdict=SmellVerdict.PASS)
+    record("support", after, Outcome.DEGRADED, smell_verdict=SmellVerdict.ERROR)
+    record("chat", after, Outcome.FALLBACK)  # no route of its own: the default route's
+    record("chat", after, smell_verdict=SmellVerdict.PENDING)
+
+    page = admin_client.get(reverse("admin:django_claude_modelroute_changelist")).content
+    page_text = page.decode()
+    # rows in feature order: the default route, then support
+    assert cells(page_text, "calls_since_change") == ["2", "4"]
+    assert cells(page_text, "fallback_rate") == ["50.0%", "25.0%"]
+    assert cells(page_text, "degraded_rate") == ["0.0%", "25.0%"]
+    assert cells(page_text, "smell_pass_rate") == ["—", "66.7%"]
+
+
+def changelist_queries(client: Client, routes: int) -> int:
+    """Queries for the route list once there are ``routes`` routes, each with calls."""
+    for i in range(ModelRoute.objects.count(), routes):
+        set_route(feature=f"feature-{i}", model=OPUS, fallback_model=HAIKU)
+        record(f"feature-{i}", timezone.now(), Outcome.FALLBACK, smell_verdict=SmellVerdict.PASS)
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(reverse("admin:django_claude_modelroute_changelist"))
+    assert cells(response.content.decode(), "fallback_rate") == ["100.0%"] * routes
+    return len(queries)
+
+
+def test_route_changelist_queries_do_not_grow_with_its_rows(admin_client, db):
+    assert changelist_queries(admin_client, 1) == changelist_queries(admin_client, 8)

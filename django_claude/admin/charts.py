@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
+from django_claude.types import Outcome
+
 PALETTE = [
     "#d97757",
     "#4f7cac",
@@ -24,10 +26,10 @@ PALETTE = [
     "#7a7a7a",
 ]
 OUTCOME_COLOURS = {
-    "ok": "#6a9f58",
-    "cached": "#4f7cac",
-    "fallback": "#c5a34b",
-    "degraded": "#d97757",
+    Outcome.OK: "#6a9f58",
+    Outcome.CACHED: "#4f7cac",
+    Outcome.FALLBACK: "#c5a34b",
+    Outcome.DEGRADED: "#d97757",
     "errors": "#b03a2e",
 }
 

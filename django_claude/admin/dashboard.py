@@ -14,12 +14,15 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, Q, Sum
+from django.db.models import Avg, Count, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from django_claude.costs.reports import Percentile
+from django_claude.costs.days import day_bounds
+from django_claude.costs.totals import Percentile
 from django_claude.models import CallRecord, DailyCost, ModelRouteChange, SmellBaseline
+from django_claude.querysets import JUDGED
+from django_claude.types import Outcome, SmellVerdict
 
 COUNT_FIELDS = (
     "calls",
@@ -132,8 +135,6 @@ def _live(
     """Aggregate the given days straight from CallRecord (one GROUP BY)."""
     if not days:
         return []
-    from django_claude.costs.reports import day_bounds
-
     start, _ = day_bounds(min(days), min(days), tz)
     _, end = day_bounds(max(days), max(days), tz)
     records = CallRecord.objects.filter(created_at__gte=start, created_at__lt=end)
@@ -142,20 +143,18 @@ def _live(
     aggregates: dict[str, Any] = {
         "calls": Count("created_at"),
         "cost_usd": Sum("cost_usd"),
-        "fallback_calls": Count("created_at", filter=Q(outcome="fallback")),
-        "degraded_calls": Count("created_at", filter=Q(outcome="degraded")),
-        "error_calls": Count("created_at", filter=Q(outcome="error")),
-        "cached_calls": Count("created_at", filter=Q(outcome="cached")),
+        "fallback_calls": Count("created_at", filter=Q(outcome=Outcome.FALLBACK)),
+        "degraded_calls": Count("created_at", filter=Q(outcome=Outcome.DEGRADED)),
+        "error_calls": Count("created_at", filter=Q(outcome=Outcome.ERROR)),
+        "cached_calls": Count("created_at", filter=Q(outcome=Outcome.CACHED)),
         "unpriced_calls": Count("created_at", filter=Q(cost_usd__isnull=True) & ~Q(model="")),
-        "smell_passed": Count("created_at", filter=Q(smell_verdict="pass")),
-        "smell_judged": Count("created_at", filter=Q(smell_verdict__in=["pass", "fail"])),
+        "smell_passed": Count("created_at", filter=Q(smell_verdict=SmellVerdict.PASS)),
+        "smell_judged": Count("created_at", filter=Q(smell_verdict__in=JUDGED)),
     }
     if connection.vendor == "postgresql":
         aggregates["latency_p50_ms"] = Percentile("latency_ms", 0.5)
         aggregates["latency_p95_ms"] = Percentile("latency_ms", 0.95)
     else:
-        from django.db.models import Avg
-
         aggregates["latency_p50_ms"] = Avg("latency_ms")
     wanted = set(days)
     rows: Any = (
