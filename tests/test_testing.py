@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import uuid
+from io import StringIO
+
 import anthropic
 import pytest
 
+from django_claude.routing import VERSION_KEY
 from django_claude.testing import FakeAnthropic, Fault
+from django_claude.testing.pytest_plugin import forget_claude_keys
 
 
 @pytest.fixture
@@ -74,3 +81,118 @@ def test_dropped_and_non_json(server):
 def test_plugin_fixture_points_django_claude_at_the_fake(fake_anthropic, settings):
     assert fake_anthropic.url == settings.DJANGO_CLAUDE_BASE_URL
     assert fake_anthropic.count() == 0
+
+
+# -- the plugin's fixture and a cache shared with other apps -------------------------------
+
+
+def hashed_key(key: str, key_prefix: str, version: int) -> str:
+    """A key function that hides the key: no prefix can be searched for."""
+    return hashlib.sha256(f"{key_prefix}:{version}:{key}".encode()).hexdigest()
+
+
+def _shared_cache_config(kind: str, tmp_path) -> dict:
+    if kind == "locmem":
+        return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "shared"}
+    if kind == "locmem-hashed-keys":
+        return {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "shared-hashed",
+            "KEY_FUNCTION": "tests.test_testing.hashed_key",
+        }
+    if kind == "redis":
+        return {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": os.environ.get("CACHE_URL", ""),
+            "KEY_PREFIX": "site*[1]",  # glob characters: the search must escape them
+        }
+    if kind == "database":
+        return {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "shared_cache",
+        }
+    return {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": tmp_path}
+
+
+@pytest.fixture(
+    params=[
+        "locmem",
+        "locmem-hashed-keys",
+        pytest.param("redis", marks=pytest.mark.redis),
+        "database",
+        "file",
+    ]
+)
+def shared_cache(request, settings, tmp_path):
+    """DJANGO_CLAUDE_CACHE is a cache other apps use too. Set up before
+    ``fake_anthropic`` and torn down after it, so it sees both ends."""
+    from django.core.cache import caches
+    from django.core.management import call_command
+
+    kind = request.param
+    if kind == "database":
+        request.getfixturevalue("db")
+    settings.CACHES = {**settings.CACHES, "shared": _shared_cache_config(kind, tmp_path)}
+    settings.DJANGO_CLAUDE_CACHE = "shared"
+    if kind == "database":
+        call_command("createcachetable", "shared_cache", stdout=StringIO())
+    cache = caches["shared"]
+    tag = uuid.uuid4().hex
+    foreign = {f"other_app:{tag}": 1, f"django_claude_lookalike:{tag}": 2}
+    ours = {f"django_claude:answer:req:{tag}": "an answer", VERSION_KEY: 7}
+    cache.set_many({**foreign, **ours})
+    raw = None
+    if kind == "redis":  # and a key outside Django's prefix altogether
+        import redis
+
+        raw = redis.Redis.from_url(os.environ["CACHE_URL"])
+        raw.set(f"raw_other_app:{tag}", b"1")
+    shared = SharedCache(cache, kind, tag, foreign, ours)
+    yield shared
+    try:
+        assert cache.get_many(list(foreign)) == foreign
+        assert cache.get_many([*ours, *shared.during]) == {}
+        if raw is not None:
+            assert raw.get(f"raw_other_app:{tag}") == b"1"
+    finally:
+        cache.delete_many(list(foreign))
+        if raw is not None:
+            raw.delete(f"raw_other_app:{tag}")
+
+
+class SharedCache:
+    def __init__(self, cache, kind, tag, foreign, ours):
+        self.cache, self.kind, self.tag = cache, kind, tag
+        self.foreign, self.ours = foreign, ours
+        self.during = [f"django_claude:breaker:{tag}:failures", f"django_claude:smell:{tag}"]
+
+    @property
+    def lists_its_keys(self) -> bool:
+        return self.kind in ("locmem", "redis", "database")
+
+
+def test_the_fixture_deletes_django_claudes_keys_and_no_other(shared_cache, fake_anthropic):
+    cache = shared_cache.cache
+    assert cache.get_many(list(shared_cache.foreign)) == shared_cache.foreign
+    answer_key = f"django_claude:answer:req:{shared_cache.tag}"
+    assert cache.get(VERSION_KEY) is None
+    if shared_cache.lists_its_keys:
+        assert cache.get(answer_key) is None
+    else:
+        # A cache that cannot list its keys loses those django-claude uses during
+        # the test (reading counts): this one was made before the fixture.
+        assert cache.get(answer_key) == "an answer"
+    cache.set_many(dict.fromkeys(shared_cache.during, 1))
+
+
+def test_forget_claude_keys_uses_django_redis_pattern_deletion():
+    class DjangoRedisLike:
+        def __init__(self) -> None:
+            self.patterns: list[str] = []
+
+        def delete_pattern(self, pattern: str) -> None:
+            self.patterns.append(pattern)
+
+    cache = DjangoRedisLike()
+    forget_claude_keys(cache)
+    assert cache.patterns == ["django_claude:*"]

@@ -4,40 +4,94 @@ When the caller is inside ``atomic()`` (``ATOMIC_REQUESTS`` included), a
 background writer with its own connection inserts the row, so a rollback in
 the caller never loses it and a failed insert never breaks the caller's
 transaction.
+
+The writer never blocks the caller and never holds more than it can: its
+queue is bounded (a row that does not fit is kept in its log line only), a
+database outage is one window shared by every queued row (after
+``RETRY_FOR`` seconds of failed inserts the rows are given up at once until
+an insert succeeds again), and a ``fork()``-ed child starts with a writer of
+its own. Every row it cannot save has a log line with every field, which
+``manage.py claude_ingest_log`` loads.
+
+Inside a test's transaction the record is written in it instead, so it rolls
+back with the test: ``records_in_test_transaction()`` says which transaction
+that is (the pytest plugin does it for pytest-django's database tests).
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
+import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import ClassVar
 
 from django.db import DatabaseError, IntegrityError, connections, router, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.transaction import TransactionManagementError
 
 from django_claude.models import CallRecord
 
 logger = logging.getLogger(__name__)
 
+INGEST_HINT = "their log lines have every field: load them with manage.py claude_ingest_log"
+
+After = Callable[[], None] | None
+
+# -- a test's transaction ---------------------------------------------------------
+
+# The connections (of the thread that registered them) whose open transaction
+# is a test's. Django has no public way to tell a TestCase's atomic block from
+# the caller's own, so the test says so.
+_test_transactions: weakref.WeakSet[BaseDatabaseWrapper] = weakref.WeakSet()
+
+
+@contextlib.contextmanager
+def records_in_test_transaction(*, using: Iterable[str] | None = None) -> Iterator[None]:
+    """Treat the transactions open now on this thread's connections (``using``:
+    those aliases; default: every connection in an atomic block) as a test's.
+
+    Until the block exits, a record written on such a connection goes into
+    that transaction, in a savepoint, so it rolls back with the test, also from
+    the test's own nested ``atomic()``. Elsewhere, a record written inside an
+    ``atomic()`` goes to the background writer and outlives its rollback.
+
+    The pytest plugin enters it for every pytest-django database test;
+    Django's ``TestCase`` transactions are recognised without it.
+    """
+    if using is None:
+        candidates = list(connections.all(initialized_only=True))
+    else:
+        candidates = [connections[alias] for alias in using]
+    marked = [c for c in candidates if c.in_atomic_block and c not in _test_transactions]
+    _test_transactions.update(marked)
+    try:
+        yield
+    finally:
+        for connection in marked:
+            _test_transactions.discard(connection)
+
 
 def _in_callers_transaction(alias: str) -> bool:
-    """True inside an ``atomic()`` the caller opened.
-
-    Inside a test case's own transaction the record is written in it, so it
-    rolls back with the test like every other row (the test's atomic blocks
-    carry Django's ``_from_testcase`` flag).
-    """
+    """True inside an ``atomic()`` the caller opened; False outside any, and
+    inside a test's transaction (``records_in_test_transaction``)."""
     connection = connections[alias]
-    if not connection.in_atomic_block:
+    if not connection.in_atomic_block or connection in _test_transactions:
         return False
+    # Django's own TestCase opens its atomic blocks with a private marker and
+    # offers no public one; read defensively, it keeps `manage.py test` suites
+    # rolling records back with the test without any setup.
     blocks = connection.atomic_blocks
     return not (blocks and getattr(blocks[0], "_from_testcase", False))
 
 
-def _run_after(after: Callable[[], None] | None, record: CallRecord) -> None:
+def _run_after(after: After, record: CallRecord) -> None:
     if after is None:
         return
     try:
@@ -46,32 +100,140 @@ def _run_after(after: Callable[[], None] | None, record: CallRecord) -> None:
         logger.exception("claude record %s: follow-up failed", record.id)
 
 
-def write_record(
-    record: CallRecord, *, after: Callable[[], None] | None = None, background: bool = False
-) -> None:
+def write_record(record: CallRecord, *, after: After = None, background: bool = False) -> None:
+    """Save ``record`` now, or hand it to the background writer when the caller
+    is inside its own transaction (or asks for ``background``); then run
+    ``after`` (once the row exists, or could not be saved). Never raises."""
     alias = router.db_for_write(CallRecord)
     if background or _in_callers_transaction(alias):
         _writer.submit(record, alias, after)
         return
     try:
         if connections[alias].in_atomic_block:
-            # Only a test case's transaction gets here: a savepoint keeps a
-            # failed insert from poisoning it.
+            # Only a test's transaction gets here: a savepoint keeps a failed
+            # insert from poisoning it.
             with transaction.atomic(using=alias):
                 record.save(force_insert=True, using=alias)
         else:
             record.save(force_insert=True, using=alias)
     except (DatabaseError, TransactionManagementError) as exc:
         logger.error(
-            "claude record %s not saved (%s); its log line has every field, "
-            "load it later with manage.py claude_ingest_log",
-            record.id,
-            type(exc).__name__,
+            "claude record %s not saved (%s); %s", record.id, type(exc).__name__, INGEST_HINT
         )
     _run_after(after, record)
 
 
-class _RecordWriter:
+# -- the outage window (pure: the clock is passed in) -------------------------------
+
+
+@dataclass
+class Outage:
+    """Failed inserts into one database, shared by every row queued for it.
+
+    Failures open a window and a success closes it. Once inserts have failed
+    for ``retry_for`` seconds the outage is declared: rows are given up
+    without an attempt, but for one probe every ``probe_every`` seconds, until
+    an insert succeeds again. So N queued rows cost one window, not N.
+    """
+
+    failing_since: float | None = None
+    declared_at: float | None = None
+    last_probe: float = float("-inf")
+    given_up: int = 0  # rows given up since the outage was declared
+
+    @property
+    def declared(self) -> bool:
+        return self.declared_at is not None
+
+    def may_attempt(self, now: float, *, probe_every: float) -> bool:
+        """Try an insert now? False: give the row up at once."""
+        if self.declared_at is None:
+            return True
+        if now - self.last_probe >= probe_every:
+            self.last_probe = now
+            return True
+        return False
+
+    def failed(self, now: float, *, retry_for: float) -> bool:
+        """An insert failed: True to give the row up, False to retry it."""
+        if self.failing_since is None:
+            self.failing_since = now
+        if self.declared_at is None and now - self.failing_since < retry_for:
+            return False
+        if self.declared_at is None:
+            self.declared_at = now
+            self.last_probe = now
+        return True
+
+    def succeeded(self) -> int:
+        """An insert worked: the window closes. Returns how many rows the
+        outage that just ended gave up (0: there was none)."""
+        given_up = self.given_up if self.declared else 0
+        self.failing_since = self.declared_at = None
+        self.last_probe = float("-inf")
+        self.given_up = 0
+        return given_up
+
+
+# -- the background writer ---------------------------------------------------------------
+
+
+@dataclass
+class Overflow:
+    """Rows a full queue turned away, by episode: one starts with the first row
+    turned away and ends once the queue is half empty again (not merely one
+    slot free, or a queue at its brim would log a line per row)."""
+
+    total: int = 0
+    episode: int = 0  # rows turned away in the current episode
+
+    def turned_away(self) -> bool:
+        """Count one row; True when it starts an episode."""
+        self.total += 1
+        self.episode += 1
+        return self.episode == 1
+
+    def room_again(self, *, queued: int, capacity: int) -> int:
+        """The rows the episode lost, when this queue length ends it; else 0."""
+        if not self.episode or queued > capacity // 2:
+            return 0
+        lost, self.episode = self.episode, 0
+        return lost
+
+
+@dataclass(frozen=True)
+class WriterStats:
+    """What the background writer has done since the process started (or forked)."""
+
+    queued: int  # rows waiting now
+    overflowed: int  # rows never queued: the queue was full
+    given_up: int  # rows not saved: an outage, or an insert failing unexpectedly
+    outages: frozenset[str]  # database aliases in a declared outage now
+
+
+def _outage_declared(alias: str, retry_for: float, exc: Exception, record: CallRecord) -> None:
+    logger.error(
+        "claude records: inserts into database %r have failed for %.0f s (%s): record %s "
+        "and every record queued until an insert works again are not saved; %s",
+        alias,
+        retry_for,
+        type(exc).__name__,
+        record.id,
+        INGEST_HINT,
+    )
+
+
+def _outage_over(alias: str, given_up: int) -> None:
+    logger.warning(
+        "claude records: inserts into database %r work again; %d records were given up "
+        "during the outage, %s",
+        alias,
+        given_up,
+        INGEST_HINT,
+    )
+
+
+class RecordWriter:
     """A daemon thread with its own connection that inserts queued records.
 
     SQLite lets one writer in at a time: while the caller's transaction holds
@@ -79,17 +241,45 @@ class _RecordWriter:
     or rolls back.
     """
 
-    RETRY_FOR = 60.0
+    RETRY_FOR = 60.0  # seconds of failed inserts before an outage is declared
+    PROBE_EVERY = 5.0  # seconds between single attempts during an outage
+    MAX_QUEUED = 10_000  # rows waiting at most; more are kept in their log lines only
 
-    def __init__(self) -> None:
-        self._queue: queue.Queue[tuple[CallRecord, str, Callable[[], None] | None]] = queue.Queue()
-        self._thread: threading.Thread | None = None
+    _instances: ClassVar[weakref.WeakSet[RecordWriter]] = weakref.WeakSet()
+
+    def __init__(self, *, max_queued: int | None = None) -> None:
+        self.max_queued = self.MAX_QUEUED if max_queued is None else max_queued
+        self._start_fresh()
+        RecordWriter._instances.add(self)
+
+    def _start_fresh(self) -> None:
+        """Empty state; also a fork()-ed child's: the parent's thread is not
+        in the child, its lock may be held there, its queued rows are the
+        parent's to write."""
+        self._queue: queue.Queue[tuple[CallRecord, str, After]] = queue.Queue(self.max_queued)
         self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._outages: dict[str, Outage] = {}
+        self._overflow = Overflow()
+        self.given_up = 0
 
-    def submit(
-        self, record: CallRecord, alias: str, after: Callable[[], None] | None = None
-    ) -> None:
-        self._queue.put((record, alias, after))
+    def submit(self, record: CallRecord, alias: str, after: After = None) -> None:
+        """Queue the row for the writer thread. A full queue keeps it in its log
+        line only (``after`` then runs at once). Never blocks."""
+        try:
+            self._queue.put_nowait((record, alias, after))
+        except queue.Full:
+            with self._lock:
+                first = self._overflow.turned_away()
+            if first:
+                logger.error(
+                    "claude records: the writer's queue is full (%d rows): record %s and the "
+                    "ones after it are not saved until it drains; %s",
+                    self.max_queued,
+                    record.id,
+                    INGEST_HINT,
+                )
+            _run_after(after, record)
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
@@ -109,37 +299,56 @@ class _RecordWriter:
                         return
                 continue
             try:
-                self._insert(record, alias)
+                self._write(record, alias)
                 _run_after(after, record)
             finally:
                 if self._queue.empty():
                     # Idle: hold no connection (a test run could not drop its database).
                     connections.close_all()
+                with self._lock:
+                    lost = self._overflow.room_again(
+                        queued=self._queue.qsize(), capacity=self.max_queued
+                    )
+                if lost:
+                    logger.warning(
+                        "claude records: the writer's queue has room again; %d records were "
+                        "not saved, %s",
+                        lost,
+                        INGEST_HINT,
+                    )
                 self._queue.task_done()
 
-    def _insert(self, record: CallRecord, alias: str) -> None:
-        give_up = time.monotonic() + self.RETRY_FOR
+    def _write(self, record: CallRecord, alias: str) -> None:
+        outage = self._outages.setdefault(alias, Outage())
         delay = 0.005
-        while True:
-            connections[alias].close_if_unusable_or_obsolete()
+        while outage.may_attempt(time.monotonic(), probe_every=self.PROBE_EVERY):
             try:
+                connections[alias].close_if_unusable_or_obsolete()
                 record.save(force_insert=True, using=alias)
-                return
             except IntegrityError:
                 logger.warning("claude record %s already saved", record.id)
-                return
             except DatabaseError as exc:
-                if time.monotonic() > give_up:
-                    logger.error(
-                        "claude record %s not saved (%s); load its log line with "
-                        "manage.py claude_ingest_log",
-                        record.id,
-                        type(exc).__name__,
-                    )
-                    return
-                connections[alias].close()
+                was_declared = outage.declared
+                if outage.failed(time.monotonic(), retry_for=self.RETRY_FOR):
+                    if not was_declared:
+                        _outage_declared(alias, self.RETRY_FOR, exc, record)
+                    break
+                with contextlib.suppress(DatabaseError):
+                    connections[alias].close()
                 time.sleep(delay)
                 delay = min(delay * 2, 0.25)
+                continue
+            except Exception:
+                # Not the database failing (a bug, a blocked test): never kill the thread.
+                logger.exception("claude record %s not saved; %s", record.id, INGEST_HINT)
+                self.given_up += 1
+                return
+            if given_up := outage.succeeded():
+                _outage_over(alias, given_up)
+            return
+        outage.given_up += 1
+        self.given_up += 1
+        logger.debug("claude record %s not saved: database %r is down", record.id, alias)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every queued record is written; False on timeout."""
@@ -150,13 +359,32 @@ class _RecordWriter:
             time.sleep(0.005)
         return True
 
+    def stats(self) -> WriterStats:
+        outages = frozenset(alias for alias, o in list(self._outages.items()) if o.declared)
+        return WriterStats(self._queue.qsize(), self._overflow.total, self.given_up, outages)
 
-_writer = _RecordWriter()
+
+def _start_fresh_in_child() -> None:
+    # Celery prefork and gunicorn --preload fork a parent that may have a
+    # writer thread, a held lock and queued rows: none of it is the child's.
+    for writer in list(RecordWriter._instances):
+        writer._start_fresh()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork()
+    os.register_at_fork(after_in_child=_start_fresh_in_child)
+
+_writer = RecordWriter()
 
 
 def flush_pending(timeout: float = 10.0) -> bool:
     """Block until records written from inside a caller's transaction are saved."""
     return _writer.flush(timeout)
+
+
+def writer_stats() -> WriterStats:
+    """The background writer's counts: rows queued, overflowed and given up."""
+    return _writer.stats()
 
 
 atexit.register(flush_pending, 5.0)
