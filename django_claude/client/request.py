@@ -6,15 +6,26 @@ raised before any request.
 
 from __future__ import annotations
 
+import math
+import re
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from django.contrib.auth import get_user_model
 
 from django_claude.conf import conf
 
 # Arguments that django-claude owns; passing them through **create_kwargs is a mistake.
 RESERVED_KWARGS = frozenset({"model", "messages", "max_tokens", "system", "stream", "timeout"})
 MAX_TAGS = 20
+MAX_TAG_TEXT = 1000  # characters; stored cut to 200
+MAX_TAG_INT = 2**63 - 1  # what a JSON column and every database can hold as an integer
+MAX_OUTPUT = 1_000_000  # tokens: beyond any model's output limit, so a typo is caught here
+MAX_CACHE_TTL = 365 * 24 * 3600
+ROLES = frozenset({"user", "assistant"})
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass
@@ -50,6 +61,49 @@ def _check_text(value: Any, where: str) -> None:
             _check_text(item, f"{where}[{i}]")
 
 
+def _check_label(value: Any, name: str, *, limit: int) -> str:
+    """A short identifier stored as it is: a non-empty str, no control characters."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+    if not value.strip():
+        raise ValueError(f"{name} must not be empty")
+    if len(value) > limit:
+        raise ValueError(f"{name} must be at most {limit} characters (got {len(value)})")
+    if _CONTROL.search(value):
+        raise ValueError(f"{name} must not contain control characters (NUL, newlines, ...)")
+    _check_text(value, name)
+    return value
+
+
+def _check_content(content: Any, where: str) -> None:
+    """A message's (or the system prompt's) content: text, or a list of blocks."""
+    if isinstance(content, str):
+        return
+    if not isinstance(content, (list, tuple)):
+        raise TypeError(f"{where} must be a str or a list of content blocks")
+    for i, block in enumerate(content):
+        if not isinstance(block, Mapping) or not isinstance(block.get("type"), str):
+            raise TypeError(f"{where}[{i}] must be a dict with a 'type', e.g. {{'type': 'text'}}")
+
+
+def _check_messages(messages: Any) -> list[dict[str, Any]]:
+    if not isinstance(messages, (list, tuple)) or not messages:
+        raise ValueError("messages must be a non-empty list of {'role', 'content'} dicts")
+    for i, message in enumerate(messages):
+        if not isinstance(message, Mapping):
+            raise TypeError(
+                f"messages[{i}] must be a dict with 'role' and 'content', "
+                f"not {type(message).__name__}"
+            )
+        if message.get("role") not in ROLES:
+            raise ValueError(f"messages[{i}]['role'] must be 'user' or 'assistant'")
+        if "content" not in message:
+            raise ValueError(f"messages[{i}] has no 'content'")
+        _check_content(message["content"], f"messages[{i}]['content']")
+    _check_text(messages, "messages")
+    return [dict(message) for message in messages]
+
+
 def _last_user_text(messages: Iterable[Mapping[str, Any]]) -> str:
     for message in reversed(list(messages)):
         if message.get("role") != "user":
@@ -57,7 +111,7 @@ def _last_user_text(messages: Iterable[Mapping[str, Any]]) -> str:
         content = message.get("content")
         if isinstance(content, str):
             return content
-        if isinstance(content, list):
+        if isinstance(content, (list, tuple)):
             return " ".join(
                 str(block.get("text", ""))
                 for block in content
@@ -66,16 +120,71 @@ def _last_user_text(messages: Iterable[Mapping[str, Any]]) -> str:
     return ""
 
 
+def _positive_int(value: Any, name: str, *, limit: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if not 1 <= value <= limit:
+        raise ValueError(f"{name} must be between 1 and {limit} (got {value})")
+    return value
+
+
 def _user_refs(user: Any) -> tuple[Any, str]:
+    """(the user FK value, the user_ref string) for ``user=``."""
     if user is None:
         return None, ""
-    if isinstance(user, str):
-        return None, user
-    if isinstance(user, int):
-        return None, str(user)
-    if not getattr(user, "is_authenticated", False):
+    if isinstance(user, bool):
+        raise TypeError("user must be a user, a str or int id, or None, not a bool")
+    if isinstance(user, (str, int, uuid.UUID)):
+        return None, _check_label(str(user), "user", limit=150)
+    if not hasattr(user, "is_authenticated") or not hasattr(user, "pk"):
+        raise TypeError(
+            f"user must be a user (request.user), a str or int id, or None, "
+            f"not {type(user).__name__}"
+        )
+    if not user.is_authenticated or user.pk is None:
         return None, ""
-    return user.pk, str(user.pk)
+    # Only the site's user model can go in the foreign key; any other object
+    # with a pk (a custom principal, say) is kept as a reference.
+    user_id = user.pk if isinstance(user, get_user_model()) else None
+    return user_id, str(user.pk)
+
+
+def _check_tags(tags: Any) -> dict[str, Any]:
+    if tags is None:
+        return {}
+    if not isinstance(tags, Mapping):
+        raise TypeError(f"tags must be a dict, not {type(tags).__name__}")
+    if len(tags) > MAX_TAGS:
+        raise ValueError(f"tags: at most {MAX_TAGS} (got {len(tags)})")
+    for key, value in tags.items():
+        if not isinstance(key, str) or not key:
+            raise TypeError(f"tag names must be non-empty strings, not {key!r}")
+        if isinstance(value, str) and len(value) > MAX_TAG_TEXT:
+            raise ValueError(f"tag {key!r} must be at most {MAX_TAG_TEXT} characters")
+        if value is None or isinstance(value, (bool, str)):
+            continue
+        if isinstance(value, int):
+            if not -MAX_TAG_INT <= value <= MAX_TAG_INT:
+                raise ValueError(f"tag {key!r} is out of range (a 64-bit integer at most)")
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise ValueError(f"tag {key!r} must be a finite number, not {value!r}")
+        else:
+            raise TypeError(f"tag {key!r} must be a str, number, bool or None")
+        _check_text(key, f"tags[{key!r}]")
+    _check_text(dict(tags), "tags")
+    return dict(tags)
+
+
+def _check_create_kwargs(create_kwargs: dict[str, Any]) -> None:
+    """Arguments django-claude owns. (An argument the SDK does not know is its
+    TypeError, raised before any request is sent, and recorded as ``error``.)"""
+    reserved = RESERVED_KWARGS & set(create_kwargs)
+    if reserved:
+        raise TypeError(
+            f"{', '.join(sorted(reserved))} cannot be passed to call(): the model comes from "
+            "the feature's route, the timeout from DJANGO_CLAUDE_TIMEOUT; use stream() to stream"
+        )
 
 
 def prepare(
@@ -92,11 +201,11 @@ def prepare(
     create_kwargs: dict[str, Any],
     smell_test: bool | None = None,
 ) -> CallRequest:
-    """Validate the arguments of a call; raise ``TypeError``/``ValueError`` early."""
-    if not isinstance(feature, str) or not feature.strip():  # None: not given
+    """Validate the arguments of a call. Every mistake raises ``TypeError`` or
+    ``ValueError`` naming the argument, before any request is made."""
+    if feature is None:
         raise ValueError("feature= is required: a non-empty string naming the caller")
-    if len(feature) > 100:
-        raise ValueError("feature must be at most 100 characters")
+    _check_label(feature, "feature", limit=100)
     if (prompt is None) == (messages is None):
         raise ValueError("pass either a prompt or messages=[...], not both and not neither")
     if prompt is not None:
@@ -108,38 +217,22 @@ def prepare(
         message_list: list[dict[str, Any]] = [{"role": "user", "content": prompt}]
         prompt_text = prompt
     else:
-        if not isinstance(messages, (list, tuple)) or not messages:
-            raise ValueError("messages must be a non-empty list of {'role', 'content'} dicts")
-        _check_text(messages, "messages")
-        message_list = list(messages)
+        message_list = _check_messages(messages)
         prompt_text = _last_user_text(message_list)
     if system is not None:
+        _check_content(system, "system")
         _check_text(system, "system")
-    limit = conf.MAX_TOKENS if max_tokens is None else max_tokens
-    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-        raise ValueError("max_tokens must be a positive int")
-    if cache_ttl is not None and (not isinstance(cache_ttl, int) or cache_ttl < 1):
-        raise ValueError("cache_ttl must be a positive number of seconds")
-    if idempotency_key is not None and (
-        not isinstance(idempotency_key, str) or not idempotency_key or len(idempotency_key) > 200
-    ):
-        raise ValueError("idempotency_key must be a non-empty string of at most 200 characters")
-    clean_tags = dict(tags or {})
-    if len(clean_tags) > MAX_TAGS:
-        raise ValueError(f"at most {MAX_TAGS} tags")
-    for key, value in clean_tags.items():
-        if not isinstance(key, str):
-            raise TypeError("tag names must be strings")
-        if value is not None and not isinstance(value, (str, int, float, bool)):
-            raise TypeError(f"tag {key!r} must be a str, number, bool or None")
+    limit = _positive_int(
+        conf.MAX_TOKENS if max_tokens is None else max_tokens, "max_tokens", limit=MAX_OUTPUT
+    )
+    if cache_ttl is not None:
+        _positive_int(cache_ttl, "cache_ttl", limit=MAX_CACHE_TTL)
+    if idempotency_key is not None:
+        _check_label(idempotency_key, "idempotency_key", limit=200)
+    clean_tags = _check_tags(tags)
     if smell_test is not None and not isinstance(smell_test, bool):
         raise TypeError("smell_test must be True, False or None")
-    reserved = RESERVED_KWARGS & set(create_kwargs)
-    if reserved:
-        raise TypeError(
-            f"{', '.join(sorted(reserved))} cannot be passed to call(): the model comes from "
-            "the feature's route, the timeout from DJANGO_CLAUDE_TIMEOUT; use stream() to stream"
-        )
+    _check_create_kwargs(create_kwargs)
     params: dict[str, Any] = {"max_tokens": limit, "messages": message_list, **create_kwargs}
     if system is not None:
         params["system"] = system

@@ -11,19 +11,22 @@ the database could not take.
 from __future__ import annotations
 
 import datetime
-import json
 import logging
+import math
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from django.core.exceptions import ValidationError
+from django.db import models
 from django.utils.module_loading import import_string
 
 from django_claude.conf import conf
 from django_claude.models import CallRecord
 from django_claude.recording import pricing
+from django_claude.recording.encoding import json_safe, to_json
 from django_claude.recording.pricing import Usage
 from django_claude.recording.redaction import clean_text, escape_controls, prompt_prefix
 from django_claude.recording.writer import write_record
@@ -31,6 +34,7 @@ from django_claude.types import Outcome, SmellVerdict
 
 logger = logging.getLogger(__name__)
 call_logger = logging.getLogger("django_claude.calls")
+CUT = "\u2026"  # marks text cut to fit its column
 
 # Fields of the log line that are copied onto a CallRecord as they are.
 RECORD_FIELDS = (
@@ -88,16 +92,36 @@ class CallFacts:
     billable: bool = True  # False: nothing was billed (cached, degraded, refused)
 
 
+REDACTION_FAILED = "[REDACTION FAILED]"
+
+
 def redactor() -> Callable[[str], str]:
+    """The site's redactor (``DJANGO_CLAUDE_REDACTOR``), made safe to call: if
+    it raises or returns something other than text, nothing of the input is
+    kept (a failing redactor must neither leak text nor lose the call)."""
     redact: Callable[[str], str] = import_string(conf.REDACTOR)
-    return redact
+
+    def safely(text: str) -> str:
+        try:
+            result = redact(text)
+        except Exception as exc:
+            logger.error("claude redactor %s failed (%s)", conf.REDACTOR, type(exc).__name__)
+            return REDACTION_FAILED
+        return result if isinstance(result, str) else REDACTION_FAILED
+
+    return safely
 
 
 def safe_text(value: str, *, limit: int, redact: Callable[[str], str]) -> str:
-    """Redact, cut and escape a short string for a log line or a row."""
+    """Redact the whole value, then escape and cut it (with a marker) for a
+    line or a row: a secret straddling the cut is redacted all the same."""
     if not value:
         return ""
-    return escape_controls(redact(clean_text(value[: limit * 4])), limit)
+    text = redact(clean_text(value))
+    escaped = escape_controls(text)
+    if len(escaped) <= limit:
+        return escaped
+    return escape_controls(text, limit - 1) + CUT
 
 
 def log_line(facts: CallFacts, cost: Decimal | None) -> dict[str, Any]:
@@ -110,7 +134,7 @@ def log_line(facts: CallFacts, cost: Decimal | None) -> dict[str, Any]:
         "request_id": str(facts.request_id),
         "created_at": facts.created_at.isoformat(),
         "feature": safe_text(facts.feature, limit=100, redact=redact),
-        "user_id": facts.user_id,
+        "user_id": json_safe(facts.user_id),
         "user_ref": safe_text(facts.user_ref, limit=150, redact=redact),
         "model_requested": facts.model_requested,
         "model": facts.model,
@@ -144,20 +168,114 @@ def log_line(facts: CallFacts, cost: Decimal | None) -> dict[str, Any]:
     }
 
 
+def _limits() -> dict[str, tuple[str, int]]:
+    """Per column of the line: ("text", max length) or ("int", max value)."""
+    limits: dict[str, tuple[str, int]] = {}
+    for model_field in CallRecord._meta.concrete_fields:
+        if isinstance(model_field, models.CharField) and model_field.max_length:
+            limits[model_field.name] = ("text", model_field.max_length)
+        elif isinstance(model_field, models.PositiveSmallIntegerField):
+            limits[model_field.name] = ("int", 32_767)
+        elif isinstance(model_field, models.PositiveIntegerField):
+            limits[model_field.name] = ("int", 2_147_483_647)
+    return limits
+
+
+_LIMITS = _limits()
+
+
+def fit(name: str, value: Any) -> Any:
+    """A line's value made storable in its column: text cut (with a marker)
+    and stripped of NULs, numbers clamped to the column's range. Raises
+    ``ValueError`` for a value that is not of the column's kind at all."""
+    kind, limit = _LIMITS.get(name, ("", 0))
+    if kind == "text":
+        text = str(value).replace("\x00", "\\x00")
+        return text if len(text) <= limit else text[: limit - 1] + CUT
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ValueError(f"{name} is not a number: {type(value).__name__}")
+        try:
+            number = value if isinstance(value, int) else float(value)
+        except ValueError:
+            raise ValueError(f"{name} is not a number: {str(value)[:40]!r}") from None
+        if isinstance(number, float) and not math.isfinite(number):
+            raise ValueError(f"{name} is not a finite number")
+        return max(0, min(int(number), limit))
+    return value
+
+
+def _timestamp(value: Any) -> datetime.datetime:
+    if isinstance(value, datetime.datetime):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("created_at is missing")
+    try:
+        when = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"created_at is not an ISO timestamp: {value[:40]!r}") from None
+    return when if when.tzinfo else when.replace(tzinfo=datetime.UTC)
+
+
 def record_from_line(line: Mapping[str, Any]) -> CallRecord:
-    """An unsaved ``CallRecord`` from a log line (also used by claude_ingest_log)."""
-    values = {name: line[name] for name in RECORD_FIELDS if name in line and line[name] is not None}
+    """An unsaved ``CallRecord`` from a log line (also used by claude_ingest_log).
+
+    Values too long or too large for their column are cut or clamped (the row
+    is written, never dropped); a line without a valid request id or
+    timestamp, or with a value of the wrong kind, raises ``ValueError``.
+    """
+    try:
+        request_id = uuid.UUID(str(line["request_id"]))
+    except (KeyError, ValueError):
+        raise ValueError("request_id is missing or not a UUID") from None
+    values = {
+        name: fit(name, line[name])
+        for name in RECORD_FIELDS
+        if name in line and line[name] is not None
+    }
+    for name, kind in (("attempt_log", list), ("tags", dict)):
+        if name in values and not isinstance(values[name], kind):
+            raise ValueError(f"{name} must be a JSON {kind.__name__}")
+    if "tags" in values:
+        values["tags"] = _storable(values["tags"])
     cost = line.get("cost_usd")
-    created = line["created_at"]
+    try:
+        cost_usd = None if cost is None else Decimal(str(cost))
+    except ArithmeticError:
+        raise ValueError("cost_usd is not a number") from None
+    if cost_usd is not None and not cost_usd.is_finite():
+        raise ValueError("cost_usd is not a finite number")
     return CallRecord(
-        id=uuid.UUID(str(line["request_id"])),
-        created_at=(
-            datetime.datetime.fromisoformat(created) if isinstance(created, str) else created
-        ),
-        user_id=line.get("user_id"),
-        cost_usd=None if cost is None else Decimal(str(cost)),
+        id=request_id,
+        created_at=_timestamp(line.get("created_at")),
+        user_id=_user_id(line.get("user_id")),
+        cost_usd=cost_usd,
         **values,
     )
+
+
+def _user_id(value: Any) -> Any:
+    """The user key as the user model stores it; one that does not fit (a
+    line from another site, a garbled id) is left out, the row kept."""
+    if value is None:
+        return None
+    try:
+        return CallRecord._meta.get_field("user").target_field.to_python(value)
+    except (ValidationError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def _storable(value: Any) -> Any:
+    """JSON for a JSON column: no NUL in any string (PostgreSQL refuses them)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\\x00")
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
 
 
 def record_call(
@@ -171,9 +289,13 @@ def record_call(
     exists (or could not be saved). ``background`` hands the row to the writer
     thread (for code that must not block). Never raises."""
     if facts.billable:
-        cost = pricing.price_call(
-            facts.model, facts.usage, on=facts.created_at.astimezone(datetime.UTC).date()
-        )
+        try:
+            cost = pricing.price_call(
+                facts.model, facts.usage, on=facts.created_at.astimezone(datetime.UTC).date()
+            )
+        except Exception:  # never lose the line to pricing: unpriced, repriced later
+            logger.exception("claude pricing failed for %s", facts.model)
+            cost = None
     else:
         cost = Decimal(0)
     line = log_line(facts, cost)
@@ -182,7 +304,13 @@ def record_call(
         level = logging.ERROR
     elif facts.outcome in (Outcome.DEGRADED, Outcome.ERROR, Outcome.INTERRUPTED):
         level = logging.WARNING
-    call_logger.log(level, json.dumps(line, ensure_ascii=False), extra={"claude": line})
-    record = record_from_line(line)
+    call_logger.log(level, to_json(line), extra={"claude": line})
+    try:
+        record = record_from_line(line)
+    except ValueError as exc:  # cannot happen for a line built here; the line is kept
+        logger.error(
+            "claude record %s not built (%s); its log line has every field", line["request_id"], exc
+        )
+        return cost
     write_record(record, after=after_write, background=background)
     return cost

@@ -1,0 +1,68 @@
+"""The log line's JSON: safe by construction, whatever a call carried.
+
+A call is answered only with its line written, so encoding must not fail:
+``json_safe`` turns every value a call can carry (UUID, Decimal, dates,
+enums, sets, bytes, big or non-finite numbers, objects) into plain JSON
+values, and ``to_json`` writes a line from them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import json
+import math
+import uuid
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+# Integers beyond this lose precision in JavaScript and most JSON tools: kept as text.
+JSON_SAFE_INT = 2**53 - 1
+MAX_DEPTH = 20
+
+
+def json_safe(value: Any, *, depth: int = 0) -> Any:
+    """``value`` as None, bool, int, float, str, list or dict of those, only."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, enum.Enum):
+        return json_safe(value.value, depth=depth + 1)
+    if isinstance(value, int):
+        return value if -JSON_SAFE_INT <= value <= JSON_SAFE_INT else _text(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, (uuid.UUID, Decimal)):
+        return str(value)
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f"<{len(value)} bytes>"
+    if depth >= MAX_DEPTH:
+        return "<nested too deep>"
+    if isinstance(value, Mapping):
+        return {
+            str(json_safe(k, depth=depth + 1)): json_safe(v, depth=depth + 1)
+            for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [json_safe(item, depth=depth + 1) for item in value]
+    return _text(value)
+
+
+def _text(value: Any) -> str:
+    """Any object as text, even one whose ``str()`` fails or is endless."""
+    try:
+        if isinstance(value, int):
+            return (
+                f"<int of {value.bit_length()} bits>" if value.bit_length() > 4000 else str(value)
+            )
+        text = str(value)
+    except Exception:
+        text = f"<{type(value).__name__}>"
+    return text[:200]
+
+
+def to_json(line: Mapping[str, Any]) -> str:
+    """One line of JSON (no newline inside): non-ASCII kept readable."""
+    return json.dumps(json_safe(line), ensure_ascii=False, allow_nan=False)
