@@ -47,7 +47,7 @@ def _positive(name: str, value: Any, *, integer: bool = False) -> list[CheckMess
 def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
     get = conf._get
     messages: list[CheckMessage] = []
-    for name in ("TIMEOUT", "DEADLINE", "BACKOFF_MAX", "BREAKER_COOLDOWN"):
+    for name in ("TIMEOUT", "DEADLINE", "BACKOFF_MAX", "BREAKER_COOLDOWN", "CACHE_BUDGET"):
         messages += _positive(name, get(name))
     for name in ("MAX_ATTEMPTS", "BREAKER_THRESHOLD", "MAX_TOKENS"):
         messages += _positive(name, get(name), integer=True)

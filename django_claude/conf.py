@@ -37,6 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "RETENTION_DAYS": 90,
     "FAILURE_RETENTION_DAYS": 30,
     "CACHE": "default",
+    "CACHE_BUDGET": 0.2,
     "IDEMPOTENCY_TTL": 86400,
 }
 
@@ -149,6 +150,10 @@ class ClaudeSettings:
     @property
     def CACHE(self) -> str:
         return str(self._get("CACHE"))
+
+    @property
+    def CACHE_BUDGET(self) -> float:
+        return float(self._get("CACHE_BUDGET"))
 
     @property
     def IDEMPOTENCY_TTL(self) -> int:

@@ -23,6 +23,7 @@ from django.db import IntegrityError, transaction
 from django_claude.conf import conf
 from django_claude.models import ModelRoute, ModelRouteChange
 from django_claude.recording import pricing
+from django_claude.shared_cache import cache_op
 from django_claude.signals import model_route_changed
 
 logger = logging.getLogger(__name__)
@@ -63,11 +64,9 @@ _table = _RouteTable()
 
 
 def _shared_version() -> object:
-    try:
-        return caches[conf.CACHE].get(VERSION_KEY)
-    except Exception:
-        logger.warning("claude routing: cache unavailable, reading routes from the database")
-        return None
+    """The routes' version in the shared cache; None (so: read the database)
+    when the cache has none, fails or is slow."""
+    return cache_op("routes version", lambda c: c.get(VERSION_KEY), default=None)
 
 
 def _load_routes() -> dict[str, tuple[str, str]]:

@@ -18,3 +18,17 @@ class BrokenCache(BaseCache):
 
     def clear(self) -> None:
         pass  # the test fixtures clear caches; let them
+
+
+class HungCache(BrokenCache):
+    """A cache server that is up but never answers (each call waits ``HANG`` s)."""
+
+    HANG = 30.0
+
+    def _hang(self, *args: Any, **kwargs: Any) -> Any:
+        import time
+
+        time.sleep(self.HANG)
+        raise ConnectionError("timed out at last")
+
+    add = get = set = delete = incr = get_many = delete_many = touch = _hang

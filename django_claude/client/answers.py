@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from anthropic.types import Message
-from django.core.cache import caches
 
 from django_claude.client.request import CallRequest
 from django_claude.conf import conf
+from django_claude.shared_cache import cache_op
 
 logger = logging.getLogger(__name__)
 
@@ -46,16 +46,8 @@ def idempotency_cache_key(feature: str, key: str) -> str:
     return f"{PREFIX}idem:{digest}"
 
 
-def _cache() -> Any:
-    return caches[conf.CACHE]
-
-
 def get(key: str) -> StoredAnswer | None:
-    try:
-        value = _cache().get(key)
-    except Exception:  # the cache being down must not take the call down
-        logger.warning("claude answers: cache unavailable on read")
-        return None
+    value = cache_op("answer read", lambda c: c.get(key), default=None)
     if not isinstance(value, dict):
         return None
     try:
@@ -65,10 +57,7 @@ def get(key: str) -> StoredAnswer | None:
 
 
 def put(key: str, answer: StoredAnswer, ttl: int) -> None:
-    try:
-        _cache().set(key, answer.__dict__, timeout=ttl)
-    except Exception:
-        logger.warning("claude answers: cache unavailable on write")
+    cache_op("answer write", lambda c: c.set(key, answer.__dict__, timeout=ttl), default=None)
 
 
 class IdempotencyLock:
@@ -83,10 +72,13 @@ class IdempotencyLock:
         self.held = False
 
     def acquire(self, *, ttl: float) -> bool:
-        try:
-            self.held = bool(_cache().add(self.key, 1, timeout=max(1, int(ttl) + 1)))
-        except Exception:
-            self.held = True  # no cache: behave as if we were alone
+        seconds = max(1, int(ttl) + 1)
+        # No cache: behave as if we were alone.
+        self.held = bool(
+            cache_op(
+                "idempotency lock", lambda c: c.add(self.key, 1, timeout=seconds), default=True
+            )
+        )
         return self.held
 
     def wait_for(self, answer_key: str, *, seconds: float) -> StoredAnswer | None:
@@ -96,21 +88,16 @@ class IdempotencyLock:
             found = get(answer_key)
             if found is not None:
                 return found
-            try:
-                if _cache().get(self.key) is None and self.acquire(ttl=seconds):
-                    return None  # the first caller gave up: our turn
-            except Exception:
-                return None
+            holder = cache_op("idempotency lock", lambda c: c.get(self.key), default=None)
+            if holder is None and self.acquire(ttl=seconds):
+                return None  # the first caller gave up (or the cache is gone): our turn
             time.sleep(delay)
             delay = min(delay * 2, 0.2)
         return None
 
     def release(self) -> None:
         if self.held:
-            try:
-                _cache().delete(self.key)
-            except Exception:
-                logger.warning("claude answers: could not release %s", self.key)
+            cache_op("idempotency lock", lambda c: c.delete(self.key), default=None)
             self.held = False
 
 

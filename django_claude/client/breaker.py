@@ -3,7 +3,8 @@
 The state machine (``breaker_allows``, ``breaker_after_failure``) is pure;
 ``CircuitBreaker`` keeps its state in the Django cache ``DJANGO_CLAUDE_CACHE``
 and ``Breakers`` performs the engine's breaker steps for one call. A cache
-outage never takes a call down: the breaker then reads as closed.
+that fails or hangs never takes a call down: within its time budget
+(``shared_cache``) the breaker reads as closed.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from django.core.cache import caches
+from django.core.cache import BaseCache
 
 from django_claude.client.engine import BreakerEvent, BreakerStep
 from django_claude.conf import conf
+from django_claude.shared_cache import cache_op
 
 logger = logging.getLogger(__name__)
 
@@ -62,16 +64,9 @@ class CircuitBreaker:
         self.probing = False
         self._seen = BreakerState()
 
-    @staticmethod
-    def _cache() -> Any:
-        return caches[conf.CACHE]
-
     def state(self) -> BreakerState:
-        try:
-            values = self._cache().get_many([self._failures_key, self._open_key])
-        except Exception:  # a cache outage must not take the call down
-            logger.warning("claude breaker: cache unavailable, treating %s as closed", self.model)
-            return BreakerState()
+        keys = [self._failures_key, self._open_key]
+        values: dict[str, Any] = cache_op("breaker read", lambda c: c.get_many(keys), default={})
         return BreakerState(
             failures=int(values.get(self._failures_key) or 0),
             open_until=values.get(self._open_key),
@@ -85,12 +80,13 @@ class CircuitBreaker:
             return True
         if verdict == "open":
             return False
-        try:
-            self.probing = bool(
-                self._cache().add(self._probe_key, 1, timeout=max(1, int(conf.TIMEOUT) + 1))
+        ttl = max(1, int(conf.TIMEOUT) + 1)
+        # No cache to hold the probe lock: behave as the only process.
+        self.probing = bool(
+            cache_op(
+                "breaker probe", lambda c: c.add(self._probe_key, 1, timeout=ttl), default=True
             )
-        except Exception:
-            self.probing = True
+        )
         return self.probing
 
     @property
@@ -100,23 +96,19 @@ class CircuitBreaker:
 
     def record_success(self) -> None:
         if self.has_state_to_clear:
-            try:
-                self._cache().delete_many([self._failures_key, self._open_key, self._probe_key])
-            except Exception:
-                logger.warning("claude breaker: could not reset %s", self.model)
+            cache_op("breaker reset", lambda c: c.delete_many(self._keys), default=None)
             if self._seen.open_until is not None or self.probing:
                 logger.info("claude breaker closed for %s", self.model)
         self._seen = BreakerState()
         self.probing = False
 
+    def _count_failure(self, cache: BaseCache) -> int:
+        cache.add(self._failures_key, 0, timeout=None)
+        return int(cache.incr(self._failures_key))
+
     def record_failure(self, *, now: float | None = None) -> None:
         now = time.time() if now is None else now
-        cache = self._cache()
-        try:
-            cache.add(self._failures_key, 0, timeout=None)
-            failures = int(cache.incr(self._failures_key))
-        except Exception:
-            failures = self._seen.failures + 1
+        failures = cache_op("breaker count", self._count_failure, default=self._seen.failures + 1)
         new = breaker_after_failure(
             BreakerState(failures=failures - 1, open_until=self._seen.open_until),
             now=now,
@@ -125,11 +117,13 @@ class CircuitBreaker:
             probe=self.probing,
         )
         if new.open_until is not None and new.open_until != self._seen.open_until:
-            try:
-                cache.set(self._open_key, new.open_until, timeout=None)
+            opened = new.open_until
+
+            def trip(cache: BaseCache) -> None:
+                cache.set(self._open_key, opened, timeout=None)
                 cache.delete(self._probe_key)
-            except Exception:
-                logger.warning("claude breaker: could not open %s", self.model)
+
+            cache_op("breaker trip", trip, default=None)
             logger.warning(
                 "claude breaker open for %s: %d consecutive failures, cooling down %.0fs",
                 self.model,
@@ -139,8 +133,12 @@ class CircuitBreaker:
         self._seen = new
         self.probing = False
 
+    @property
+    def _keys(self) -> list[str]:
+        return [self._failures_key, self._open_key, self._probe_key]
+
     def reset(self) -> None:
-        self._cache().delete_many([self._failures_key, self._open_key, self._probe_key])
+        cache_op("breaker reset", lambda c: c.delete_many(self._keys), default=None)
 
 
 class Breakers:

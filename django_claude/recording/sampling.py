@@ -13,9 +13,10 @@ import random
 import uuid
 from collections.abc import Callable
 
-from django.core.cache import caches
+from django.core.cache import BaseCache
 
 from django_claude.conf import conf
+from django_claude.shared_cache import cache_op
 from django_claude.signals import call_sampled
 
 logger = logging.getLogger(__name__)
@@ -51,14 +52,17 @@ def stash_key(request_id: uuid.UUID | str) -> str:
 
 def stash(request_id: uuid.UUID, *, prompt: str, answer: str) -> bool:
     """Keep the pair for the judge in the cache for an hour; False if it can't."""
-    try:
-        caches[conf.CACHE].set(
-            stash_key(request_id), {"prompt": prompt, "answer": answer}, timeout=STASH_TTL
-        )
-    except Exception:
+    payload = {"prompt": prompt, "answer": answer}
+    key = stash_key(request_id)
+
+    def put(cache: BaseCache) -> bool:
+        cache.set(key, payload, timeout=STASH_TTL)
+        return True
+
+    stored = cache_op("smell stash", put, default=False)
+    if not stored:
         logger.warning("claude smell test: cache unavailable, call %s not judged", request_id)
-        return False
-    return True
+    return bool(stored)
 
 
 def judge_after_write(request_id: uuid.UUID) -> Callable[[], None]:

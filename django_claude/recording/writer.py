@@ -32,7 +32,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
-from django.db import DatabaseError, IntegrityError, connections, router, transaction
+from django.db import (
+    DatabaseError,
+    IntegrityError,
+    OperationalError,
+    connections,
+    router,
+    transaction,
+)
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.transaction import TransactionManagementError
 
@@ -100,6 +107,15 @@ def _run_after(after: After, record: CallRecord) -> None:
         logger.exception("claude record %s: follow-up failed", record.id)
 
 
+# PostgreSQL: how long the caller's thread may wait on the insert (a lock, a
+# stalled disk) before the row goes to the background writer instead.
+INSERT_BUDGET_MS = 500
+BOUND_INSERT = (
+    "SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)"
+)
+WAITED_TOO_LONG = frozenset({"55P03", "57014"})  # lock_not_available, query_canceled
+
+
 def write_record(record: CallRecord, *, after: After = None, background: bool = False) -> None:
     """Save ``record`` now, or hand it to the background writer when the caller
     is inside its own transaction (or asks for ``background``); then run
@@ -108,14 +124,32 @@ def write_record(record: CallRecord, *, after: After = None, background: bool = 
     if background or _in_callers_transaction(alias):
         _writer.submit(record, alias, after)
         return
+    connection = connections[alias]
     try:
-        if connections[alias].in_atomic_block:
+        if connection.in_atomic_block:
             # Only a test's transaction gets here: a savepoint keeps a failed
             # insert from poisoning it.
             with transaction.atomic(using=alias):
                 record.save(force_insert=True, using=alias)
+        elif connection.vendor == "postgresql":
+            with transaction.atomic(using=alias), connection.cursor() as cursor:
+                # A locked or stalled table must not hold the caller's answer.
+                cursor.execute(BOUND_INSERT, [f"{INSERT_BUDGET_MS}ms"] * 2)
+                record.save(force_insert=True, using=alias)
         else:
             record.save(force_insert=True, using=alias)
+    except OperationalError as exc:
+        cause = exc.__cause__
+        code = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+        if code not in WAITED_TOO_LONG:
+            logger.error(
+                "claude record %s not saved (%s); %s", record.id, type(exc).__name__, INGEST_HINT
+            )
+            _run_after(after, record)
+            return
+        logger.warning("claude record %s: the table is busy, handing it to the writer", record.id)
+        _writer.submit(record, alias, after)
+        return
     except (DatabaseError, TransactionManagementError) as exc:
         logger.error(
             "claude record %s not saved (%s); %s", record.id, type(exc).__name__, INGEST_HINT

@@ -1,0 +1,142 @@
+"""The cache django-claude shares between processes, with a time budget.
+
+Breaker state, the routes' version, stored answers and smell-test stashes
+live in ``DJANGO_CLAUDE_CACHE``. A cache server that is up but does not
+answer must not eat a call's deadline: every operation gets at most
+``DJANGO_CLAUDE_CACHE_BUDGET`` seconds (0.2 by default), then the call goes
+on as if the cache were empty (breaker closed, no stored answer, routes
+from the last good copy). One slow or failing operation marks the cache
+down for ``COOLDOWN`` seconds, said once in the log; meanwhile operations
+return their default at once, and the first one after the cooldown probes.
+
+The local-memory cache cannot hang, so it is called directly; other caches
+are called from a small pool of threads so that a hung socket can be left
+behind.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from django.core.cache import BaseCache, caches
+from django.core.cache.backends.locmem import LocMemCache
+
+from django_claude.conf import conf
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+COOLDOWN = 5.0
+WORKERS = 4
+
+
+class _Workers:
+    """A few daemon threads that run cache operations: one stuck on a hung
+    socket is left behind without holding up the caller or the process's exit
+    (``ThreadPoolExecutor`` joins its threads at exit)."""
+
+    def __init__(self) -> None:
+        self.jobs: queue.SimpleQueue[tuple[concurrent.futures.Future[Any], Callable[[], Any]]]
+        self.jobs = queue.SimpleQueue()
+        self.started = 0
+        self.lock = threading.Lock()
+
+    def submit(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self.jobs.put((future, fn))
+        with self.lock:
+            if self.started < WORKERS:
+                self.started += 1
+                name = f"django-claude-cache-{self.started}"
+                threading.Thread(target=self._work, name=name, daemon=True).start()
+        return future
+
+    def _work(self) -> None:
+        while True:
+            future, fn = self.jobs.get()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+
+class _Health:
+    """Whether the shared cache answers, and the threads that ask it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.down_until = 0.0
+        self.workers = _Workers()
+
+    def trip(self, operation: str, why: str) -> None:
+        with self.lock:
+            already_down = self.down_until > time.monotonic()
+            self.down_until = time.monotonic() + COOLDOWN
+        if not already_down:
+            logger.warning(
+                "claude cache %r %s on %s: carrying on without it for %.0fs",
+                conf.CACHE,
+                why,
+                operation,
+                COOLDOWN,
+            )
+
+    def recovered(self) -> None:
+        if self.down_until:
+            with self.lock:
+                self.down_until = 0.0
+            logger.info("claude cache %r answers again", conf.CACHE)
+
+    def after_fork(self) -> None:
+        self.__init__()  # type: ignore[misc]  # the parent's threads do not exist here
+
+
+_health = _Health()
+os.register_at_fork(after_in_child=_health.after_fork)
+
+
+def cache_op(operation: str, fn: Callable[[BaseCache], T], *, default: T) -> T:
+    """``fn(cache)`` within the budget; ``default`` if the cache fails, is slow
+    or is marked down. Never raises."""
+    alias = conf.CACHE
+    try:
+        cache = caches[alias]
+    except Exception:
+        _health.trip(operation, "is not configured")
+        return default
+    if isinstance(cache, LocMemCache):
+        try:
+            return fn(cache)
+        except Exception as exc:
+            logger.warning("claude cache %s failed (%s)", operation, type(exc).__name__)
+            return default
+    if _health.down_until > time.monotonic():
+        return default
+    future = _health.workers.submit(lambda: fn(caches[alias]))
+    try:
+        value = future.result(timeout=conf.CACHE_BUDGET)
+    except concurrent.futures.TimeoutError:
+        _health.trip(operation, f"did not answer within {conf.CACHE_BUDGET:g}s")
+        return default
+    except Exception as exc:
+        _health.trip(operation, f"failed ({type(exc).__name__})")
+        return default
+    _health.recovered()
+    return value
+
+
+def reset() -> None:
+    """Forget that the cache was down (tests, or after fixing it)."""
+    _health.recovered()
+
+
+__all__ = ["cache_op", "reset"]
