@@ -14,6 +14,7 @@ from celery import shared_task
 
 from django_claude.costs import budgets, retention, rollups
 from django_claude.smell import alerts, verdicts
+from django_claude.smell.background import background
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +49,19 @@ def check_smell_pass_rates() -> list[str]:
 
 
 def queue_judge(sender: object, *, request_id: uuid.UUID, **kwargs: object) -> None:
-    """Receiver of ``call_sampled``: send the judge task. When it cannot be
-    queued (no broker) the call's smell test is abandoned at once."""
+    """Receiver of ``call_sampled``: send the judge task, off the request path
+    (inline with ``CELERY_TASK_ALWAYS_EAGER``, where the judge runs at once).
+    When it cannot be queued the call's smell test is abandoned at once."""
+    if smell_test.app.conf.task_always_eager:
+        _send_judge(request_id)
+        return
+    background.submit(
+        lambda: _send_judge(request_id),
+        on_full=lambda: verdicts.abandon_smell_test(request_id),
+    )
+
+
+def _send_judge(request_id: uuid.UUID) -> None:
     try:
         smell_test.delay(str(request_id))
     except Exception as exc:

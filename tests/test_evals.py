@@ -7,6 +7,8 @@ import json
 import logging
 import math
 import random
+import threading
+import time
 from io import StringIO
 
 import pytest
@@ -354,3 +356,31 @@ def test_failures_are_purged_after_their_retention(claude, settings):
     retention.purge_old_records()
     assert not SmellFailure.objects.exists()
     assert CallRecord.objects.filter(feature="chat").exists()  # the record stays 90 days
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_slow_broker_never_holds_the_caller(fake_anthropic, monkeypatch):
+    """Off the request path: the caller is answered while the send still waits;
+    when it fails, the text leaves the cache and the verdict is error."""
+    from django_claude.smell.background import background
+
+    released = threading.Event()
+
+    def stuck_broker(*args, **kwargs):
+        released.wait(5)
+        raise ConnectionError("the broker is down")
+
+    monkeypatch.setattr(tasks.smell_test, "delay", stuck_broker)
+    eager, app.conf.task_always_eager = app.conf.task_always_eager, False
+    try:
+        started = time.monotonic()
+        result = django_claude.call("secret plans for Q3", feature="chat", smell_test=True)
+        waited = time.monotonic() - started
+    finally:
+        released.set()
+        app.conf.task_always_eager = eager
+    assert result.outcome == "ok"
+    assert waited < 2.0  # the send waits 5 s in the background, not here
+    assert background.drain(10)
+    assert CallRecord.objects.get(id=result.request_id).smell_verdict == "error"
+    assert cache.get(sampling.stash_key(result.request_id)) is None
