@@ -16,7 +16,8 @@ from django.utils import timezone
 import django_claude
 from django_claude.models import CallRecord
 from django_claude.recording import writer
-from django_claude.recording.writer import Outage, records_in_test_transaction
+from django_claude.recording.backlog import Outage
+from django_claude.recording.writer import records_in_test_transaction
 
 # The convention of the suite: a transactional test leaves the migrations' rows behind.
 transactional = pytest.mark.django_db(transaction=True, serialized_rollback=True)

@@ -216,6 +216,63 @@ class FakeAnthropic:
         }
 
 
+def stream_events(message: dict[str, Any], fault: Fault) -> list[tuple[str, dict[str, Any]]]:
+    """The SSE events of ``message`` as ``fault`` would send them (cut short, stalled...)."""
+    text = message["content"][0]["text"]
+    usage = message["usage"]
+    start = dict(message, content=[], stop_reason=None)
+    start["usage"] = dict(usage, output_tokens=1)
+    events: list[tuple[str, dict[str, Any]]] = [
+        ("message_start", {"type": "message_start", "message": start}),
+        (
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+        ),
+        *[("ping", {"type": "ping"})] * max(1, fault.pings),
+    ]
+    for i in range(0, len(text), 8):
+        events.append(
+            (
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": text[i : i + 8]},
+                },
+            )
+        )
+    if fault.stall_after is not None:
+        first_delta = next(i for i, (name, _) in enumerate(events) if name.endswith("delta"))
+        events[first_delta + fault.stall_after :] = [("ping", {"type": "ping"})] * 100_000
+    events += [
+        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        (
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": usage["output_tokens"]},
+            },
+        ),
+        ("message_stop", {"type": "message_stop"}),
+    ]
+    stop_at = None  # index of the first event not sent
+    if fault.cut_after is not None or fault.error_event is not None:
+        deltas = 0
+        stop_at = len(events)
+        for i, (name, _) in enumerate(events):
+            if name == "content_block_delta":
+                if deltas == (fault.cut_after or 0):
+                    stop_at = i
+                    break
+                deltas += 1
+    return events[:stop_at]
+
+
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeAnthropic
     protocol_version = "HTTP/1.1"
@@ -314,58 +371,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, json.dumps(payload).encode(), "application/json", extra)
 
     def _send_stream(self, message: dict[str, Any], fault: Fault) -> None:
-        text = message["content"][0]["text"]
-        usage = message["usage"]
-        start = dict(message, content=[], stop_reason=None)
-        start["usage"] = dict(usage, output_tokens=1)
-        events: list[tuple[str, dict[str, Any]]] = [
-            ("message_start", {"type": "message_start", "message": start}),
-            (
-                "content_block_start",
-                {
-                    "type": "content_block_start",
-                    "index": 0,
-                    "content_block": {"type": "text", "text": ""},
-                },
-            ),
-            *[("ping", {"type": "ping"})] * max(1, fault.pings),
-        ]
-        for i in range(0, len(text), 8):
-            events.append(
-                (
-                    "content_block_delta",
-                    {
-                        "type": "content_block_delta",
-                        "index": 0,
-                        "delta": {"type": "text_delta", "text": text[i : i + 8]},
-                    },
-                )
-            )
-        if fault.stall_after is not None:
-            first_delta = next(i for i, (name, _) in enumerate(events) if name.endswith("delta"))
-            events[first_delta + fault.stall_after :] = [("ping", {"type": "ping"})] * 100_000
-        events += [
-            ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-            (
-                "message_delta",
-                {
-                    "type": "message_delta",
-                    "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                    "usage": {"output_tokens": usage["output_tokens"]},
-                },
-            ),
-            ("message_stop", {"type": "message_stop"}),
-        ]
-        stop_at = None  # index of the first event not sent
-        if fault.cut_after is not None or fault.error_event is not None:
-            deltas = 0
-            stop_at = len(events)
-            for i, (name, _) in enumerate(events):
-                if name == "content_block_delta":
-                    if deltas == (fault.cut_after or 0):
-                        stop_at = i
-                        break
-                    deltas += 1
+        events = stream_events(message, fault)
         headers = {
             "content-type": "text/event-stream",
             "request-id": f"req_fake_{uuid.uuid4().hex[:20]}",
@@ -373,7 +379,7 @@ class _Handler(BaseHTTPRequestHandler):
         }
         try:
             self._head(200, headers, fault)
-            for name, data in events[:stop_at]:
+            for name, data in events:
                 self._write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode(), fault)
                 if fault.chunk_delay:
                     time.sleep(fault.chunk_delay)
