@@ -10,7 +10,6 @@ from django.utils.translation import gettext_lazy as _
 
 from django_claude.querysets import (
     CallRecordQuerySet,
-    ModelPriceQuerySet,
     ModelRouteChangeQuerySet,
     SmellBaselineQuerySet,
 )
@@ -139,8 +138,6 @@ class ModelPrice(models.Model):
     )
     cache_read_per_mtok = models.DecimalField(_("cache read"), max_digits=12, decimal_places=4)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
-
-    objects = ModelPriceQuerySet.as_manager()
 
     class Meta:
         ordering = ["model", "-effective_from"]

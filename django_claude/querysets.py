@@ -13,7 +13,6 @@ from django_claude.types import Outcome, SmellVerdict
 if TYPE_CHECKING:
     from django_claude.models import (  # noqa: F401 (used in strings)
         CallRecord,
-        ModelPrice,
         ModelRouteChange,
         SmellBaseline,
     )
@@ -76,10 +75,6 @@ class CallRecordQuerySet(models.QuerySet["CallRecord"]):
     def unpriced(self) -> CallRecordQuerySet:
         """Calls a model answered whose model had no price."""
         return self.filter(cost_usd__isnull=True).exclude(model="")
-
-
-class ModelPriceQuerySet(models.QuerySet["ModelPrice"]):
-    """Price rows: prices are looked up by ``recording.pricing``, which caches them."""
 
 
 class ModelRouteChangeQuerySet(models.QuerySet["ModelRouteChange"]):

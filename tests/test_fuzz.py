@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from django_claude.client.request import prepare
 from django_claude.recording.encoding import json_safe, to_json
-from django_claude.recording.facts import record_from_line
+from django_claude.recording.facts import RECORD_FIELDS, record_from_line
 
 BUDGET = settings(
     max_examples=200,
@@ -109,30 +109,7 @@ def test_prepare_either_accepts_or_names_the_problem(prompt, args):
     json.loads(to_json({"tags": req.tags, "user": req.user_ref}))
 
 
-LINE_FIELDS = (
-    "feature",
-    "user_ref",
-    "model_requested",
-    "model",
-    "outcome",
-    "attempts",
-    "attempt_log",
-    "fallback_used",
-    "latency_ms",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_input_tokens",
-    "stop_reason",
-    "prompt_prefix",
-    "error_type",
-    "error_status",
-    "upstream_request_id",
-    "smell_verdict",
-    "tags",
-    "idempotency_key",
-    "cost_usd",
-    "user_id",
-)
+LINE_FIELDS = (*RECORD_FIELDS, "cost_usd", "user_id")
 line_values = st.fixed_dictionaries(
     {
         "request_id": st.one_of(
