@@ -44,6 +44,7 @@ from django.db.transaction import TransactionManagementError
 
 from django_claude.models import CallRecord
 from django_claude.recording.backlog import Outage, Overflow, WriterStats
+from django_claude.recording.watchdog import backend_pid, watchdog
 
 logger = logging.getLogger(__name__)
 
@@ -107,12 +108,7 @@ def _run_after(after: After, record: CallRecord) -> None:
         logger.exception("claude record %s: follow-up failed", record.id)
 
 
-# PostgreSQL: how long the caller's thread may wait on the insert (a lock, a
-# stalled disk) before the row goes to the background writer instead.
-INSERT_BUDGET_MS = 500
-BOUND_INSERT = (
-    "SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)"
-)
+# An insert the watchdog cancelled (or a server-side timeout): the writer takes the row.
 WAITED_TOO_LONG = frozenset({"55P03", "57014"})  # lock_not_available, query_canceled
 
 
@@ -132,10 +128,16 @@ def write_record(record: CallRecord, *, after: After = None, background: bool = 
             with transaction.atomic(using=alias):
                 record.save(force_insert=True, using=alias)
         elif connection.vendor == "postgresql":
-            with transaction.atomic(using=alias), connection.cursor() as cursor:
-                # A locked or stalled table must not hold the caller's answer.
-                cursor.execute(BOUND_INSERT, [f"{INSERT_BUDGET_MS}ms"] * 2)
+            # A locked or stalled table must not hold the caller's answer.
+            connection.ensure_connection()
+            pid = backend_pid(connection)
+            token = (
+                watchdog.watch(alias=alias, pid=pid, table=CallRecord._meta.db_table) if pid else 0
+            )
+            try:
                 record.save(force_insert=True, using=alias)
+            finally:
+                watchdog.done(token)
         else:
             record.save(force_insert=True, using=alias)
     except OperationalError as exc:
