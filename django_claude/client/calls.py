@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, ParamSpec
 
 from anthropic.types import Message
@@ -115,10 +115,13 @@ def _call(req: CallRequest, *, route: Route) -> ClaudeResult:
 
 def _takes_arguments_of(
     template: Callable[P, Any],
-) -> Callable[[Callable[..., Awaitable[ClaudeResult]]], Callable[P, Awaitable[ClaudeResult]]]:
+) -> Callable[
+    [Callable[..., Coroutine[Any, Any, ClaudeResult]]],
+    Callable[P, Coroutine[Any, Any, ClaudeResult]],
+]:
     """Give an async twin ``template``'s signature (for type checkers and ``help()``)."""
 
-    def decorate(fn: Callable[..., Awaitable[ClaudeResult]]) -> Any:
+    def decorate(fn: Callable[..., Coroutine[Any, Any, ClaudeResult]]) -> Any:
         fn.__signature__ = inspect.signature(template).replace(  # type: ignore[attr-defined]
             return_annotation="ClaudeResult"
         )

@@ -11,9 +11,14 @@ from typing import Any
 
 from django.utils import timezone
 
+# Days whose bounds (the day after, the offsets of any time zone) stay inside
+# what ``datetime`` can hold.
+FIRST_DAY = datetime.date.min + datetime.timedelta(days=1)
+LAST_DAY = datetime.date.max - datetime.timedelta(days=1)
+
 
 def resolve_tz(name: str | None) -> datetime.tzinfo:
-    """The named time zone, or the site's when ``name`` is empty.
+    """The named time zone, or the site's when ``name`` is None or empty.
 
     Raises ``ValueError`` for a name that is not a time zone.
     """
@@ -21,8 +26,26 @@ def resolve_tz(name: str | None) -> datetime.tzinfo:
         return timezone.get_default_timezone()
     try:
         return zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {name!r}") from None
+    # OSError: a name too long for a file name, or a directory such as "Europe".
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        shown = name if len(name) <= 60 else name[:60] + "..."
+        raise ValueError(f"unknown time zone {shown!r}") from None
+
+
+def parse_day(value: str) -> datetime.date:
+    """The day ``value`` (YYYY-MM-DD) names.
+
+    Raises ``ValueError`` for text that is not such a date, or a day too close
+    to the ends of the calendar for its bounds to exist.
+    """
+    shown = value if len(value) <= 40 else value[:40] + "..."
+    try:
+        day = datetime.date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"not a date (YYYY-MM-DD): {shown!r}") from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ValueError(f"{day} is out of range ({FIRST_DAY}..{LAST_DAY})")
+    return day
 
 
 def day_bounds(
@@ -37,8 +60,14 @@ def day_bounds(
 
 
 def line_day(line: Mapping[str, Any], tz: datetime.tzinfo) -> datetime.date:
-    """The day in ``tz`` of a ``django_claude.calls`` log line (naive times are UTC)."""
-    created = datetime.datetime.fromisoformat(str(line["created_at"]))
+    """The day in ``tz`` of a ``django_claude.calls`` log line (naive times are UTC).
+
+    Raises ``KeyError``, ``ValueError`` or ``OverflowError`` for a line whose
+    ``created_at`` is missing or not a time.
+    """
+    created = line["created_at"]
+    if not isinstance(created, datetime.datetime):
+        created = datetime.datetime.fromisoformat(str(created))
     if timezone.is_naive(created):
         created = created.replace(tzinfo=datetime.UTC)
     return created.astimezone(tz).date()

@@ -10,6 +10,7 @@ from typing import Any
 
 from django_claude.costs.days import day_bounds, line_day, resolve_tz
 from django_claude.costs.totals import (
+    LINE_ERRORS,
     CostRow,
     LineTotals,
     aggregates,
@@ -42,6 +43,21 @@ class CostReport:
             total.cost_usd += row.cost_usd
         return total
 
+    def as_csv(self) -> list[dict[str, Any]]:
+        """One dict per row for ``csv.DictWriter``, keys in column order.
+
+        Only the group's name (a feature, model or user someone chose) is text
+        from outside, so only it is made inert (``inert_csv_text``); the other
+        cells are counts and costs the app formatted itself, left as numbers a
+        spreadsheet can add up, even a negative one.
+        """
+        rows = []
+        for row in self.rows:
+            data = row.as_json(self.by)
+            data[self.by] = inert_csv_text(row.key)
+            rows.append(data)
+        return rows
+
     def as_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"date": self.since.isoformat()}
         if self.until != self.since:
@@ -53,6 +69,17 @@ class CostReport:
             total_cost_usd=format_cost(self.total.cost_usd),
         )
         return data
+
+
+# A spreadsheet reads a cell that starts with one of these as a formula
+# (OWASP's CSV injection list, plus the full-width forms some locales accept).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+
+
+def inert_csv_text(text: str) -> str:
+    """``text`` for a CSV cell that a spreadsheet shows as text: one that
+    starts like a formula (``=HYPERLINK(...)``) gets a leading ``'``."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 def _by_cost(rows: Iterable[CostRow]) -> list[CostRow]:
@@ -104,16 +131,24 @@ def cost_report_from_lines(
     by: str = "feature",
     tz: str | None = None,
 ) -> CostReport:
-    """The same report computed from ``django_claude.calls`` log lines."""
+    """The same report computed from ``django_claude.calls`` log lines.
+
+    A line whose time, counts or cost cannot be read is left out and counted
+    in ``corrupt_lines``. Raises ``ValueError`` for an unknown ``by`` or ``tz``.
+    """
     column = _grouping(by)
     until = until or since
     zone = resolve_tz(tz)
     groups: dict[str, LineTotals] = {}
+    corrupt = 0
     for line in lines:
-        if not since <= line_day(line, zone) <= until:
-            continue
-        key = str(line.get(column) or "")
-        groups.setdefault(key, LineTotals(CostRow(key=key))).add(line)
+        try:
+            if not since <= line_day(line, zone) <= until:
+                continue
+            key = str(line.get(column) or "")
+            groups.setdefault(key, LineTotals(CostRow(key=key))).add(line)
+        except LINE_ERRORS:
+            corrupt += 1
     return CostReport(
         since=since,
         until=until,
@@ -121,4 +156,5 @@ def cost_report_from_lines(
         by=by,
         source="log",
         rows=_by_cost(totals.finish() for totals in groups.values()),
+        corrupt_lines=corrupt,
     )

@@ -11,6 +11,7 @@ from django.db import transaction
 
 from django_claude.costs.days import day_bounds, line_day, resolve_tz, yesterday
 from django_claude.costs.totals import (
+    LINE_ERRORS,
     CostRow,
     LineTotals,
     aggregates,
@@ -97,15 +98,19 @@ def rollup_from_lines(
     until: datetime.date,
     tz: str | None = None,
 ) -> int:
-    """Save DailyCost rows for each day in the range from log lines."""
+    """Save DailyCost rows for each day in the range from log lines; a line
+    whose time, counts or cost cannot be read is left out."""
     zone = resolve_tz(tz)
     days: dict[datetime.date, dict[tuple[str, str], LineTotals]] = {}
     for line in lines:
-        day = line_day(line, zone)
-        if not since <= day <= until:
+        try:
+            day = line_day(line, zone)
+            if not since <= day <= until:
+                continue
+            key = (str(line.get("feature") or ""), str(line.get("model") or ""))
+            days.setdefault(day, {}).setdefault(key, LineTotals(CostRow(key=""))).add(line)
+        except LINE_ERRORS:
             continue
-        key = (str(line.get("feature") or ""), str(line.get("model") or ""))
-        days.setdefault(day, {}).setdefault(key, LineTotals(CostRow(key=""))).add(line)
     saved = 0
     day = since
     while day <= until:

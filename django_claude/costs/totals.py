@@ -3,6 +3,7 @@ whether they are aggregated by the database or added up from log lines."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -139,6 +140,19 @@ def row_from_aggregates(key: str, values: Mapping[str, Any]) -> CostRow:
 
 # -- from log lines ------------------------------------------------------------------------
 
+# What adding up a garbled line may raise (decimal's InvalidOperation is an ArithmeticError).
+LINE_ERRORS = (KeyError, TypeError, ValueError, ArithmeticError)
+
+
+def _count(line: Mapping[str, Any], name: str) -> int:
+    value = line.get(name) or 0
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError(f"{name}: {value} is not a whole number")
+    count = int(value)
+    if count < 0:
+        raise ValueError(f"{name}: {count} is negative")
+    return count
+
 
 @dataclass
 class LineTotals:
@@ -147,19 +161,30 @@ class LineTotals:
     row: CostRow
     latencies: list[float] = field(default_factory=list)
 
+    TOKENS = (
+        "input_tokens",
+        "output_tokens",
+        "cache_read_input_tokens",
+        "cache_creation_input_tokens",
+    )
+
     def add(self, line: Mapping[str, Any]) -> None:
+        """Count ``line`` in the row. Raises one of ``LINE_ERRORS`` (leaving the
+        row as it was) for a count, cost or latency that is not a number, or is negative."""
+        tokens = {name: _count(line, name) for name in self.TOKENS}
+        cost = line.get("cost_usd")
+        cost = None if cost is None else Decimal(str(cost))
+        if cost is not None and not cost.is_finite():
+            raise ValueError(f"cost_usd: {cost} is not a number")
+        latency = float(line.get("latency_ms") or 0)
+        if not (math.isfinite(latency) and latency >= 0):
+            raise ValueError(f"latency_ms: {latency} is not a duration")
         row = self.row
         row.calls += 1
-        for name in (
-            "input_tokens",
-            "output_tokens",
-            "cache_read_input_tokens",
-            "cache_creation_input_tokens",
-        ):
-            setattr(row, name, getattr(row, name) + int(line.get(name) or 0))
-        cost = line.get("cost_usd")
+        for name, value in tokens.items():
+            setattr(row, name, getattr(row, name) + value)
         if cost is not None:
-            row.cost_usd += Decimal(str(cost))
+            row.cost_usd += cost
         elif line.get("model"):
             row.unpriced_calls += 1
         outcome = line.get("outcome")
@@ -170,7 +195,7 @@ class LineTotals:
         verdict = line.get("smell_verdict")
         row.smell_passed += verdict == SmellVerdict.PASS
         row.smell_judged += verdict in JUDGED
-        self.latencies.append(float(line.get("latency_ms") or 0))
+        self.latencies.append(latency)
 
     def finish(self) -> CostRow:
         """The row, its cost rounded and its latency percentiles computed."""

@@ -8,20 +8,26 @@ import json
 from argparse import ArgumentParser
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 
 from django_claude.costs import reports, rollups
-from django_claude.costs.days import resolve_tz, yesterday
+from django_claude.costs.days import parse_day, resolve_tz, yesterday
 from django_claude.costs.reports import CostReport
 from django_claude.costs.totals import CostRow
 from django_claude.recording import logfiles
+from django_claude.recording.redaction import escape_controls
+
+# --save writes every day of the range: a typo such as 0026 for 2026 must not
+# start a job of seven hundred thousand days.
+MAX_SAVE_DAYS = 3660
+SHOWN_BAD_LINES = 10
 
 
-def _date(value: str) -> datetime.date:
+def _day(option: str, value: str) -> datetime.date:
     try:
-        return datetime.date.fromisoformat(value)
-    except ValueError:
-        raise CommandError(f"not a date (YYYY-MM-DD): {value!r}") from None
+        return parse_day(value)
+    except ValueError as exc:
+        raise CommandError(f"{option}: {exc}") from None
 
 
 class Command(BaseCommand):
@@ -57,27 +63,46 @@ class Command(BaseCommand):
         from_log: list[str] | None,
         **options: Any,
     ) -> None:
-        if date and (since or until):
+        if date is not None and (since is not None or until is not None):
             raise CommandError("use --date, or --since/--until, not both")
-        if until and not since:
+        if until is not None and since is None:
             raise CommandError("--until needs --since")
-        try:
-            given = date or since
-            first = _date(given) if given else yesterday(tz)
-            last = _date(until) if until else first
-            resolve_tz(tz)
-        except ValueError as exc:
-            raise CommandError(str(exc)) from None
+        if tz is not None:
+            if not tz:
+                raise CommandError("--tz: empty (leave it out for TIME_ZONE)")
+            try:
+                resolve_tz(tz)
+            except ValueError as exc:
+                raise CommandError(f"--tz: {exc}") from None
+        if date is not None:
+            first = last = _day("--date", date)
+        elif since is not None:
+            first = _day("--since", since)
+            last = _day("--until", until) if until is not None else first
+        else:
+            first = last = yesterday(tz)
         if last < first:
             raise CommandError("--until is before --since")
+        if save and (last - first).days >= MAX_SAVE_DAYS:
+            raise CommandError(
+                f"--save: {(last - first).days + 1} days; save at most {MAX_SAVE_DAYS} at a time"
+            )
+        stats = logfiles.ReadStats()
         if from_log:
-            stats = logfiles.ReadStats()
-            try:
-                lines = list(logfiles.read_call_lines(from_log, stats))
-            except FileNotFoundError as exc:
-                raise CommandError(f"no such file: {exc.filename}") from None
+            lines = [
+                logfiles.record_values(record)
+                for record in logfiles.read_call_records(from_log, stats)
+            ]
+            for problem in stats.unreadable:
+                self.stderr.write(self.style.WARNING(f"--from-log: {problem}"))
+            if not stats.files_read:
+                raise CommandError(
+                    "--from-log: no file could be read ("
+                    + "; ".join(f"{p.path}: {p.reason}" for p in stats.unreadable)
+                    + ")"
+                )
             report = reports.cost_report_from_lines(lines, since=first, until=last, by=by, tz=tz)
-            report.corrupt_lines = stats.corrupt
+            report.corrupt_lines += stats.corrupt
             if save:
                 rollups.rollup_from_lines(lines, since=first, until=last, tz=tz)
         else:
@@ -89,6 +114,8 @@ class Command(BaseCommand):
             self.stderr.write(
                 self.style.WARNING(f"{report.corrupt_lines} corrupt log lines were skipped")
             )
+            if from_log:
+                _write_bad_lines(self.stderr, stats)
         unpriced = report.total.unpriced_calls
         if unpriced:
             self.stderr.write(
@@ -104,81 +131,90 @@ class Command(BaseCommand):
         self.stdout.write(json.dumps(report.as_json(), indent=2))
 
     def _csv(self, report: CostReport) -> None:
-        rows = [row.as_json(report.by) for row in report.rows]
         header = list(CostRow(key="").as_json(report.by))
-        writer = csv.DictWriter(self.stdout, fieldnames=header, lineterminator="\n")
+        # CRLF (RFC 4180): the csv module quotes a cell holding CR or LF only
+        # when both are line terminators, so a name with a CR stays one cell.
+        writer = csv.DictWriter(self.stdout, fieldnames=header, lineterminator="\r\n")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(report.as_csv())  # names made inert; numbers left as numbers
 
     def _table(self, report: CostReport) -> None:
-        span = (
-            str(report.since) if report.since == report.until else f"{report.since}..{report.until}"
-        )
-        self.stdout.write(
-            f"Claude cost by {report.by}, {span} ({report.timezone}), from the {report.source}"
-        )
-        if report.latency == "percentiles":
-            latency_headers = ["p50 ms", "p95 ms"]
+        above, total, below = _table_lines(report)
+        for text in above:
+            self.stdout.write(text)
+        self.stdout.write(self.style.SUCCESS(total))
+        for text in below:
+            self.stdout.write(text)
+
+
+def _table_lines(report: CostReport) -> tuple[list[str], str, list[str]]:
+    """The table: the lines above its total, the total, the lines below."""
+    span = str(report.since) if report.since == report.until else f"{report.since}..{report.until}"
+    title = f"Claude cost by {report.by}, {span} ({report.timezone}), from the {report.source}"
+    percentiles = report.latency == "percentiles"
+    latency_headers = ["p50 ms", "p95 ms"] if percentiles else ["avg ms", ""]
+    headers = [
+        report.by,
+        "calls",
+        "input",
+        "output",
+        "cache read",
+        "cache write",
+        "cost USD",
+        "unpriced",
+        "fallback",
+        "degraded",
+        "errors",
+        *latency_headers,
+    ]
+
+    def cells(row: CostRow, latency: bool = True) -> list[str]:
+        if not latency:
+            lat = ["", ""]
+        elif report.latency == "percentiles":
+            lat = [_ms(row.latency_p50_ms), _ms(row.latency_p95_ms)]
         else:
-            latency_headers = ["avg ms", ""]
-        headers = [
-            report.by,
-            "calls",
-            "input",
-            "output",
-            "cache read",
-            "cache write",
-            "cost USD",
-            "unpriced",
-            "fallback",
-            "degraded",
-            "errors",
-            *latency_headers,
+            lat = [_ms(row.latency_avg_ms), ""]
+        return [
+            escape_controls(row.key) or "(none)",  # a name must not drive the terminal
+            str(row.calls),
+            str(row.input_tokens),
+            str(row.output_tokens),
+            str(row.cache_read_input_tokens),
+            str(row.cache_creation_input_tokens),
+            f"{row.cost_usd:.6f}",
+            str(row.unpriced_calls),
+            str(row.fallback_calls),
+            str(row.degraded_calls),
+            str(row.error_calls),
+            *lat,
         ]
 
-        def cells(row: CostRow, latency: bool = True) -> list[str]:
-            if not latency:
-                lat = ["", ""]
-            elif report.latency == "percentiles":
-                lat = [_ms(row.latency_p50_ms), _ms(row.latency_p95_ms)]
-            else:
-                lat = [_ms(row.latency_avg_ms), ""]
-            return [
-                row.key or "(none)",
-                str(row.calls),
-                str(row.input_tokens),
-                str(row.output_tokens),
-                str(row.cache_read_input_tokens),
-                str(row.cache_creation_input_tokens),
-                f"{row.cost_usd:.6f}",
-                str(row.unpriced_calls),
-                str(row.fallback_calls),
-                str(row.degraded_calls),
-                str(row.error_calls),
-                *lat,
+    table = [cells(row) for row in report.rows]
+    total = cells(report.total, latency=False)
+    widths = [max(len(h), *(len(r[i]) for r in [*table, total])) for i, h in enumerate(headers)]
+
+    def line(values: list[str]) -> str:
+        first, *rest = values
+        return "  ".join(
+            [
+                first.ljust(widths[0]),
+                *(v.rjust(w) for v, w in zip(rest, widths[1:], strict=True)),
             ]
+        ).rstrip()
 
-        table = [cells(row) for row in report.rows]
-        total = cells(report.total, latency=False)
-        widths = [max(len(h), *(len(r[i]) for r in [*table, total])) for i, h in enumerate(headers)]
+    rule = "-" * len(line(headers))
+    above = [title, line(headers), rule, *(line(row) for row in table), rule]
+    return above, line(total), [] if report.rows else ["No calls in this period."]
 
-        def line(values: list[str]) -> str:
-            first, *rest = values
-            return "  ".join(
-                [
-                    first.ljust(widths[0]),
-                    *(v.rjust(w) for v, w in zip(rest, widths[1:], strict=True)),
-                ]
-            ).rstrip()
 
-        self.stdout.write(line(headers))
-        self.stdout.write("-" * len(line(headers)))
-        for row in table:
-            self.stdout.write(line(row))
-        self.stdout.write("-" * len(line(headers)))
-        self.stdout.write(self.style.SUCCESS(line(total)))
-        if not report.rows:
-            self.stdout.write("No calls in this period.")
+def _write_bad_lines(stream: OutputWrapper, stats: logfiles.ReadStats) -> None:
+    """The first few corrupt lines, one per line, with file and line number."""
+    shown = stats.corrupt_at[:SHOWN_BAD_LINES]
+    for bad in shown:
+        stream.write(f"  {bad}")
+    if stats.corrupt > len(shown):
+        stream.write(f"  ... and {stats.corrupt - len(shown)} more")
 
 
 def _ms(value: float | None) -> str:

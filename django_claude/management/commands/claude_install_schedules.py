@@ -7,6 +7,7 @@ from typing import Any
 from django.apps import apps
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError, transaction
 
 # name: (task, crontab minute, hour) in the site's time zone
 SCHEDULES = {
@@ -35,20 +36,32 @@ class Command(BaseCommand):
                 "django_celery_beat is not in INSTALLED_APPS; add it, or use the "
                 "CELERY_BEAT_SCHEDULE shown in django-claude's README"
             )
+        try:
+            with transaction.atomic():  # all four or none
+                done = [self._install(name, *schedule) for name, schedule in SCHEDULES.items()]
+        except DatabaseError as exc:
+            first_line = (str(exc).strip().splitlines() or [""])[0][:200]
+            raise CommandError(
+                f"could not write the schedules ({type(exc).__name__}: {first_line}); "
+                "has manage.py migrate run for django_celery_beat?"
+            ) from None
+        for line in done:
+            self.stdout.write(line)
+
+    def _install(self, name: str, task: str, minute: str, hour: str) -> str:
         # Here, not at the top: its models cannot load when the app is not installed.
         from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
-        for name, (task, minute, hour) in SCHEDULES.items():
-            schedule, _ = CrontabSchedule.objects.get_or_create(
-                minute=minute,
-                hour=hour,
-                day_of_week="*",
-                day_of_month="*",
-                month_of_year="*",
-                timezone=settings.TIME_ZONE,
-            )
-            _, created = PeriodicTask.objects.update_or_create(
-                name=name,
-                defaults={"task": task, "crontab": schedule, "interval": None, "enabled": True},
-            )
-            self.stdout.write(f"{'installed' if created else 'updated'}: {name} ({task})")
+        schedule, _ = CrontabSchedule.objects.get_or_create(
+            minute=minute,
+            hour=hour,
+            day_of_week="*",
+            day_of_month="*",
+            month_of_year="*",
+            timezone=settings.TIME_ZONE,
+        )
+        _, created = PeriodicTask.objects.update_or_create(
+            name=name,
+            defaults={"task": task, "crontab": schedule, "interval": None, "enabled": True},
+        )
+        return f"{'installed' if created else 'updated'}: {name} ({task})"

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import datetime
 from argparse import ArgumentParser
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from django_claude.costs.days import parse_day, resolve_tz
 from django_claude.costs.repricing import reprice
 
 
@@ -23,10 +23,17 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, since: str, tz: str | None, **options: Any) -> None:
         try:
-            first = datetime.date.fromisoformat(since)
-            summary = reprice(since=first, tz=tz)
+            first = parse_day(since)
         except ValueError as exc:
-            raise CommandError(str(exc)) from None
+            raise CommandError(f"--since: {exc}") from None
+        if tz is not None:
+            if not tz:
+                raise CommandError("--tz: empty (leave it out for TIME_ZONE)")
+            try:
+                resolve_tz(tz)
+            except ValueError as exc:
+                raise CommandError(f"--tz: {exc}") from None
+        summary = reprice(since=first, tz=tz)
         self.stdout.write(
             self.style.SUCCESS(
                 f"{summary.repriced} calls priced, {summary.still_unpriced} still without a "

@@ -3,15 +3,54 @@
 from __future__ import annotations
 
 import json
+import re
 from argparse import ArgumentParser
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.db.models import Model
 
 from django_claude import routing
-from django_claude.models import ModelRoute
+from django_claude.models import ModelRoute, ModelRouteChange
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _route_errors(exc: ValidationError) -> str:
+    """The messages of ``validate_route``, each after the option it is about."""
+    if not hasattr(exc, "error_dict"):
+        return "; ".join(exc.messages)
+    options = {"model": "--model", "fallback_model": "--fallback"}
+    return "; ".join(
+        f"{options.get(name, name)}: {message}"
+        for name, messages in exc.message_dict.items()
+        for message in messages
+    )
+
+
+def _max_length(model: type[Model], name: str) -> int | None:
+    length: int | None = getattr(model._meta.get_field(name), "max_length", None)
+    return length
+
+
+def _check_text(
+    option: str, value: str | None, max_length: int | None, *, controls_ok: bool = False
+) -> None:
+    """Raise ``CommandError`` naming ``option`` for text no column can hold."""
+    if value is None:
+        return
+    if "\x00" in value:
+        raise CommandError(f"{option}: contains a NUL character")
+    if not controls_ok and _CONTROL.search(value):
+        raise CommandError(f"{option}: contains a control character")
+    if max_length is not None and len(value) > max_length:
+        raise CommandError(f"{option}: {len(value)} characters, at most {max_length}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise CommandError(f"{option}: not valid Unicode") from None
 
 
 class Command(BaseCommand):
@@ -48,6 +87,15 @@ class Command(BaseCommand):
         format: str,  # noqa: A002
         **options: Any,
     ) -> None:
+        User = get_user_model()
+        for option, value, column in (
+            ("--feature", feature, _max_length(ModelRoute, "feature")),
+            ("--model", model, _max_length(ModelRoute, "model")),
+            ("--fallback", fallback, _max_length(ModelRoute, "fallback_model")),
+            ("--user", user, _max_length(User, User.USERNAME_FIELD)),
+        ):
+            _check_text(option, value, column)
+        _check_text("--reason", reason, _max_length(ModelRouteChange, "reason"), controls_ok=True)
         author = self._user(user)
         if action == "show":
             self._show(feature, format)
@@ -68,12 +116,12 @@ class Command(BaseCommand):
                     allow_unpriced=allow_unpriced,
                 )
             except ValidationError as exc:
-                raise CommandError("; ".join(exc.messages)) from None
+                raise CommandError(_route_errors(exc)) from None
         else:
             try:
                 routing.rollback(feature=feature, user=author, reason=reason)
             except routing.NothingToRollBack as exc:
-                raise CommandError(str(exc)) from None
+                raise CommandError(f"--feature: {exc}") from None
         route = routing.active_route_from_db(feature)
         self.stdout.write(
             self.style.SUCCESS(
@@ -88,7 +136,7 @@ class Command(BaseCommand):
         try:
             return User._default_manager.get_by_natural_key(username)
         except User.DoesNotExist:
-            raise CommandError(f"no user {username!r}") from None
+            raise CommandError(f"--user: no user {username!r}") from None
 
     def _show(self, feature: str | None, fmt: str) -> None:
         routes = ModelRoute.objects.all()
@@ -106,6 +154,13 @@ class Command(BaseCommand):
         ]
         if fmt == "json":
             self.stdout.write(json.dumps(rows, indent=2))
+            return
+        if not rows and feature is not None:
+            in_force = routing.active_route_from_db(feature)
+            self.stdout.write(
+                f"{feature or '(default)'} has no route of its own: it uses {in_force.model}, "
+                f"fallback {in_force.fallback_model or '—'}."
+            )
             return
         if not rows:
             default = routing.active_route_from_db("")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from argparse import ArgumentParser
 from collections.abc import Callable
 from typing import Any
@@ -13,6 +14,23 @@ from django_claude.models import SmellBaseline
 from django_claude.smell import baselines
 
 BAR_WIDTH = 30
+MAX_SAMPLE = 100_000
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _check_feature(feature: str) -> None:
+    """Raise ``CommandError`` for a feature name no call can have."""
+    max_length = SmellBaseline._meta.get_field("feature").max_length or 0
+    if not feature.strip():
+        raise CommandError("--feature: empty")
+    if _CONTROL.search(feature):
+        raise CommandError("--feature: contains a control character")
+    if len(feature) > max_length:
+        raise CommandError(f"--feature: {len(feature)} characters, at most {max_length}")
+    try:
+        feature.encode("utf-8")
+    except UnicodeEncodeError:
+        raise CommandError("--feature: not valid Unicode") from None
 
 
 class Command(BaseCommand):
@@ -30,18 +48,25 @@ class Command(BaseCommand):
     def handle(
         self, *args: Any, feature: str, sample: int, from_file: str | None, **options: Any
     ) -> None:
-        if sample < 1:
-            raise CommandError("--sample must be at least 1")
-        if from_file:
+        if not 1 <= sample <= MAX_SAMPLE:
+            raise CommandError(f"--sample must be between 1 and {MAX_SAMPLE}")
+        _check_feature(feature)
+        if from_file is not None:
             pairs = _read_pairs(from_file, limit=sample)
+            if not pairs:
+                raise CommandError(f"--from-file: {from_file} holds no prompt/response pairs")
             found = baselines.sample_from_pairs(pairs, progress=self._progress_bar(len(pairs)))
             source = SmellBaseline.Source.FILE
         else:
             found = baselines.sample_from_records(feature, size=sample)
             source = SmellBaseline.Source.RECORDS
+        if not found.judged and from_file is not None:
+            raise CommandError(
+                f"--from-file: the judge could not decide any of the {found.undecided} pairs"
+            )
         if not found.judged:
             raise CommandError(
-                f"no judged calls for {feature!r}: sample some traffic first "
+                f"--feature: no judged calls for {feature!r}: sample some traffic first "
                 "(DJANGO_CLAUDE_SMELL_TEST_RATES) or pass --from-file"
             )
         baseline = baselines.save_baseline(feature, found, source=source)
@@ -71,7 +96,8 @@ class Command(BaseCommand):
 
 
 def _read_pairs(path: str, *, limit: int) -> list[tuple[str, str]]:
-    """The first ``limit`` (prompt, response) pairs of a JSONL file."""
+    """The first ``limit`` (prompt, response) pairs of a JSONL file; raises
+    ``CommandError`` for a file that cannot be read or a line that is not a pair."""
     pairs: list[tuple[str, str]] = []
     try:
         with open(path, encoding="utf-8") as handle:
@@ -81,12 +107,18 @@ def _read_pairs(path: str, *, limit: int) -> list[tuple[str, str]]:
                 try:
                     item = json.loads(raw)
                     pairs.append((str(item["prompt"]), str(item["response"])))
-                except (ValueError, KeyError, TypeError):
+                except (ValueError, KeyError, TypeError, RecursionError):
                     raise CommandError(
-                        f'{path}:{number}: expected {{"prompt": ..., "response": ...}}'
+                        f'--from-file: {path}:{number}: expected {{"prompt": ..., "response": ...}}'
                     ) from None
                 if len(pairs) >= limit:
                     break
     except FileNotFoundError:
-        raise CommandError(f"no such file: {path}") from None
+        raise CommandError(f"--from-file: no such file: {path}") from None
+    except IsADirectoryError:
+        raise CommandError(f"--from-file: {path} is a directory") from None
+    except UnicodeDecodeError:
+        raise CommandError(f"--from-file: {path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise CommandError(f"--from-file: {path}: {exc.strerror or exc}") from None
     return pairs
