@@ -143,3 +143,56 @@ def test_a_bad_or_missing_id_is_404(admin_client, db, model, object_id, page):
     assert admin_client.get(url).status_code == 404
     if page == "rollback":
         assert admin_client.post(url, {"reason": "x"}).status_code == 404
+
+
+def test_record_cost_is_rounded_in_the_list_and_exact_on_its_page(admin_client, db):
+    from django.utils import timezone
+
+    rec = CallRecord.objects.create(
+        created_at=timezone.now(),
+        feature="support",
+        model_requested="claude-sonnet-4-6",
+        model="claude-sonnet-4-6",
+        outcome="ok",
+        cost_usd=Decimal("0.0003312345"),
+    )
+    listing = admin_client.get(reverse("admin:django_claude_callrecord_changelist"))
+    assert b'<td class="field-cost">$0.000331</td>' in listing.content
+    assert b"0.0003312345" not in listing.content
+    detail = admin_client.get(reverse("admin:django_claude_callrecord_change", args=[rec.pk]))
+    assert b"$0.0003312345" in detail.content
+    assert detail.content.count(b"0.0003312345") == 1  # not the raw column too
+
+
+def test_attempts_are_a_table_not_json(claude, admin_client):
+    claude.script("claude-sonnet-4-6", [529, 529])
+    result = django_claude.call("hi", feature="support")
+    detail = admin_client.get(
+        reverse("admin:django_claude_callrecord_change", args=[result.request_id])
+    ).content.decode()
+    table = detail.split('<table class="claude-attempts">')[1].split("</table>")[0]
+    rows = table.split("<tbody>")[1].count("<tr>")
+    assert rows == 3  # two overloaded attempts, then the answer
+    assert "<th>status</th>" in table and "<th>latency (ms)</th>" in table
+    assert "<td>529</td>" in table and "<td>200</td>" in table
+    assert "claude-sonnet-4-6" in table
+    assert "&quot;latency_ms&quot;" not in detail and '"latency_ms"' not in detail  # no JSON
+    assert detail.count("Attempts detail") == 1
+
+
+def test_a_hostile_attempt_log_is_escaped(admin_client, db):
+    from django.utils import timezone
+
+    rec = CallRecord.objects.create(
+        created_at=timezone.now(),
+        feature="support",
+        model_requested="m",
+        model="m",
+        outcome="error",
+        attempt_log=[{"model": "<script>alert(1)</script>", "error": "<b>x</b>"}, "<i>odd</i>"],
+    )
+    page = admin_client.get(
+        reverse("admin:django_claude_callrecord_change", args=[rec.pk])
+    ).content.decode()
+    assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
+    assert "&lt;b&gt;x&lt;/b&gt;" in page and "&lt;i&gt;odd&lt;/i&gt;" in page

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 import django_claude
 from django_claude.models import CallRecord, ModelRoute, ModelRouteChange
-from django_claude.routing import active_route, set_route
+from django_claude.routing import active_route, rollback, set_route
 from django_claude.types import Outcome, SmellVerdict
 
 SONNET, HAIKU, OPUS = "claude-sonnet-4-6", "claude-haiku-4-5-20251001", "claude-opus-4-7"
@@ -333,3 +333,22 @@ def changelist_queries(client: Client, routes: int) -> int:
 
 def test_route_changelist_queries_do_not_grow_with_its_rows(admin_client, db):
     assert changelist_queries(admin_client, 1) == changelist_queries(admin_client, 8)
+
+
+def test_route_change_list_reads_at_a_glance(admin_client, django_user_model, db):
+    oncall = django_user_model.objects.create_user("oncall", password="pw", is_staff=True)
+    set_route(feature="support", model=SONNET, fallback_model=HAIKU, user=oncall, reason="launch")
+    set_route(feature="support", model=OPUS, fallback_model=HAIKU, user=oncall, reason="<b>try</b>")
+    rollback(feature="support", user=oncall, reason="opus too slow")
+    page = admin_client.get(reverse("admin:django_claude_modelroutechange_changelist"))
+    text = page.content.decode()
+    switch = cells(text, "switch")
+    assert switch[0] == (
+        f'<span class="claude-model">{OPUS}</span> → <span class="claude-model">{SONNET}</span>'
+    )
+    assert cells(text, "kind") == ["rollback", "change, undone", "change"]
+    assert "&lt;b&gt;try&lt;/b&gt;" in text
+    changed = re.findall(r'<th class="field-changed"><a [^>]*>(.*?)</a></th>', text)
+    assert len(changed) == 3 and all(
+        re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d by oncall", c) for c in changed
+    )

@@ -104,3 +104,12 @@ def test_failure_links_to_its_call_only_where_calls_are_shown(claude, admin_clie
     assert failures.status_code == 200
     assert record not in failures.content.decode()
     assert str(result.request_id) in failures.content.decode()
+
+
+def test_each_sites_index_lists_its_own_dashboard(admin_client, db):
+    index = admin_client.get("/other/").content.decode()
+    assert 'href="/other/django_claude/callrecord/dashboard/"' in index
+    assert stays_on_other_site(index)
+    # a site without call records has no dashboard to list
+    failures = admin_client.get("/failures/").content.decode()
+    assert "callrecord/dashboard" not in failures and "model-dashboard" not in failures

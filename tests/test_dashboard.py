@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 from decimal import Decimal
 
 import pytest
@@ -179,3 +180,115 @@ def test_charts_escape_labels():
         markers=[(1, "flip <x>")],
     )
     assert "flip &lt;x&gt;" in line and "baseline" in line
+
+
+def test_linked_from_the_admin_index_in_the_apps_section(admin_client, db):
+    page = admin_client.get(reverse("admin:index")).content.decode()
+    section = page.split('<div class="app-django_claude module')[1].split("</table>")[0]
+    row = section.split('<tr class="model-dashboard">')[1].split("</tr>")[0]
+    assert f'<a href="{reverse(URL)}">Dashboard</a>' in row
+    assert ">View</a>" in row
+    # first in the section, above the models
+    assert section.index("model-dashboard") < section.index("model-callrecord")
+
+
+def test_the_index_shows_no_dashboard_to_staff_who_may_not_see_it(client, django_user_model):
+    staff = django_user_model.objects.create_user("staff", password="pw", is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="view_modelprice"))
+    client.force_login(staff)
+    page = client.get(reverse("admin:index")).content.decode()
+    assert "app-django_claude" in page and reverse(URL) not in page
+    staff.user_permissions.add(Permission.objects.get(codename="view_callrecord"))
+    assert reverse(URL) in client.get(reverse("admin:index")).content.decode()
+
+
+@pytest.mark.parametrize(
+    ("value", "whole", "ticks"),
+    [
+        (50, False, [0, 20, 40, 60]),
+        (100, False, [0, 25, 50, 75, 100]),
+        (37, False, [0, 10, 20, 30, 40]),
+        (0.0132, False, [0, 0.005, 0.01, 0.015]),
+        (1.8, False, [0, 0.5, 1, 1.5, 2]),
+        (9, False, [0, 2.5, 5, 7.5, 10]),
+        (0, False, [0, 0.25, 0.5, 0.75, 1]),
+        (3, True, [0, 1, 2, 3]),
+        (10, True, [0, 5, 10]),
+        (0, True, [0, 1]),
+        (1234, True, [0, 500, 1000, 1500]),
+    ],
+)
+def test_axis_ticks_are_round_numbers(value, whole, ticks):
+    assert charts.nice_ticks(value, whole=whole) == pytest.approx(ticks)
+
+
+def axis(svg: str) -> list[tuple[str, str]]:
+    """Each y tick's label and whether it sits on its gridline: (label, "on"/"off")."""
+    lines = re.findall(r'<line [^>]*y1="([\d.]+)"[^>]*class="claude-grid"', svg)
+    labels = re.findall(r'<text [^>]*y="([\d.]+)"[^>]*class="claude-tick">([^<]*)<', svg)
+    assert len(lines) == len(labels)
+    return [
+        (text, "on" if y == line else "off") for line, (y, text) in zip(lines, labels, strict=True)
+    ]
+
+
+def legend(svg: str) -> list[str]:
+    """The names in the chart's legend, in order."""
+    return re.findall(r'class="claude-legend-name">([^<]*)</text></g>', svg)
+
+
+def test_tick_labels_are_the_exact_values_on_their_gridlines():
+    svg = charts.stacked_bars(
+        title="calls", y_label="calls", labels=["a", "b"], series={"ok": [50, 3]}, whole=True
+    )
+    assert axis(svg) == [("0", "on"), ("20", "on"), ("40", "on"), ("60", "on")]
+    cost = charts.stacked_bars(
+        title="cost", y_label="USD", labels=["a"], series={"x": [0.0132]}, prefix="$"
+    )
+    assert [label for label, _ in axis(cost)] == ["$0.000", "$0.005", "$0.010", "$0.015"]
+    quality = charts.lines(
+        title="q", y_label="%", labels=["a", "b"], series={"p": [90, 95]}, y_max=100, suffix="%"
+    )
+    assert axis(quality) == [(f"{v}%", "on") for v in (0, 25, 50, 75, 100)]
+
+
+def test_every_mark_has_a_legend_entry():
+    line = charts.lines(
+        title="t",
+        y_label="%",
+        labels=["a", "b"],
+        series={"pass rate": [80.0, 90.0]},
+        reference=("baseline", 85.0),
+        markers=[(1, "flip")],
+    )
+    assert legend(line) == ["pass rate", "baseline", "model change"]
+    bare = charts.lines(title="t", y_label="%", labels=["a"], series={"p50": [1.0]})
+    assert legend(bare) == ["p50"]
+    many = {f"feature-with-a-long-name-{i}": [1.0] for i in range(8)}
+    bars = charts.stacked_bars(title="t", y_label="USD", labels=["a"], series=many)
+    assert legend(bars) == list(many)
+    # the entries wrap onto rows inside the picture
+    xs = [float(x) for x in re.findall(r'claude-legend-entry"><rect x="([\d.]+)"', bars)]
+    assert max(xs) < charts.WIDTH and 'viewBox="0 0 720 240"' not in bars
+
+
+def test_dashboard_charts_have_round_ticks_and_full_legends(admin_client, history):
+    SmellBaseline.objects.create(feature="chat", pass_rate=90, sample_size=100, source="records")
+    set_route(feature="chat", model="claude-opus-4-7", fallback_model="claude-haiku-4-5")
+    page = admin_client.get(reverse(URL), {"feature": "chat"}).content.decode()
+    figures = dict(re.findall(r'<figure id="chart-(\w+)">(.*?)</svg>', page, re.S))
+    assert sorted(figures) == ["cost", "latency", "outcomes", "quality"]
+    for name, svg in figures.items():
+        assert all(on == "on" for _, on in axis(svg)), name
+    assert [label for label, _ in axis(figures["quality"])] == ["0%", "25%", "50%", "75%", "100%"]
+    assert legend(figures["quality"]) == ["pass rate", "baseline", "model change"]
+    assert legend(figures["outcomes"]) == ["ok", "cached", "fallback", "degraded", "errors"]
+    calls = [label for label, _ in axis(figures["outcomes"])]
+    assert all(label.isdigit() for label in calls) and calls[0] == "0"
+
+
+def test_costs_on_the_dashboard_read_as_in_the_lists(admin_client, history):
+    page = admin_client.get(reverse(URL)).content.decode()
+    assert 'id="claude-total-cost">$1.80<' in page
+    top = page.split('id="claude-top-features"')[1].split("</table>")[0]
+    assert "<td>$1.53</td>" in top and "<td>$0.27</td>" in top

@@ -2,46 +2,159 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
+from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from django_claude.admin import charts, dashboard
-from django_claude.admin.base import EstimatedCountPaginator, ReadOnlyAdmin, admin_link
+from django_claude.admin.base import (
+    EstimatedCountPaginator,
+    ReadOnlyAdmin,
+    admin_link,
+    moment,
+    usd,
+    usd_exact,
+)
 from django_claude.models import CallRecord, DailyCost, ModelRoute
 from django_claude.types import Outcome
 
 DAY_CHOICES = [7, 14, 30, 90]
 DEFAULT_DAYS = 14
+# On the detail page these columns are shown by a method that reads better.
+DETAIL_DISPLAY = {"cost_usd": "cost_exact", "attempt_log": "attempt_table"}
+
+
+def attempt_rows(attempt_log: Any) -> list[dict[str, Any]]:
+    """The attempt log as rows of model, status, error and latency; an entry
+    that is not an object (a hand-edited or ingested log) becomes its error text."""
+    if not isinstance(attempt_log, list):
+        attempt_log = [attempt_log] if attempt_log else []
+    rows = []
+    for entry in attempt_log:
+        if isinstance(entry, dict):
+            rows.append({k: entry.get(k) for k in ("model", "status", "error", "latency_ms")})
+        else:
+            rows.append({"model": None, "status": None, "error": entry, "latency_ms": None})
+    return rows
+
+
+def list_dashboard_on(site: admin.AdminSite, records_admin: CallRecordAdmin) -> None:
+    """Make the dashboard a row of the app's section wherever ``site`` lists
+    its apps (the index, the app page, the sidebar), for those who may see it.
+
+    Django builds those lists from registered models only, and the index
+    template is Django's own (it comes first in ``INSTALLED_APPS``): wrapping
+    the site's ``get_app_list`` is the one place a row can be added.
+    """
+    build = site.get_app_list
+    if getattr(build, "lists_claude_dashboard", False):
+        return
+
+    def get_app_list(request: HttpRequest, app_label: str | None = None) -> list[Any]:
+        apps = build(request, app_label)
+        if not records_admin.has_view_permission(request):
+            return apps
+        opts = records_admin.opts
+        for app in apps:
+            if app["app_label"] == opts.app_label:
+                app["models"].insert(0, dashboard_row(site))
+        return apps
+
+    get_app_list.lists_claude_dashboard = True  # type: ignore[attr-defined]
+    site.get_app_list = get_app_list  # type: ignore[method-assign]
+
+
+def dashboard_row(site: admin.AdminSite) -> dict[str, Any]:
+    """The dashboard as the admin's app lists show a model: a "View" link."""
+    return {
+        "model": None,
+        "name": _("Dashboard"),
+        "object_name": "Dashboard",
+        "perms": {"add": False, "change": False, "delete": False, "view": True},
+        "admin_url": reverse(f"{site.name}:django_claude_dashboard"),
+        "add_url": None,
+        "view_only": True,
+    }
 
 
 @admin.register(CallRecord)
 class CallRecordAdmin(ReadOnlyAdmin):
     list_display = (
-        "created_at",
+        "created",
         "feature",
         "model",
-        "outcome",
-        "attempts",
+        "result",
         "latency_ms",
-        "input_tokens",
-        "output_tokens",
-        "cost_usd",
-        "smell_verdict",
+        "tokens",
+        "cost",
+        "smell",
     )
     list_filter = ("outcome", "feature", "model", "smell_verdict", "fallback_used")
     search_fields = ("=id", "=upstream_request_id")
     date_hierarchy = "created_at"
     show_full_result_count = False
     list_select_related = ("user",)
-    readonly_fields = [*(field.name for field in CallRecord._meta.fields), "route_history"]
+    readonly_fields = [
+        *(DETAIL_DISPLAY.get(field.name, field.name) for field in CallRecord._meta.fields),
+        "route_history",
+    ]
+    exclude = list(DETAIL_DISPLAY)
     list_per_page = 50
     paginator = EstimatedCountPaginator
     change_list_template = "admin/django_claude/callrecord/change_list.html"
+
+    def __init__(self, model: type[CallRecord], admin_site: admin.AdminSite) -> None:
+        super().__init__(model, admin_site)
+        list_dashboard_on(admin_site, self)
+
+    @admin.display(description=_("time"), ordering="created_at")
+    def created(self, obj: CallRecord) -> str:
+        return moment(obj.created_at)
+
+    @admin.display(description=_("outcome"), ordering="outcome")
+    def result(self, obj: CallRecord) -> str:
+        """The outcome, and the attempts it took when there was more than one."""
+        outcome = obj.get_outcome_display()
+        if obj.attempts <= 1:
+            return str(outcome)
+        return ngettext(
+            "%(outcome)s after %(count)d attempt",
+            "%(outcome)s after %(count)d attempts",
+            obj.attempts,
+        ) % {"outcome": outcome, "count": obj.attempts}
+
+    @admin.display(description=_("tokens in / out"))
+    def tokens(self, obj: CallRecord) -> str:
+        return f"{obj.input_tokens:,} / {obj.output_tokens:,}"
+
+    @admin.display(description=_("smell test"), ordering="smell_verdict")
+    def smell(self, obj: CallRecord) -> str:
+        return str(obj.get_smell_verdict_display())
+
+    @admin.display(description=_("cost (USD)"), ordering="cost_usd")
+    def cost(self, obj: CallRecord) -> str:
+        return usd(obj.cost_usd)
+
+    @admin.display(description=_("cost (USD)"))
+    def cost_exact(self, obj: CallRecord) -> str:
+        return usd_exact(obj.cost_usd)
+
+    @admin.display(description=_("attempts detail"))
+    def attempt_table(self, obj: CallRecord) -> SafeString:
+        """Each attempt: model, status, error and latency (escaped by the template)."""
+        return render_to_string(
+            "admin/django_claude/callrecord/attempt_log.html",
+            {"attempts": attempt_rows(obj.attempt_log)},
+        )
 
     @admin.display(description=_("route history"))
     def route_history(self, obj: CallRecord) -> str:
@@ -87,6 +200,8 @@ class CallRecordAdmin(ReadOnlyAdmin):
                 | set(data.features)
             ),
             "charts": dashboard_charts(data) if not data.empty else {},
+            "total_cost": usd(data.total_cost),
+            "top_features": [(name, usd(cost), calls) for name, cost, calls in data.top_features],
         }
         request.current_app = self.admin_site.name
         return TemplateResponse(request, "admin/django_claude/dashboard.html", context)
@@ -135,7 +250,8 @@ def dashboard_charts(data: dashboard.Dashboard) -> dict[str, str]:
             y_label="USD",
             labels=labels,
             series=series,
-            fmt=lambda v: f"${v:,.4f}" if v < 1 else f"${v:,.2f}",
+            fmt=usd,
+            prefix="$",
         ),
         "outcomes": charts.stacked_bars(
             title="Calls per day by outcome",
@@ -144,6 +260,7 @@ def dashboard_charts(data: dashboard.Dashboard) -> dict[str, str]:
             series=outcomes,
             fmt=lambda v: f"{v:,.0f}",
             colours=charts.OUTCOME_COLOURS,
+            whole=True,
         ),
         "latency": charts.lines(
             title=f"Latency per day ({latency_name}, ms)",
@@ -158,6 +275,7 @@ def dashboard_charts(data: dashboard.Dashboard) -> dict[str, str]:
             labels=labels,
             series={"pass rate": [day.pass_rate for day in data.days]},
             fmt=lambda v: f"{v:.1f}%",
+            suffix="%",
             y_max=100.0,
             reference=("baseline", data.baseline) if data.baseline is not None else None,
             markers=markers,

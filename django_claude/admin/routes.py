@@ -3,6 +3,7 @@ evidence since its last change, roll it back; and the history of changes."""
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 from django import forms
@@ -19,10 +20,17 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from django_claude import routing
-from django_claude.admin.base import ClaudeAdmin, ReadOnlyAdmin, admin_url, percent
+from django_claude.admin.base import ClaudeAdmin, ReadOnlyAdmin, admin_url, moment, percent
 from django_claude.models import CallRecord, ModelRoute, ModelRouteChange
 
 ROLLBACK_ACTION = "rollback_selected"
+
+
+def change_moment(when: datetime.datetime, user: Any) -> str:
+    """When a route changed, and who changed it: "2026-11-27 10:35 by oncall"."""
+    if user is None:
+        return moment(when)
+    return _("%(when)s by %(user)s") % {"when": moment(when), "user": user}
 
 
 class ModelRouteForm(forms.ModelForm):
@@ -236,8 +244,7 @@ class ModelRouteAdmin(RouteRollbackAdmin):
         "route_name",
         "model",
         "fallback_model",
-        "updated_at",
-        "updated_by",
+        "updated",
         "calls_since_change",
         "fallback_rate",
         "degraded_rate",
@@ -261,6 +268,10 @@ class ModelRouteAdmin(RouteRollbackAdmin):
     @admin.display(description=_("feature"), ordering="feature")
     def route_name(self, obj: ModelRoute) -> str:
         return str(obj)
+
+    @admin.display(description=_("changed"), ordering="updated_at")
+    def updated(self, obj: ModelRoute) -> str:
+        return change_moment(obj.updated_at, obj.updated_by)
 
     @admin.display(description=_("calls since change"), ordering="health_calls")
     def calls_since_change(self, obj: Any) -> int:
@@ -304,16 +315,26 @@ class ModelRouteAdmin(RouteRollbackAdmin):
 class ModelRouteChangeAdmin(ReadOnlyAdmin):
     """Every route change ever made: read-only."""
 
-    list_display = (
-        "changed_at",
-        "feature",
-        "old_model",
-        "new_model",
-        "is_rollback",
-        "rolled_back",
-        "changed_by",
-        "reason",
-    )
+    list_display = ("changed", "feature", "switch", "kind", "reason")
     list_filter = ("is_rollback", "feature")
     list_select_related = ("changed_by",)
     date_hierarchy = "changed_at"
+
+    @admin.display(description=_("time"), ordering="changed_at")
+    def changed(self, obj: ModelRouteChange) -> str:
+        return change_moment(obj.changed_at, obj.changed_by)
+
+    @admin.display(description=_("model: old → new"))
+    def switch(self, obj: ModelRouteChange) -> str:
+        # Two ids side by side are too wide for a laptop: the arrow may wrap,
+        # an id never does.
+        return format_html(
+            '<span class="claude-model">{}</span> → <span class="claude-model">{}</span>',
+            obj.old_model or "—",
+            obj.new_model,
+        )
+
+    @admin.display(description=_("kind"), ordering="is_rollback")
+    def kind(self, obj: ModelRouteChange) -> str:
+        kind = _("rollback") if obj.is_rollback else _("change")
+        return f"{kind}, {_('undone')}" if obj.rolled_back else str(kind)
