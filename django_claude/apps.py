@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import importlib.util
-
 from django.apps import AppConfig
 from django.core import checks
 from django.db.models.signals import post_delete, post_save
@@ -14,18 +12,16 @@ class DjangoClaudeConfig(AppConfig):
 
     def ready(self) -> None:
         from django_claude import checks as claude_checks
+        from django_claude import logs
+        from django_claude.judging import judge_sampled_call
         from django_claude.models import ModelPrice
         from django_claude.recording import pricing
         from django_claude.signals import call_sampled
 
-        if importlib.util.find_spec("celery"):
-            from django_claude.tasks import queue_judge
-        else:  # nothing can judge a sampled call: its text is dropped at once, verdict "error"
-            from django_claude.smell.verdicts import judge_unavailable as queue_judge
-
         checks.register(claude_checks.check_settings, "django_claude")
         checks.register(claude_checks.check_api_key, "django_claude")
         checks.register(claude_checks.check_smell_test, "django_claude")
+        checks.register(claude_checks.check_smell_test_deploy, "django_claude", deploy=True)
         checks.register(claude_checks.check_prices, "django_claude", checks.Tags.database)
 
         def _prices_changed(**kwargs: object) -> None:
@@ -37,4 +33,7 @@ class DjangoClaudeConfig(AppConfig):
         post_delete.connect(
             _prices_changed, sender=ModelPrice, dispatch_uid="django_claude.prices_del", weak=False
         )
-        call_sampled.connect(queue_judge, dispatch_uid="django_claude.smell.queue_judge")
+        # Celery when the site configured it, else a thread of this process (judging.py).
+        call_sampled.connect(judge_sampled_call, dispatch_uid="django_claude.smell.queue_judge")
+        # The call lines reach stderr unless the site's LOGGING says where they go.
+        logs.show_call_lines()

@@ -17,6 +17,7 @@ from django.db import DatabaseError
 from django.utils.module_loading import import_string
 
 from django_claude.conf import PREFIX_CHARS_CEILING, conf
+from django_claude.judging import celery_configured
 from django_claude.recording import pricing
 
 E001 = "django_claude.E001"  # a timing or count setting out of range
@@ -30,7 +31,8 @@ W001 = "django_claude.W001"  # no API key anywhere
 W002 = "django_claude.W002"  # a model in use has no price
 W003 = "django_claude.W003"  # a per-process cache: the breaker is not shared
 W004 = "django_claude.W004"  # DEADLINE shorter than TIMEOUT
-W005 = "django_claude.W005"  # smell tests sampled with no way to run the judge
+W005 = "django_claude.W005"  # smell tests judged by a Celery worker that cannot read the stash
+W006 = "django_claude.W006"  # (--deploy) smell tests judged in the web process, no Celery
 
 
 def _positive(name: str, value: Any, *, integer: bool = False) -> list[CheckMessage]:
@@ -129,25 +131,25 @@ def _is_positive(value: Any) -> bool:
         return False
 
 
-def check_smell_test(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
-    """Sampling without Celery, or with a per-process cache the worker can't read."""
+def _sampling() -> bool:
+    """Is any share of calls sampled for the smell test?"""
     try:
         rates = [float(conf.SMELL_TEST_RATE), *map(float, conf.SMELL_TEST_RATES.values())]
     except (TypeError, ValueError):
-        return []  # reported as E005
-    if not any(rate > 0 for rate in rates):
+        return False  # reported as E005
+    return any(rate > 0 for rate in rates)
+
+
+def check_smell_test(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """A Celery worker judging sampled calls with a per-process cache it can't read.
+
+    Without Celery the judge runs in a thread of the process that made the
+    call, which reads its own cache: nothing to warn about.
+    """
+    if not _sampling() or not celery_configured():
         return []
-    try:
-        from celery import current_app  # optional: sites without Celery get a warning
-    except ImportError:
-        return [
-            Warning(
-                "Smell tests are sampled but Celery is not installed: every sampled "
-                "verdict will end as 'error'.",
-                hint="pip install celery, or set DJANGO_CLAUDE_SMELL_TEST_RATE = 0.",
-                id=W005,
-            )
-        ]
+    from celery import current_app  # importable: celery_configured() said so
+
     eager = bool(getattr(settings, "CELERY_TASK_ALWAYS_EAGER", False)) or bool(
         current_app.conf.task_always_eager
     )
@@ -165,6 +167,24 @@ def check_smell_test(app_configs: Sequence[Any] | None = None, **kwargs: Any) ->
     return []
 
 
+def check_smell_test_deploy(
+    app_configs: Sequence[Any] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """(``check --deploy``) Sampled calls judged in the web process, for lack of Celery."""
+    if not _sampling() or celery_configured():
+        return []
+    return [
+        Warning(
+            "Smell tests are judged in a background thread of each web process (no Celery "
+            "is configured): judge calls share the web processes' resources, and calls "
+            "still waiting for the judge when a process stops end as 'error'.",
+            hint="Configure Celery (CELERY_BROKER_URL) and run a worker to judge sampled "
+            "calls there, or set DJANGO_CLAUDE_SMELL_TEST_RATE = 0.",
+            id=W006,
+        )
+    ]
+
+
 def check_api_key(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
     if (
         conf.API_KEY
@@ -176,7 +196,7 @@ def check_api_key(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> li
         Warning(
             "No Anthropic API key: every call will end degraded.",
             hint="Set DJANGO_CLAUDE_API_KEY (read from the environment, never in code) "
-            "or ANTHROPIC_API_KEY.",
+            "or ANTHROPIC_API_KEY. Offline: run manage.py claude_fake_api.",
             id=W001,
         )
     ]

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from django_claude.indexes import CoveringIndex
 from django_claude.querysets import (
     CallRecordQuerySet,
     ModelRouteChangeQuerySet,
@@ -95,10 +96,10 @@ class CallRecord(models.Model):
         indexes = [
             # Covering (PostgreSQL): the daily report and the budget check are
             # index-only scans, already in feature order for the GROUP BY.
-            models.Index(
+            CoveringIndex(
                 fields=["feature", "created_at"],
                 name="dc_call_feature_created",
-                include=[
+                covering=[
                     "model",
                     "outcome",
                     "cost_usd",

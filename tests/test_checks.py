@@ -82,3 +82,73 @@ def test_checks_are_registered():
         for f in django_checks.registry.registry.get_checks(include_deployment_checks=True)
     }
     assert {"check_settings", "check_api_key", "check_prices"} <= registered
+
+
+# -- the smell test's judge: Celery or this process ------------------------------------------
+
+
+@pytest.fixture
+def fresh_celery_app(monkeypatch, settings):
+    """A site where celery is installed but not configured: no CELERY_* setting,
+    no broker in the environment, the current app Celery's default one."""
+    from celery import Celery
+    from django.conf import settings as django_settings
+
+    from tests.celery_app import app
+
+    for name in [n for n in dir(django_settings) if n.startswith("CELERY_")]:
+        delattr(settings, name)
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+    Celery("unconfigured", set_as_current=True)
+    yield
+    app.set_current()
+
+
+def test_celery_configured_by_the_site(settings):
+    from django_claude.judging import celery_configured
+
+    assert settings.CELERY_BROKER_URL and celery_configured()  # tests/settings.py
+
+
+def test_celery_installed_but_not_configured_is_not_used(fresh_celery_app, settings, monkeypatch):
+    from django_claude.judging import celery_configured
+
+    assert not celery_configured()
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:6379/0"
+    assert celery_configured()
+    del settings.CELERY_BROKER_URL
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+    assert celery_configured()
+
+
+def test_celery_not_installed_is_not_used(monkeypatch):
+    import sys
+
+    from django_claude.judging import celery_configured
+
+    monkeypatch.setitem(sys.modules, "celery", None)  # import celery fails
+    assert not celery_configured()
+
+
+def test_sampling_without_celery_is_clean_and_deploy_recommends_celery(fresh_celery_app, settings):
+    settings.DJANGO_CLAUDE_SMELL_TEST_RATE = 0.01  # the default
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    assert checks.check_smell_test() == []  # no W005: the judge runs in this process
+    assert ids(checks.check_smell_test_deploy()) == {checks.W006}
+    settings.DJANGO_CLAUDE_SMELL_TEST_RATE = 0.0
+    assert checks.check_smell_test_deploy() == []
+
+
+def test_w006_not_with_celery(settings):
+    settings.DJANGO_CLAUDE_SMELL_TEST_RATE = 0.01
+    assert checks.check_smell_test_deploy() == []  # tests/settings.py configures Celery
+
+
+def test_w006_is_a_deploy_check():
+    from django.core import checks as django_checks
+
+    registry = django_checks.registry.registry
+    plain = {f.__name__ for f in registry.get_checks(include_deployment_checks=False)}
+    deploy = {f.__name__ for f in registry.get_checks(include_deployment_checks=True)}
+    assert "check_smell_test" in plain
+    assert "check_smell_test_deploy" in deploy - plain

@@ -6,9 +6,12 @@ import datetime
 import json
 import logging
 import math
+import os
 import random
+import signal
 import threading
 import time
+import weakref
 from io import StringIO
 
 import pytest
@@ -19,12 +22,13 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 import django_claude
-from django_claude import checks, tasks
+from django_claude import checks, judging, tasks
 from django_claude.costs import retention
 from django_claude.models import CallRecord, SmellAlert, SmellBaseline, SmellFailure
 from django_claude.recording import sampling
 from django_claude.signals import call_sampled, smell_pass_rate_dropped
 from django_claude.smell import alerts, judge, verdicts
+from django_claude.smell.background import Background, background
 from django_claude.testing import Fault
 from tests.celery_app import app
 
@@ -186,18 +190,181 @@ def test_a_judge_that_cannot_be_queued_drops_the_text_at_once(claude, monkeypatc
     assert claude.count(JUDGE) == 0
 
 
-def test_without_celery_a_sampled_call_is_not_kept(claude):
-    uid = "django_claude.smell.queue_judge"  # what apps.ready() connects, with or without Celery
-    call_sampled.disconnect(dispatch_uid=uid)
-    call_sampled.connect(verdicts.judge_unavailable, dispatch_uid=uid)
-    try:
-        result = django_claude.call("secret plans for Q3", feature="chat", smell_test=True)
-    finally:
-        call_sampled.disconnect(dispatch_uid=uid)
-        call_sampled.connect(tasks.queue_judge, dispatch_uid=uid)
+# -- without Celery: the judge in a background thread of this process ------------------------
+
+
+@pytest.fixture
+def no_celery(monkeypatch):
+    """A site with no Celery configured (what a fresh project is)."""
+    monkeypatch.setattr(judging, "celery_configured", lambda: False)
+    yield
+    assert background.drain(10)
+
+
+def sampled_call(prompt="What is Django?"):
+    started = time.monotonic()
+    result = django_claude.call(prompt, feature="chat", smell_test=True)
+    return result, time.monotonic() - started
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_without_celery_the_judge_runs_in_process_off_the_request_path(fake_anthropic, no_celery):
+    fake_anthropic.script(JUDGE, [Fault(text="PASS", delay=1.0)])
+    result, waited = sampled_call()
+    assert result.outcome == "ok" and waited < 1.0  # the judge's second is not the caller's
+    assert background.drain(10)
+    record = CallRecord.objects.get(id=result.request_id)
+    assert record.smell_verdict == "pass" and record.judged_at is not None
+    assert CallRecord.objects.filter(feature=sampling.JUDGE_FEATURE).count() == 1
+    assert cache.get(sampling.stash_key(result.request_id)) is None
+    assert fake_anthropic.count(JUDGE) == 1
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_without_celery_a_failure_is_kept_redacted(fake_anthropic, no_celery):
+    fake_anthropic.reply_text = "I can't help with that. Mail me at helpdesk@example.com"
+    fake_anthropic.script(JUDGE, [Fault(text="FAIL")])
+    result, _ = sampled_call("Card 4111 1111 1111 1111: is it valid?")
+    assert background.drain(10)
+    assert CallRecord.objects.get(id=result.request_id).smell_verdict == "fail"
+    failure = SmellFailure.objects.get()
+    assert failure.prompt == "Card [CARD]: is it valid?"
+    assert failure.response == "I can't help with that. Mail me at [EMAIL]"
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_without_celery_a_judge_that_is_down_gives_error_and_drops_the_text(
+    fake_anthropic, no_celery, settings
+):
+    settings.DJANGO_CLAUDE_FALLBACK_MODEL = ""
+    fake_anthropic.always(JUDGE, 529)
+    result, _ = sampled_call("secret plans for Q3")
+    assert result.outcome == "ok" and result.text == "Hello from the fake Claude."
+    assert background.drain(20)
     assert CallRecord.objects.get(id=result.request_id).smell_verdict == "error"
     assert cache.get(sampling.stash_key(result.request_id)) is None
+    assert not SmellFailure.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_without_celery_a_crashing_judge_still_drops_the_text(
+    fake_anthropic, no_celery, monkeypatch
+):
+    def broken_judge(prompt, answer):
+        raise RuntimeError("a bug in the judge")
+
+    monkeypatch.setattr(verdicts, "judge", broken_judge)
+    result, _ = sampled_call("secret plans for Q3")
+    assert background.drain(10)
+    assert CallRecord.objects.get(id=result.request_id).smell_verdict == "error"
+    assert cache.get(sampling.stash_key(result.request_id)) is None
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_without_celery_verdicts_left_pending_are_closed(fake_anthropic, no_celery, monkeypatch):
+    from django_claude.smell import inprocess
+
+    monkeypatch.setattr(inprocess, "_stale_closed_at", None)
+    left = CallRecord.objects.create(
+        created_at=timezone.now() - datetime.timedelta(hours=2),
+        feature="chat",
+        model_requested=PRIMARY,
+        outcome="ok",
+        smell_verdict="pending",
+    )  # a process killed before its judge ran
+    fake_anthropic.script(JUDGE, [Fault(text="PASS")])
+    result, _ = sampled_call()
+    assert background.drain(10)
+    assert CallRecord.objects.get(id=left.id).smell_verdict == "error"
+    assert CallRecord.objects.get(id=result.request_id).smell_verdict == "pass"
+
+
+def test_without_celery_in_a_tests_transaction_the_judge_runs_inline(claude, monkeypatch):
+    """A site's own test suite (pytest-django ``db``): the row is only in the
+    test's transaction, so the verdict is there when the call returns."""
+    monkeypatch.setattr(judging, "celery_configured", lambda: False)
+    claude.script(JUDGE, [Fault(text="FAIL")])
+    result = django_claude.call("hi", feature="chat", smell_test=True)
+    assert CallRecord.objects.get(id=result.request_id).smell_verdict == "fail"
+    assert SmellFailure.objects.get().call_id == result.request_id
+    assert background._jobs.unfinished_tasks == 0  # nothing went to the thread
+
+
+def test_with_celery_configured_the_judge_goes_to_celery(claude, monkeypatch):
+    monkeypatch.setattr(judging, "celery_configured", lambda: True)
+    sent = []
+    monkeypatch.setattr(tasks, "queue_judge", lambda sender, **kw: sent.append(kw["request_id"]))
+    result = django_claude.call("hi", feature="chat", smell_test=True)
+    assert sent == [result.request_id]
     assert claude.count(JUDGE) == 0
+
+
+def test_ready_connects_the_receiver_that_chooses_at_call_time():
+    uid = "django_claude.smell.queue_judge"
+    [receiver] = [r[1] for r in call_sampled.receivers if r[0][0] == uid]
+    assert (receiver() if isinstance(receiver, weakref.ref) else receiver) is (
+        judging.judge_sampled_call
+    )
+
+
+# -- the background thread: bounded, and drained at exit ---------------------------------------
+
+
+class TinyBackground(Background):
+    MAX_QUEUED = 2
+
+
+def test_a_full_queue_abandons_at_once_and_exit_drops_what_waits():
+    worker = TinyBackground()
+    release, ran, dropped = threading.Event(), [], []
+    worker.submit(lambda: release.wait(5), on_full=lambda: dropped.append("busy"))
+    deadline = time.monotonic() + 5
+    while worker._running is None and time.monotonic() < deadline:  # the thread took it
+        time.sleep(0.01)
+    for name in ("second", "third", "fourth"):
+        worker.submit(
+            lambda name=name: ran.append(name), on_full=lambda name=name: dropped.append(name)
+        )
+    assert dropped == ["fourth"]  # the queue holds two: the fourth is abandoned at once
+    started = time.monotonic()
+    # the busy job outlives the grace period: it and the two waiting are abandoned
+    assert worker.shutdown(timeout=0.2) == 3
+    assert time.monotonic() - started < 2
+    assert dropped == ["fourth", "busy", "second", "third"] and ran == []
+    release.set()
+    assert worker.drain(5)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork() exists on POSIX only")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_starts_with_an_empty_queue_and_no_thread():
+    release = threading.Event()
+    background.submit(lambda: release.wait(10), on_full=lambda: None)  # the thread is busy
+    background.submit(lambda: None, on_full=lambda: None)  # and one job waits
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 1
+        try:
+            signal.alarm(20)
+            ran = []
+            fresh = background._jobs.qsize() == 0 and background._thread is None
+            background.submit(lambda: ran.append(1), on_full=lambda: None)
+            code = 0 if fresh and background.drain(5) and ran == [1] else 2
+        finally:
+            os._exit(code)
+    release.set()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert background.drain(10)
+
+
+def test_exit_waits_for_jobs_that_finish_in_time():
+    worker = Background()
+    ran = []
+    worker.submit(lambda: (time.sleep(0.2), ran.append(1)), on_full=lambda: ran.append("lost"))
+    assert worker.shutdown(timeout=5) == 0
+    assert ran == [1]
+    assert Background().shutdown() == 0  # nothing queued: no wait at all
 
 
 def test_lost_payload_is_an_error(claude):
@@ -362,8 +529,6 @@ def test_failures_are_purged_after_their_retention(claude, settings):
 def test_a_slow_broker_never_holds_the_caller(fake_anthropic, monkeypatch):
     """Off the request path: the caller is answered while the send still waits;
     when it fails, the text leaves the cache and the verdict is error."""
-    from django_claude.smell.background import background
-
     released = threading.Event()
 
     def stuck_broker(*args, **kwargs):

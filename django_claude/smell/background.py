@@ -1,14 +1,19 @@
 """Work for the smell test done off the request path, in one daemon thread.
 
-Sending the judge's task can block (a broker that is down makes Celery retry
-its connection for seconds); a caller must not wait for it. Jobs go to a
-bounded queue and one thread runs them; a full queue gives the job's
-``on_full`` instead (the call's smell test is abandoned, never its answer).
-Safe after ``fork()``: a child starts with an empty queue and no thread.
+Two kinds of job come here: sending the judge's Celery task (a broker that is
+down makes Celery retry its connection for seconds; a caller must not wait for
+it), and, on a site without Celery, judging the call itself
+(``smell.inprocess``). Jobs go to a bounded queue and one thread runs them; a
+full queue runs the job's ``on_full`` instead (the call's smell test is
+abandoned, never its answer). At exit the queue is given ``EXIT_GRACE``
+seconds to empty, then the jobs still waiting get their ``on_full`` (so no
+user text waits for a process that is gone). Safe after ``fork()``: a child
+starts with an empty queue and no thread.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import queue
@@ -24,16 +29,20 @@ Job = Callable[[], None]
 
 class Background:
     MAX_QUEUED = 1000
+    EXIT_GRACE = 5.0  # seconds the queue gets to empty when the process exits
 
     def __init__(self) -> None:
-        self._jobs: queue.Queue[Job] = queue.Queue(maxsize=self.MAX_QUEUED)
+        self._jobs: queue.Queue[tuple[Job, Job]] = queue.Queue(maxsize=self.MAX_QUEUED)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._running: tuple[Job, Job] | None = None  # the job at work, and its on_full
 
     def submit(self, job: Job, *, on_full: Job) -> None:
-        """Run ``job`` soon in the background thread; never blocks."""
+        """Run ``job`` soon in the background thread; never blocks. ``on_full``
+        runs instead, at once, when the queue is full, or at exit for a job
+        that never ran."""
         try:
-            self._jobs.put_nowait(job)
+            self._jobs.put_nowait((job, on_full))
         except queue.Full:
             _run(on_full)
             return
@@ -47,11 +56,13 @@ class Background:
     def _work(self) -> None:
         while True:
             try:
-                job = self._jobs.get(timeout=1.0)
+                item = self._jobs.get(timeout=1.0)
             except queue.Empty:
                 connections.close_all()  # idle: hold no connection
                 continue
-            _run(job)
+            self._running = item
+            _run(item[0])
+            self._running = None
             self._jobs.task_done()
             if self._jobs.empty():
                 connections.close_all()
@@ -67,6 +78,29 @@ class Background:
         threading.Thread(target=wait, daemon=True).start()
         return done.wait(timeout)
 
+    def shutdown(self, timeout: float | None = None) -> int:
+        """Give the queue ``timeout`` seconds (``EXIT_GRACE``) to empty, then run
+        ``on_full`` for each job still waiting, and for the one still at work
+        (the process will not wait for it); returns how many were dropped.
+        Registered with ``atexit``."""
+        if self._jobs.unfinished_tasks == 0:
+            return 0
+        if self.drain(self.EXIT_GRACE if timeout is None else timeout):
+            return 0
+        dropped = 0
+        running = self._running
+        if running is not None:
+            _run(running[1])
+            dropped += 1
+        while True:
+            try:
+                _, on_drop = self._jobs.get_nowait()
+            except queue.Empty:
+                return dropped
+            _run(on_drop)
+            self._jobs.task_done()
+            dropped += 1
+
     def after_fork(self) -> None:
         self.__init__()  # type: ignore[misc]  # the parent's thread does not exist here
 
@@ -80,3 +114,4 @@ def _run(job: Job) -> None:
 
 background = Background()
 os.register_at_fork(after_in_child=background.after_fork)
+atexit.register(background.shutdown)

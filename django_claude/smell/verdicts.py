@@ -38,7 +38,7 @@ def set_verdict(request_id: uuid.UUID | str, verdict: SmellVerdict) -> int:
 
 
 def run_smell_test(request_id: uuid.UUID | str) -> SmellVerdict:
-    """Judge one sampled call (what the Celery task does); returns the verdict.
+    """Judge one sampled call (the Celery task, or the in-process judge); returns the verdict.
 
     ``ERROR`` when its prompt and answer are no longer in the cache.
     """
@@ -82,13 +82,6 @@ def abandon_smell_test(request_id: uuid.UUID | str) -> None:
     with contextlib.suppress(Exception):
         caches[conf.CACHE].delete(stash_key(request_id))
     set_verdict(request_id, SmellVerdict.ERROR)
-
-
-def judge_unavailable(sender: object, *, request_id: uuid.UUID, **kwargs: object) -> None:
-    """Receiver of ``call_sampled`` on a site without Celery: nothing can judge
-    the call, so its smell test is abandoned (``W005`` warns at startup)."""
-    logger.warning("claude smell test: Celery is not installed, call %s not judged", request_id)
-    abandon_smell_test(request_id)
 
 
 def close_stale_verdicts(*, now: datetime.datetime | None = None) -> int:
