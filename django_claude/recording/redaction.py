@@ -1,22 +1,57 @@
 """Redact PII and secrets from text before it reaches a log line or a row.
 
 ``redact(text)`` returns the text with each finding replaced by a typed
-placeholder (``[EMAIL]``, ``[CARD]``, ``[SECRET]``...). ``prompt_prefix``
-redacts first and cuts second, so nothing that straddles the cut survives.
+placeholder: ``[EMAIL]``, ``[PHONE]``, ``[CARD]``, ``[SSN]``, ``[IBAN]``,
+``[IP]``, ``[NINO]``, ``[ADDRESS]``, ``[DOB]``, ``[SECRET]``,
+``[PRIVATE_KEY]``, ``[JWT]``, ``[CREDENTIALS]``. ``prompt_prefix`` redacts
+first and cuts second, so nothing that straddles the cut survives.
 
-Every pattern is anchored by a look-behind or a literal and has bounded
-repetition, so the work per start position is bounded and the whole pass is
-linear in the input (see ``benchmarks/redaction.py``). No Django import here.
+The passes run in the order of ``PASSES``: the most specific shapes first
+(private keys, JWTs, vendor tokens, labelled secrets and PII), then emails,
+IBANs, the number-shaped PII, and last unlabelled random tokens and encoded
+runs. The rules are in ``redaction_secrets`` and ``redaction_pii`` (patterns,
+written as ``redaction_rules`` explains) and ``redaction_tokens`` (the
+entropy rule and decoding). Decisions worth knowing:
+
+- SSNs: ``123-45-6789`` anywhere; spaced or unseparated only after a label
+  (``SSN``, ``social security number``, ``SS#``), so order numbers survive.
+- Dates of birth: a date after a birth label (``DOB``, ``born on``, ``date of
+  birth``); other dates survive. Phone numbers without separators need a
+  phone label too (``call 5551234567``).
+- A secret's label followed by ``: `` takes up to eight words to the end of
+  the line (``password: correct horse battery staple``), so prose such as
+  ``your password: the link expires`` is redacted too: the safe mistake.
+- Unlabelled secrets: see ``redaction_tokens.looks_random`` for the entropy
+  rule; hex of 32+ characters is a secret unless it is in a URL or follows a
+  hash word (``sha256``, ``commit``, ``etag``...).
+- Base64, percent-, ``\\x``/``\\u``-escaped and HTML-entity text is
+  decoded (two levels deep); a run whose decoded text holds a finding is
+  replaced by that finding's placeholder.
+
+Each pass is linear in its input; ``benchmarks/redaction.py`` measures every
+adversarial shape against plain prose. No Django import here.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import unicodedata
 from collections.abc import Callable
 
-__all__ = ["redact", "prompt_prefix", "clean_text", "luhn_ok", "iban_ok"]
+from django_claude.recording import redaction_pii as pii
+from django_claude.recording import redaction_secrets as secrets
+from django_claude.recording.redaction_rules import LowerRule, Rule, iban_ok, luhn_ok
+from django_claude.recording.redaction_tokens import redact_escaped, redact_tokens
+
+__all__ = [
+    "redact",
+    "prompt_prefix",
+    "clean_text",
+    "escape_controls",
+    "luhn_ok",
+    "iban_ok",
+    "PASSES",
+]
 
 # Characters that hide a secret from a pattern without changing how it looks.
 _INVISIBLE = dict.fromkeys(
@@ -33,188 +68,78 @@ def clean_text(text: str) -> str:
     return unicodedata.normalize("NFKC", text.translate(_INVISIBLE)).translate(_INVISIBLE)
 
 
-def luhn_ok(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i % 2:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return total % 10 == 0
+# Decoded text is redacted again, with decoding, this many levels deep
+# (base64 of a percent-encoded email is two levels).
+MAX_DECODE_DEPTH = 2
+
+Pass = Callable[[str, int], str]
 
 
-def iban_ok(candidate: str) -> bool:
-    iban = candidate.replace(" ", "").upper()
-    if not 15 <= len(iban) <= 34:
-        return False
-    rearranged = iban[4:] + iban[:4]
-    try:
-        number = int("".join(str(int(ch, 36)) for ch in rearranged))
-    except ValueError:
-        return False
-    return number % 97 == 1
+def _rule(rule: Rule | LowerRule) -> Pass:
+    return lambda text, depth: rule.apply(text)
 
 
-Replacement = str | Callable[[re.Match[str]], str]
-
-_KEY_NAMES = (
-    r"api[_-]?key|apikey|x-api-key|access[_-]?token|refresh[_-]?token|auth[_-]?token|token"
-    r"|secret|client[_-]?secret|secret[_-]?key|aws_secret_access_key|password|passwd|pwd"
-    r"|passphrase|private[_-]?key|session[_-]?id|sessionid"
-)
+def _escaped(text: str, depth: int) -> str:
+    if depth >= MAX_DECODE_DEPTH:
+        return text
+    return redact_escaped(text, lambda decoded: _redact(clean_text(decoded), depth + 1))
 
 
-def _keep_group(group: int, placeholder: str) -> Callable[[re.Match[str]], str]:
-    def replace(match: re.Match[str]) -> str:
-        return match.group(group) + placeholder
-
-    return replace
-
-
-def _card(match: re.Match[str]) -> str:
-    digits = re.sub(r"\D", "", match.group(0))
-    return "[CARD]" if 13 <= len(digits) <= 19 and luhn_ok(digits) else match.group(0)
+def _tokens(text: str, depth: int) -> str:
+    return redact_tokens(
+        text,
+        lambda decoded: _redact(clean_text(decoded), depth + 1),
+        decode=depth < MAX_DECODE_DEPTH,
+    )
 
 
-def _iban(match: re.Match[str]) -> str:
-    return "[IBAN]" if iban_ok(match.group(0)) else match.group(0)
-
-
-def _ssn(match: re.Match[str]) -> str:
-    area, group, serial = match.group(1), match.group(2), match.group(3)
-    if area in ("000", "666") or area[0] == "9" or group == "00" or serial == "0000":
-        return match.group(0)
-    return "[SSN]"
-
-
-def _ipv6(match: re.Match[str]) -> str:
-    candidate = match.group(0)
-    if candidate.count(":") < 2:
-        return candidate
-    try:
-        ipaddress.IPv6Address(candidate)
-    except ValueError:
-        return candidate
-    return "[IP]"
-
-
-def _phone(match: re.Match[str]) -> str:
-    digits = sum(ch.isdigit() for ch in match.group(0))
-    return "[PHONE]" if 7 <= digits <= 15 else match.group(0)
-
-
-# Order matters: the most specific shapes go first, so a JWT is not taken
-# for a phone number and a key inside a URL is not taken for an email.
-PATTERNS: list[tuple[str, re.Pattern[str], Replacement]] = [
-    (
-        "private_key",
-        re.compile(
-            r"-----BEGIN[A-Z ]{0,40}PRIVATE KEY( BLOCK)?-----"
-            r"(?:[\s\S]{0,20000}?-----END[A-Z ]{0,40}PRIVATE KEY( BLOCK)?-----"
-            r"|[A-Za-z0-9+/=\s:,-]{0,20000})"
-        ),
-        "[PRIVATE_KEY]",
-    ),
-    (
-        "jwt",
-        re.compile(r"\beyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*"),
-        "[JWT]",
-    ),
-    (
-        "url_credentials",
-        re.compile(r"(?<=://)[^\s/?#@:]{1,256}:[^\s/?#@]{1,256}@"),
-        "[CREDENTIALS]@",
-    ),
-    (
-        "auth_header",
-        re.compile(r"(?i)\b((?:bearer|basic|token)\s+)[A-Za-z0-9._~+/=-]{8,}"),
-        _keep_group(1, "[SECRET]"),
-    ),
-    (
-        "anthropic_key",
-        re.compile(r"(?<![A-Za-z0-9_-])sk-ant-[A-Za-z0-9_-]{8,}"),
-        "[SECRET]",
-    ),
-    (
-        "openai_key",
-        re.compile(r"(?<![A-Za-z0-9_-])sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}"),
-        "[SECRET]",
-    ),
-    (
-        "aws_access_key",
-        re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA|AGPA|AIDA|AROA)[0-9A-Z]{16}(?![0-9A-Z])"),
-        "[SECRET]",
-    ),
-    (
-        "github_token",
-        re.compile(r"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,})"),
-        "[SECRET]",
-    ),
-    ("slack_token", re.compile(r"(?<![A-Za-z0-9-])xox[abposr]-[A-Za-z0-9-]{10,}"), "[SECRET]"),
-    (
-        "slack_webhook",
-        re.compile(r"hooks\.slack\.com/services/[A-Za-z0-9/]{10,}"),
-        "hooks.slack.com/services/[SECRET]",
-    ),
-    ("google_key", re.compile(r"(?<![A-Za-z0-9_-])AIza[0-9A-Za-z_-]{35}"), "[SECRET]"),
-    (
-        "stripe_key",
-        re.compile(r"(?<![A-Za-z0-9_])(?:[srp]k|rk|whsec)_(?:live|test)_[0-9A-Za-z]{10,}"),
-        "[SECRET]",
-    ),
-    (
-        "key_value",
-        re.compile(
-            rf"(?i)((?<![A-Za-z0-9])(?:{_KEY_NAMES})[\"']?\s{{0,3}}[:=]\s{{0,3}}[\"']?)"
-            r"(?!\[)[^\s\"'&,;}<>]{1,512}"
-        ),
-        _keep_group(1, "[SECRET]"),
-    ),
-    (
-        "email",
-        re.compile(
-            r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@"
-            r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}(?![A-Za-z0-9-])"
-        ),
-        "[EMAIL]",
-    ),
-    (
-        "iban",
-        re.compile(
-            r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?"
-            r"(?![A-Za-z0-9])"
-        ),
-        _iban,
-    ),
-    ("card", re.compile(r"(?<![\d.,+])\d(?:[ -]?\d){12,18}(?![\d])"), _card),
-    ("ssn", re.compile(r"(?<![\d-])(\d{3})-(\d{2})-(\d{4})(?![\d-])"), _ssn),
-    (
-        "ipv4",
-        re.compile(
-            r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}"
-            r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?![\d]|\.\d)"
-        ),
-        "[IP]",
-    ),
-    (
-        "ipv6",
-        re.compile(
-            r"(?<![0-9A-Fa-f:])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![0-9A-Fa-f:])"
-        ),
-        _ipv6,
-    ),
-    (
-        "phone",
-        re.compile(
-            r"(?<![\w+])(?:\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){1,4}"
-            r"|\(\d{3}\)[ .-]?\d{3}[ .-]?\d{4}|\d{3}[.-]\d{3}[.-]\d{4}"
-            r"|0\d{2,4}[ -]\d{3,4}[ -]?\d{3,4})(?![\w])"
-        ),
-        _phone,
-    ),
+PASSES: list[tuple[str, Pass]] = [
+    ("private_key", _rule(secrets.PRIVATE_KEY_RULE)),
+    ("jwt", _rule(secrets.JWT_RULE)),
+    ("url_credentials", _rule(secrets.URL_CREDENTIALS_RULE)),
+    ("webhook", _rule(secrets.WEBHOOK_RULE)),
+    ("vendor_token", _rule(secrets.VENDOR_RULE)),
+    ("discord_token", _rule(secrets.DISCORD_RULE)),
+    ("telegram_token", _rule(secrets.TELEGRAM_RULE)),
+    ("azure_ad_secret", _rule(secrets.AZURE_AD_RULE)),
+    ("mailchimp_key", _rule(secrets.MAILCHIMP_RULE)),
+    ("header", _rule(secrets.HEADER_RULE)),
+    ("key_value", _rule(secrets.KEY_VALUE_RULE)),
+    ("scheme", _rule(secrets.SCHEME_RULE)),
+    ("ssn_labelled", _rule(pii.SSN_LABELLED_RULE)),
+    ("dob", _rule(pii.DOB_RULE)),
+    ("phone_labelled", _rule(pii.PHONE_LABELLED_RULE)),
+    ("po_box", _rule(pii.PO_BOX_RULE)),
+    ("email", _rule(pii.EMAIL_RULE)),
+    ("obfuscated_email", _rule(pii.OBFUSCATED_EMAIL_RULE)),
+    ("iban", _rule(pii.IBAN_RULE)),
+    ("card", _rule(pii.CARD_RULE)),
+    ("ssn", _rule(pii.SSN_RULE)),
+    ("nino", _rule(pii.NINO_RULE)),
+    ("ipv6", _rule(pii.IPV6_RULE)),
+    ("ipv4", _rule(pii.IPV4_RULE)),
+    ("phone", _rule(pii.PHONE_RULE)),
+    ("address", _rule(pii.ADDRESS_RULE)),
+    # Last: the placeholders of the rules above bound the tokens and encoded
+    # runs these weigh, the same way on a second pass as on the first.
+    ("tokens", _tokens),
+    ("escaped", _escaped),
 ]
+
+
+def _redact(text: str, depth: int) -> str:
+    for _name, apply in PASSES:
+        text = apply(text, depth)
+    return text
+
+
+# Texts up to this long are redacted again until nothing changes (at most
+# FIXPOINT_ROUNDS passes), so redact(redact(x)) == redact(x) even where one
+# finding's placeholder lets a neighbour match on a second pass. Longer texts
+# get one pass (twice the time would break the 1 s per MB bound); the rules'
+# boundaries treat placeholders as words, so they are stable in practice.
+FIXPOINT_MAX_CHARS = 1 << 16
+FIXPOINT_ROUNDS = 4
 
 
 def redact(text: str) -> str:
@@ -222,10 +147,15 @@ def redact(text: str) -> str:
 
     The text is NFKC-normalised and stripped of zero-width characters first,
     so full-width digits or a secret split by invisible characters are found.
+    Never raises for any ``str``; ``redact(redact(x)) == redact(x)``.
     """
-    text = clean_text(text)
-    for _name, pattern, replacement in PATTERNS:
-        text = pattern.sub(replacement, text)
+    text = _redact(clean_text(text), 0)
+    if len(text) <= FIXPOINT_MAX_CHARS:
+        for _ in range(FIXPOINT_ROUNDS - 1):
+            again = _redact(text, 0)
+            if again == text:
+                break
+            text = again
     return text
 
 
@@ -271,17 +201,30 @@ PREFIX_WINDOW = 4096
 PREFIX_WINDOW_MAX = 1 << 20
 
 
+def _window(text: str, size: int) -> str:
+    """The first ``size`` characters, cut back to a whitespace when there is one
+    in the second half, so no token (and no decision about it) is cut."""
+    if len(text) <= size:
+        return text
+    chunk = text[:size]
+    cut = max(chunk.rfind(" "), chunk.rfind("\n"), chunk.rfind("\t"))
+    return chunk[:cut] if cut >= size // 2 else chunk
+
+
 def prompt_prefix(text: str, *, limit: int = 80, redactor: Callable[[str], str] = redact) -> str:
     """The first ``limit`` characters of ``text`` that are safe to store.
 
     Redacts first, then cuts, then escapes control characters. A trailing
-    ``…`` (counted in ``limit``) says the prompt went on.
+    ``…`` (counted in ``limit``) says the prompt went on. Only a window of
+    the text is redacted, but one that ends at a whitespace and reaches at
+    least 512 redacted characters past ``limit``: whatever straddles the
+    window's edge is far from the part kept.
     """
     if limit <= 0:
         return ""
     window = PREFIX_WINDOW
     while True:
-        chunk = text[:window]
+        chunk = _window(text, window)
         redacted = redactor(chunk)
         # A big secret near the start shrinks the window; look further so a
         # partial secret cut at the window's edge can never slide into view.
