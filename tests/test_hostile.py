@@ -305,7 +305,8 @@ class Keep(logging.Handler):
 logging.getLogger("django_claude.calls").addHandler(Keep())
 
 User = get_user_model()
-user = User.objects.create(**{User.USERNAME_FIELD: "ada@example.com" if User.USERNAME_FIELD == "email" else "ada-1"})
+name = "ada@example.com" if User.USERNAME_FIELD == "email" else "ada-1"
+user = User.objects.create(**{User.USERNAME_FIELD: name})
 with FakeAnthropic() as fake:
     settings.DJANGO_CLAUDE_BASE_URL = fake.url
     settings.DJANGO_CLAUDE_SMELL_TEST_RATE = 0
