@@ -322,11 +322,17 @@ print(json.dumps({"pk": str(user.pk), "rows": rows, "users": [l["user_id"] for l
 
 @pytest.mark.parametrize("model", ["custom_users.UuidUser", "custom_users.CodeUser"])
 def test_any_user_model_works(tmp_path, model):
+    """On SQLite, and on a fresh PostgreSQL database when the suite runs on one."""
+    database = str(tmp_path / "db.sqlite3")
+    url = os.environ.get("DATABASE_URL", "")
+    if url.startswith("postgres"):
+        name = f"django_claude_users_{model.rsplit('.', 1)[1].lower()}"
+        database = _fresh_postgres_database(url, name)
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings_custom_user",
         "CUSTOM_USER_MODEL": model,
-        "CUSTOM_USER_DB": str(tmp_path / "db.sqlite3"),
+        "CUSTOM_USER_DB": database,
         "PYTHONPATH": os.getcwd(),
     }
     out = subprocess.run(
@@ -337,3 +343,14 @@ def test_any_user_model_works(tmp_path, model):
     assert result["outcomes"] == ["ok", "ok"]
     assert result["rows"] == 2  # the call and the stream, each with the user's key
     assert result["users"] == [result["pk"], result["pk"]]
+
+
+def _fresh_postgres_database(url: str, name: str) -> str:
+    """An empty database beside the suite's, for a project with its own user model."""
+    import psycopg
+
+    server = url.rsplit("/", 1)[0]
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    return f"{server}/{name}"
