@@ -12,10 +12,10 @@ from typing import Any
 from django.db import connection
 from django.db.models import Aggregate, Avg, Count, FloatField, Q, Sum
 
+from django_claude.querysets import JUDGED
 from django_claude.types import Outcome, SmellVerdict
 
 COST_PLACES = Decimal("1e-10")
-JUDGED = (SmellVerdict.PASS, SmellVerdict.FAIL)
 
 
 class Percentile(Aggregate):

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from django_claude.conf import conf
 from django_claude.models import CallRecord, SmellAlert, SmellBaseline
+from django_claude.querysets import JUDGED
 from django_claude.signals import smell_pass_rate_dropped
 from django_claude.smell.verdicts import close_stale_verdicts
 from django_claude.types import SmellVerdict
@@ -32,8 +33,6 @@ WINDOW = 200
 LOOKBACK = datetime.timedelta(hours=24)
 MIN_SAMPLE = 30
 Z_ONE_SIDED_99 = 2.326
-
-JUDGED = (SmellVerdict.PASS, SmellVerdict.FAIL)
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 
 from django_claude.costs import reports, rollups
-from django_claude.costs.days import parse_day, resolve_tz, yesterday
+from django_claude.costs.days import parse_day, yesterday
 from django_claude.costs.reports import CostReport
 from django_claude.costs.totals import CostRow
+from django_claude.management.options import check_tz
 from django_claude.recording import logfiles
 from django_claude.recording.redaction import escape_controls
 
@@ -67,13 +68,7 @@ class Command(BaseCommand):
             raise CommandError("use --date, or --since/--until, not both")
         if until is not None and since is None:
             raise CommandError("--until needs --since")
-        if tz is not None:
-            if not tz:
-                raise CommandError("--tz: empty (leave it out for TIME_ZONE)")
-            try:
-                resolve_tz(tz)
-            except ValueError as exc:
-                raise CommandError(f"--tz: {exc}") from None
+        check_tz(tz)
         if date is not None:
             first = last = _day("--date", date)
         elif since is not None:

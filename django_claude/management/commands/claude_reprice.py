@@ -7,8 +7,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from django_claude.costs.days import parse_day, resolve_tz
+from django_claude.costs.days import parse_day
 from django_claude.costs.repricing import reprice
+from django_claude.management.options import check_tz
 
 
 class Command(BaseCommand):
@@ -26,13 +27,7 @@ class Command(BaseCommand):
             first = parse_day(since)
         except ValueError as exc:
             raise CommandError(f"--since: {exc}") from None
-        if tz is not None:
-            if not tz:
-                raise CommandError("--tz: empty (leave it out for TIME_ZONE)")
-            try:
-                resolve_tz(tz)
-            except ValueError as exc:
-                raise CommandError(f"--tz: {exc}") from None
+        check_tz(tz)
         summary = reprice(since=first, tz=tz)
         self.stdout.write(
             self.style.SUCCESS(
