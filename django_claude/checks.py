@@ -187,7 +187,7 @@ def check_smell_test_deploy(
 
 def check_api_key(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
     if (
-        conf.API_KEY
+        conf.api_key_to_send()
         or os.environ.get("ANTHROPIC_API_KEY")
         or os.environ.get("ANTHROPIC_AUTH_TOKEN")
     ):

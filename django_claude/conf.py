@@ -6,8 +6,11 @@ a site may change a setting without restarting anything but its processes.
 
 from __future__ import annotations
 
+import ipaddress
+import os
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 
@@ -43,6 +46,26 @@ DEFAULTS: dict[str, Any] = {
 
 PREFIX_CHARS_CEILING = 100
 
+# The key sent to an API on this machine (``manage.py claude_fake_api``) when
+# no key is configured: the SDK refuses to send a request without one.
+OFFLINE_API_KEY = "sk-ant-offline-no-key"
+
+
+def is_loopback_url(url: str | None) -> bool:
+    """Whether ``url`` names this machine (``localhost``, ``127.0.0.0/8``, ``::1``)."""
+    try:
+        host = urlsplit(url or "").hostname
+    except ValueError:
+        return False
+    if not host:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
 
 class ClaudeSettings:
     """One property per setting; each reads ``settings.DJANGO_CLAUDE_<NAME>``."""
@@ -57,6 +80,19 @@ class ClaudeSettings:
     @property
     def BASE_URL(self) -> str | None:
         return self._get("BASE_URL")
+
+    def api_key_to_send(self) -> str | None:
+        """``API_KEY``; with none anywhere and ``BASE_URL`` on this machine (the
+        fake API), a placeholder, so offline development is one setting.
+        ``None`` lets the SDK read ``ANTHROPIC_API_KEY`` (or refuse)."""
+        key = self.API_KEY
+        if key:
+            return key
+        env_key = os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_AUTH_TOKEN")
+        base_url = self.BASE_URL or os.environ.get("ANTHROPIC_BASE_URL")
+        if not env_key and is_loopback_url(base_url):
+            return OFFLINE_API_KEY
+        return None
 
     @property
     def DEFAULT_MODEL(self) -> str:

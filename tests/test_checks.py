@@ -58,8 +58,16 @@ def test_w004_deadline_shorter_than_timeout(settings):
 def test_w001_no_api_key(settings, monkeypatch):
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
+    monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)
     settings.DJANGO_CLAUDE_API_KEY = None
+    settings.DJANGO_CLAUDE_BASE_URL = None  # Anthropic's API
     assert ids(checks.check_api_key()) == {checks.W001}
+    settings.DJANGO_CLAUDE_BASE_URL = "https://llm-proxy.example.com"
+    assert ids(checks.check_api_key()) == {checks.W001}
+    # The fake API on this machine needs no key: a placeholder is sent.
+    settings.DJANGO_CLAUDE_BASE_URL = "http://127.0.0.1:8765"
+    assert checks.check_api_key() == []
+    settings.DJANGO_CLAUDE_BASE_URL = None
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-from-env")
     assert checks.check_api_key() == []
 

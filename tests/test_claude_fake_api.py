@@ -157,9 +157,33 @@ def test_without_a_key_it_says_which_key_to_set(settings, monkeypatch):
         url = "http://127.0.0.1:8765"
 
     command._announce(Server(), [], [])
+    # On this machine the base URL is the one setting: a placeholder key is sent.
     assert 'DJANGO_CLAUDE_BASE_URL = "http://127.0.0.1:8765"' in out.getvalue()
+    assert "DJANGO_CLAUDE_API_KEY" not in out.getvalue()
+    assert "No API key is needed" in out.getvalue()
+
+    class Shared:
+        url = "http://192.168.1.20:8765"  # --host on a LAN address
+
+    out.truncate(0)
+    command._announce(Shared(), [], [])
     assert 'DJANGO_CLAUDE_API_KEY = "sk-ant-fake"' in out.getvalue()
     settings.DJANGO_CLAUDE_API_KEY = "sk-ant-real"
     out.truncate(0)
-    command._announce(Server(), [], [])
+    command._announce(Shared(), [], [])
     assert "DJANGO_CLAUDE_API_KEY" not in out.getvalue()
+
+
+def test_no_key_is_needed_for_an_api_on_this_machine(claude, settings, monkeypatch):
+    """No key anywhere and the base URL on this machine: calls reach the fake."""
+    import django_claude
+    from django_claude.models import CallRecord
+
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
+    settings.DJANGO_CLAUDE_API_KEY = None
+    settings.DJANGO_CLAUDE_BASE_URL = claude.url.replace("127.0.0.1", "localhost")
+    result = django_claude.call("Hello offline", feature="offline")
+    assert result.outcome == "ok"
+    assert claude.count() == 1
+    assert CallRecord.objects.get().outcome == "ok"

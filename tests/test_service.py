@@ -207,6 +207,9 @@ def test_missing_api_key_is_degraded_not_a_crash(claude, settings, monkeypatch):
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
     settings.DJANGO_CLAUDE_API_KEY = None
+    # Not this machine (the fake on loopback would get a placeholder key); the
+    # SDK refuses before it sends anything.
+    settings.DJANGO_CLAUDE_BASE_URL = "http://192.0.2.1:9"
     result = ask()
     assert result.outcome == "degraded"
     assert claude.count() == 0

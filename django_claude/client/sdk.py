@@ -38,12 +38,12 @@ _async_clients: weakref.WeakKeyDictionary[
 
 def get_client() -> anthropic.Anthropic:
     """The process's client for the current settings (one per key and URL)."""
-    return _sync_client(conf.API_KEY, conf.BASE_URL)
+    return _sync_client(conf.api_key_to_send(), conf.BASE_URL)
 
 
 def get_async_client() -> anthropic.AsyncAnthropic:
     """The running event loop's async client for the current settings."""
-    key = (conf.API_KEY, conf.BASE_URL)
+    key = (conf.api_key_to_send(), conf.BASE_URL)
     clients = _async_clients.setdefault(asyncio.get_running_loop(), {})
     if key not in clients:
         clients[key] = anthropic.AsyncAnthropic(api_key=key[0], base_url=key[1], max_retries=0)

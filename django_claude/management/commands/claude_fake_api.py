@@ -9,7 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from django_claude.conf import conf
+from django_claude.conf import conf, is_loopback_url
 from django_claude.testing import FakeAnthropic, Fault
 
 DEFAULT_PORT = 8765
@@ -126,10 +126,13 @@ class Command(BaseCommand):
             or os.environ.get("ANTHROPIC_API_KEY")
             or os.environ.get("ANTHROPIC_AUTH_TOKEN")
         ):
-            self.stdout.write(
-                self.style.SUCCESS('    DJANGO_CLAUDE_API_KEY = "sk-ant-fake"')
-                + "  # no key is set here; the fake accepts any"
-            )
+            if is_loopback_url(server.url):
+                self.stdout.write("(No API key is needed: on this machine a placeholder is sent.)")
+            else:
+                self.stdout.write(
+                    self.style.SUCCESS('    DJANGO_CLAUDE_API_KEY = "sk-ant-fake"')
+                    + "  # no key is set here; the fake accepts any"
+                )
         self.stdout.write("")
         for model, one in scripted:
             self.stdout.write(f"{model}: next request {_describe(one)}")
