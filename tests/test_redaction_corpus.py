@@ -328,7 +328,12 @@ FILLER = " and then the printer on floor three printed blank pages again" * 100
 def test_prefix_is_a_prefix_of_the_whole_redacted_text(text, expected, limit):
     # Whatever straddles the cut, the stored prefix is the start of the
     # redacted whole: never a partial secret the whole redaction hides.
-    for prompt in (text, "x " * 30 + text + FILLER, FILLER[: 4096 - 12] + text + FILLER):
+    for prompt in (
+        text,
+        "x " * 30 + text + FILLER,
+        FILLER[: 1024 - 12] + text + FILLER,  # across the prefix window's edge
+        FILLER[: 4096 - 12] + text + FILLER,
+    ):
         whole = escape_controls(redact(prompt))
         prefix = prompt_prefix(prompt, limit=limit)
         assert len(prefix) <= limit

@@ -149,8 +149,10 @@ def redact(text: str) -> str:
     so full-width digits or a secret split by invisible characters are found.
     Never raises for any ``str``; ``redact(redact(x)) == redact(x)``.
     """
-    text = _redact(clean_text(text), 0)
-    if len(text) <= FIXPOINT_MAX_CHARS:
+    cleaned = clean_text(text)
+    text = _redact(cleaned, 0)
+    # A pass that changed nothing is its own fixpoint: no second pass to prove it.
+    if text != cleaned and len(text) <= FIXPOINT_MAX_CHARS:
         for _ in range(FIXPOINT_ROUNDS - 1):
             again = _redact(text, 0)
             if again == text:
@@ -196,8 +198,8 @@ def _escape_upto(text: str, limit: int | None) -> tuple[str, bool]:
 
 
 # Only this much of a prompt is examined for the prefix: a 10 MB prompt costs
-# the same as a 4 KB one. The window grows only when redaction ate most of it.
-PREFIX_WINDOW = 4096
+# the same as a 1 KB one. The window grows only when redaction ate most of it.
+PREFIX_WINDOW = 1024
 PREFIX_WINDOW_MAX = 1 << 20
 
 
