@@ -194,8 +194,15 @@ class ModelRoute(models.Model):
 class ModelRouteChange(models.Model):
     """One change of a route: append-only, the audit trail and the undo stack."""
 
+    # Null once the route is removed (its feature stays below); a route made
+    # for the feature again takes its history back.
     route = models.ForeignKey(
-        ModelRoute, verbose_name=_("route"), on_delete=models.PROTECT, related_name="changes"
+        ModelRoute,
+        verbose_name=_("route"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="changes",
     )
     feature = models.CharField(_("feature"), max_length=100, blank=True)
     old_model = models.CharField(_("old model"), max_length=100, blank=True)
@@ -213,6 +220,13 @@ class ModelRouteChange(models.Model):
     )
     reason = models.CharField(_("reason"), max_length=500, blank=True)
     is_rollback = models.BooleanField(_("rollback"), default=False)
+    is_removal = models.BooleanField(
+        _("removal"),
+        default=False,
+        help_text=_(
+            "The feature's own route was removed: the new model is the one it falls back to."
+        ),
+    )
     rolled_back = models.BooleanField(
         _("rolled back"), default=False, help_text=_("Undone by a later rollback.")
     )
@@ -226,7 +240,7 @@ class ModelRouteChange(models.Model):
         indexes = [models.Index(fields=["route", "-id"], name="dc_routechange_route_id")]
 
     def __str__(self) -> str:
-        verb = "rollback" if self.is_rollback else "change"
+        verb = "rollback" if self.is_rollback else "removal" if self.is_removal else "change"
         return f"{self.feature or '(default)'} {verb}: {self.old_model} -> {self.new_model}"
 
 

@@ -43,6 +43,10 @@ class NothingToRollBack(Exception):
     """The route has no change that a rollback could undo."""
 
 
+class NoRouteToRemove(Exception):
+    """The feature has no route of its own, so there is nothing to remove."""
+
+
 # -- reading ----------------------------------------------------------------------
 
 
@@ -70,7 +74,6 @@ def _shared_version() -> object:
 
 
 def _load_routes() -> dict[str, tuple[str, str]]:
-
     return {
         feature: (model, fallback)
         for feature, model, fallback in ModelRoute.objects.values_list(
@@ -171,25 +174,24 @@ def validate_route(*, model: str, fallback_model: str, allow_unpriced: bool = Fa
         raise ValidationError(errors)
 
 
-def _log_entry(route: ModelRoute, user: Any, message: str) -> None:
+def _log_entry(route: ModelRoute, route_pk: Any, user: Any, message: str, *, removed: bool) -> None:
     if user is None or not getattr(user, "pk", None):
         return
     # Imported here: a site may run without django.contrib.admin.
-    from django.contrib.admin.models import CHANGE, LogEntry
+    from django.contrib.admin.models import CHANGE, DELETION, LogEntry
     from django.contrib.contenttypes.models import ContentType
 
     LogEntry.objects.create(
         user_id=user.pk,
-        content_type=ContentType.objects.get_for_model(route),
-        object_id=str(route.pk),
+        content_type=ContentType.objects.get_for_model(ModelRoute),
+        object_id=str(route_pk),
         object_repr=str(route)[:200],
-        action_flag=CHANGE,
+        action_flag=DELETION if removed else CHANGE,
         change_message=message,
     )
 
 
 def _lock_route(feature: str) -> ModelRoute | None:
-
     return ModelRoute.objects.select_for_update().filter(feature=feature).first()
 
 
@@ -200,41 +202,68 @@ def _record_change(
     user: Any,
     reason: str,
     is_rollback: bool,
+    removed_pk: Any = None,
 ) -> ModelRouteChange:
+    """History row, LogEntry, and (on commit) the version bump and the signal.
 
+    ``removed_pk``: ``route`` was just deleted (it had that pk); the new
+    route is what the feature falls back to."""
+    removed = removed_pk is not None
+    new = (
+        active_route_from_db(route.feature)
+        if removed
+        else Route(route.feature, route.model, route.fallback_model)
+    )
     change = ModelRouteChange.objects.create(
-        route=route,
+        route=None if removed else route,
         feature=route.feature,
         old_model=old.model,
         old_fallback_model=old.fallback_model,
-        new_model=route.model,
-        new_fallback_model=route.fallback_model,
+        new_model=new.model,
+        new_fallback_model=new.fallback_model,
         changed_by=user if getattr(user, "pk", None) else None,
         reason=reason[:500],
         is_rollback=is_rollback,
+        is_removal=removed,
     )
-    verb = "Rolled back" if is_rollback else "Changed"
+    verb = "Removed" if removed else "Rolled back" if is_rollback else "Changed"
     _log_entry(
         route,
+        removed_pk if removed else route.pk,
         user,
-        f"{verb} model route: {old.model} -> {route.model}, fallback "
-        f"{old.fallback_model or '(none)'} -> {route.fallback_model or '(none)'}"
+        f"{verb} model route: {old.model} -> {new.model}, fallback "
+        f"{old.fallback_model or '(none)'} -> {new.fallback_model or '(none)'}"
+        + (" (the default route or the settings now apply)" if removed else "")
         + (f". Reason: {reason}" if reason else ""),
+        removed=removed,
     )
-    new = Route(feature=route.feature, model=route.model, fallback_model=route.fallback_model)
     transaction.on_commit(lambda: _publish(change.pk))
     transaction.on_commit(
         lambda: model_route_changed.send(
-            sender=type(route),
+            sender=ModelRoute,
             feature=route.feature,
             old=old,
             new=new,
             user=user,
             is_rollback=is_rollback,
+            is_removal=removed,
         )
     )
     reset_route_table()  # this process sees its own change at once
     return change
+
+
+def _create_route(feature: str, model: str, fallback_model: str, user: Any) -> ModelRoute:
+    """A new route row for ``feature``, which takes back the history the
+    feature kept from a route removed before."""
+    route = ModelRoute.objects.create(
+        feature=feature,
+        model=model,
+        fallback_model=fallback_model,
+        updated_by=user if getattr(user, "pk", None) else None,
+    )
+    ModelRouteChange.objects.filter(feature=feature, route__isnull=True).update(route=route)
+    return route
 
 
 def set_route(
@@ -262,12 +291,7 @@ def set_route(
                     # The first change of a feature: what was in force came
                     # from the default route or the settings.
                     in_force = active_route_from_db(feature)
-                    route = ModelRoute.objects.create(
-                        feature=feature,
-                        model=model,
-                        fallback_model=fallback_model,
-                        updated_by=changed_by,
-                    )
+                    route = _create_route(feature, model, fallback_model, user)
                 else:
                     in_force = Route(feature, route.model, route.fallback_model)
                     route.model = model
@@ -282,43 +306,91 @@ def set_route(
     raise IntegrityError(f"could not create the route for {feature!r}")
 
 
-def active_route_from_db(feature: str) -> Route:
-    """The route in force for ``feature``, read from the database now."""
-
+def active_route_from_db(feature: str, *, own: bool = True) -> Route:
+    """The route in force for ``feature``, read from the database now; with
+    ``own=False``, the one it would use without a route of its own."""
     rows = {r.feature: r for r in ModelRoute.objects.filter(feature__in=[feature, ""])}
-    row = rows.get(feature) or rows.get("")
+    row = rows.get(feature) if own else None
+    row = row or (rows.get("") if feature else None)
     if row is None:
         return _settings_route(feature)
     return Route(feature=feature, model=row.model, fallback_model=row.fallback_model)
 
 
-def previous_route(feature: str) -> Route | None:
-    """What a rollback of ``feature`` would restore, or None if nothing can be undone."""
+def _last_undoable(feature: str, route: ModelRoute | None, *, lock: bool) -> ModelRouteChange:
+    """The change a rollback of ``feature`` undoes; raises ``NothingToRollBack``."""
+    name = feature or "(default)"
+    history = ModelRouteChange.objects.filter(feature=feature)
+    last = (history.select_for_update() if lock else history).undoable().first()
+    # Without a route row, only the removal of the route can be undone.
+    if last is None or (route is None and not last.is_removal):
+        if route is None and not history.exists():
+            raise NothingToRollBack(f"the route {name!r} has no history")
+        raise NothingToRollBack(f"the route {name!r} has nothing to undo")
+    return last
 
-    last = ModelRouteChange.objects.filter(route__feature=feature).undoable().first()
-    if last is None:
-        return None
+
+def rollback_target(feature: str) -> Route:
+    """What a rollback of ``feature`` would restore; raises ``NothingToRollBack``
+    saying why there is nothing (no history, or nothing left to undo)."""
+    last = _last_undoable(feature, ModelRoute.objects.filter(feature=feature).first(), lock=False)
     return Route(feature=feature, model=last.old_model, fallback_model=last.old_fallback_model)
 
 
+def previous_route(feature: str) -> Route | None:
+    """What a rollback of ``feature`` would restore, or None if nothing can be undone."""
+    try:
+        return rollback_target(feature)
+    except NothingToRollBack:
+        return None
+
+
 def rollback(*, feature: str, user: Any = None, reason: str = "") -> ModelRouteChange:
-    """Restore the model and fallback in force before the latest change.
+    """Restore the model and fallback in force before the latest change; when
+    that change removed the route, restore the removed route.
 
     Rolling back twice undoes the last two changes, never flip-flops between
     them. Raises ``NothingToRollBack`` when no change is left to undo.
     """
     with transaction.atomic():
         route = _lock_route(feature)
+        last = _last_undoable(feature, route, lock=True)
         if route is None:
-            raise NothingToRollBack(f"the route {feature or '(default)'!r} has no history")
-        last = route.changes.select_for_update().undoable().first()
-        if last is None:
-            raise NothingToRollBack(f"the route {feature or '(default)'!r} has nothing to undo")
-        old = Route(feature, route.model, route.fallback_model)
-        route.model = last.old_model
-        route.fallback_model = last.old_fallback_model
-        route.updated_by = user if getattr(user, "pk", None) else None
-        route.save()
+            old = active_route_from_db(feature)
+            try:
+                with transaction.atomic():
+                    route = _create_route(feature, last.old_model, last.old_fallback_model, user)
+            except IntegrityError:
+                name = feature or "(default)"
+                raise NothingToRollBack(f"the route {name!r} was restored meanwhile") from None
+        else:
+            old = Route(feature, route.model, route.fallback_model)
+            route.model = last.old_model
+            route.fallback_model = last.old_fallback_model
+            route.updated_by = user if getattr(user, "pk", None) else None
+            route.save()
         last.rolled_back = True
         last.save(update_fields=["rolled_back"])
         return _record_change(route, old=old, user=user, reason=reason, is_rollback=True)
+
+
+def remove_route(*, feature: str, user: Any = None, reason: str = "") -> ModelRouteChange:
+    """Delete ``feature``'s own route: the feature follows the default route
+    again (for the default route ``""`` itself: the settings).
+
+    The history keeps a removal row (old: the removed route, new: what the
+    feature uses now), a ``LogEntry`` is written and ``model_route_changed``
+    sent (``is_removal=True``, ``new`` = what the feature uses now), and a
+    ``rollback`` restores the route. Raises ``NoRouteToRemove``.
+    """
+    with transaction.atomic():
+        route = _lock_route(feature)
+        if route is None:
+            raise NoRouteToRemove(f"{feature or '(default)'!r} has no route of its own to remove")
+        old = Route(feature, route.model, route.fallback_model)
+        route_pk = route.pk
+        route.changes.update(route=None)  # the history stays, under the feature's name
+        route.delete()
+        return _record_change(
+            route, old=old, user=user, reason=reason, is_rollback=False, removed_pk=route_pk
+        )

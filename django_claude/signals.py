@@ -5,7 +5,9 @@ from __future__ import annotations
 from django.dispatch import Signal
 
 # Sent once a route change commits: feature (str), old and new
-# (django_claude.routing.Route), user (or None), is_rollback (bool).
+# (django_claude.routing.Route), user (or None), is_rollback (bool),
+# is_removal (bool: the feature's own route was removed; new is the route
+# now in force).
 model_route_changed = Signal()
 
 # Sent once per feature, day and threshold when a feature's cost for the day

@@ -6,7 +6,7 @@ import datetime
 import re
 
 import pytest
-from django.contrib.admin.models import LogEntry
+from django.contrib.admin.models import DELETION, LogEntry
 from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test import Client
@@ -16,7 +16,7 @@ from django.utils import timezone
 
 import django_claude
 from django_claude.models import CallRecord, ModelRoute, ModelRouteChange
-from django_claude.routing import active_route, rollback, set_route
+from django_claude.routing import Route, active_route, rollback, set_route
 from django_claude.types import Outcome, SmellVerdict
 
 SONNET, HAIKU, OPUS = "claude-sonnet-4-6", "claude-haiku-4-5-20251001", "claude-opus-4-7"
@@ -352,3 +352,109 @@ def test_route_change_list_reads_at_a_glance(admin_client, django_user_model, db
     assert len(changed) == 3 and all(
         re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d by oncall", c) for c in changed
     )
+
+
+# -- rolling back a selection where some routes have nothing to undo ------------------
+
+
+def select_for_rollback(client: Client, routes: list[ModelRoute], **extra: str):
+    return client.post(
+        reverse("admin:django_claude_modelroute_changelist"),
+        {"action": "rollback_selected", "_selected_action": [str(r.pk) for r in routes], **extra},
+        follow=bool(extra),
+    )
+
+
+def test_bulk_rollback_with_nothing_to_roll_back_offers_no_confirm(admin_client, db):
+    fresh = ModelRoute.objects.create(feature="fresh", model=SONNET, fallback_model=HAIKU)
+    set_route(feature="undone", model=OPUS, fallback_model=HAIKU)
+    rollback(feature="undone")  # its only change is undone already
+    undone = ModelRoute.objects.get(feature="undone")
+    page = select_for_rollback(admin_client, [fresh, undone])
+    text = page.content.decode()
+    assert page.status_code == 200
+    assert "Nothing to roll back" in text and "fresh" in text and "undone" in text
+    assert "Yes, roll back" not in text and 'name="post"' not in text
+    # even a forged confirmation changes nothing
+    history = ModelRouteChange.objects.count()
+    done = select_for_rollback(admin_client, [fresh, undone], post="yes", reason="x")
+    assert ModelRouteChange.objects.count() == history
+    assert active_route("fresh").model == SONNET and active_route("undone").model == SONNET
+    assert b"Nothing to roll back, left as they are: fresh, undone" in done.content
+    assert b"Rolled back" not in done.content
+
+
+def test_bulk_rollback_rolls_back_only_the_routes_that_can(admin_client, route):
+    fresh = ModelRoute.objects.create(feature="fresh", model=HAIKU, fallback_model=SONNET)
+    page = select_for_rollback(admin_client, [fresh, route]).content.decode()
+    plan = page.split('id="claude-rollback-plan"', 1)[1].split("</table>", 1)[0]
+    unchanged = page.split('id="claude-rollback-unchanged"', 1)[1].split("</ul>", 1)[0]
+    assert "support" in plan and OPUS in plan and SONNET in plan and "fresh" not in plan
+    assert "fresh" in unchanged and "support" not in unchanged
+    assert "Yes, roll back" in page
+    assert f'name="_selected_action" value="{route.pk}"' in page
+    assert f'name="_selected_action" value="{fresh.pk}"' not in page
+
+    done = select_for_rollback(admin_client, [route], post="yes", reason="opus misbehaves")
+    assert b"Rolled back 1 route." in done.content
+    assert active_route("support").model == SONNET
+    assert active_route("fresh").model == HAIKU
+    assert ModelRouteChange.objects.latest("id").reason == "opus misbehaves"
+    assert not ModelRouteChange.objects.filter(feature="fresh").exists()
+
+
+# -- removing a route ------------------------------------------------------------------
+
+
+def test_remove_route_from_its_change_page(admin_client, route):
+    remove = reverse("admin:django_claude_modelroute_remove", args=[route.pk])
+    change_page = admin_client.get(urls(route)["change"]).content.decode()
+    assert f'href="{remove}"' in change_page and "Remove route" in change_page
+    confirm = admin_client.get(remove).content.decode()
+    plan = confirm.split('id="claude-remove-plan"', 1)[1].split("</table>", 1)[0]
+    assert OPUS in plan and SONNET in plan and "after, from the settings" in plan
+    assert 'name="reason"' in confirm and "csrfmiddlewaretoken" in confirm
+    assert active_route("support").model == OPUS  # a GET changes nothing
+
+    response = admin_client.post(remove, {"reason": "follow the default"}, follow=True)
+    assert response.redirect_chain[-1][0] == urls(route)["changelist"]
+    assert b"Removed the route of support: it uses claude-sonnet-4-6 now." in response.content
+    assert not ModelRoute.objects.filter(feature="support").exists()
+    assert active_route("support") == Route("support", SONNET, HAIKU)
+    removal = ModelRouteChange.objects.latest("id")
+    assert (removal.is_removal, removal.old_model, removal.new_model) == (True, OPUS, SONNET)
+    assert removal.reason == "follow the default" and removal.changed_by.username == "admin"
+    assert LogEntry.objects.latest("id").action_flag == DELETION
+    history = admin_client.get(urls(route)["history"]).content.decode()
+    assert cells(history, "kind")[0] == "removal"
+    assert ModelRouteChange.objects.filter(feature="support").count() == 3  # history kept
+
+
+def test_remove_route_page_names_the_default_route(admin_client, route):
+    set_route(feature="", model=HAIKU, fallback_model=SONNET)
+    remove = reverse("admin:django_claude_modelroute_remove", args=[route.pk])
+    plan = admin_client.get(remove).content.decode().split('id="claude-remove-plan"', 1)[1]
+    assert "after, from the default route" in plan.split("</table>", 1)[0]
+    admin_client.post(remove, {"reason": "r"})
+    assert active_route("support") == Route("support", HAIKU, SONNET)
+
+
+@pytest.mark.parametrize(
+    ("perms", "allowed"),
+    [
+        (["view_modelroute", "delete_modelroute"], True),
+        (["view_modelroute", "change_modelroute", "rollback_modelroute"], False),
+    ],
+)
+def test_remove_route_needs_the_delete_permission(client, django_user_model, route, perms, allowed):
+    user = django_user_model.objects.create_user("staff", password="pw", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=perms))
+    client.force_login(user)
+    remove = reverse("admin:django_claude_modelroute_remove", args=[route.pk])
+    assert ("Remove route" in client.get(urls(route)["change"]).content.decode()) is allowed
+    assert client.get(remove).status_code == (200 if allowed else 403)
+    assert client.post(remove, {"reason": "r"}).status_code == (302 if allowed else 403)
+    assert ModelRoute.objects.filter(feature="support").exists() is not allowed
+    # Django's own delete view stays closed: it would not keep the history
+    delete = reverse("admin:django_claude_modelroute_delete", args=[route.pk])
+    assert client.post(delete, {"post": "yes"}).status_code in (403, 404)

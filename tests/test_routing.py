@@ -7,7 +7,8 @@ import threading
 from io import StringIO
 
 import pytest
-from django.contrib.admin.models import LogEntry
+from django.contrib.admin.models import DELETION, LogEntry
+from django.core.cache import caches
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -17,7 +18,16 @@ from django.test.utils import CaptureQueriesContext
 import django_claude
 from django_claude import routing
 from django_claude.models import CallRecord, ModelRoute, ModelRouteChange
-from django_claude.routing import NothingToRollBack, Route, active_route, rollback, set_route
+from django_claude.routing import (
+    NoRouteToRemove,
+    NothingToRollBack,
+    Route,
+    active_route,
+    previous_route,
+    remove_route,
+    rollback,
+    set_route,
+)
 from django_claude.signals import model_route_changed
 
 SONNET, HAIKU, OPUS = "claude-sonnet-4-6", "claude-haiku-4-5-20251001", "claude-opus-4-7"
@@ -242,6 +252,105 @@ def test_concurrent_first_flips_of_a_new_feature():
     assert ModelRouteChange.objects.filter(feature="brand-new").count() == 3
 
 
+# -- removing a route -------------------------------------------------------------
+
+
+def test_remove_route_falls_back_to_the_default_route(db, admin_user):
+    set_route(feature="", model=OPUS, fallback_model=SONNET)
+    set_route(feature="chat", model=HAIKU, fallback_model="")
+    removal = remove_route(feature="chat", user=admin_user, reason="follow the default")
+    assert active_route("chat") == Route("chat", OPUS, SONNET)
+    assert not ModelRoute.objects.filter(feature="chat").exists()
+    assert (removal.is_removal, removal.is_rollback, removal.route) == (True, False, None)
+    assert (removal.old_model, removal.new_model, removal.new_fallback_model) == (
+        HAIKU,
+        OPUS,
+        SONNET,
+    )
+    assert removal.changed_by == admin_user and removal.reason == "follow the default"
+    # the feature's earlier history stays, under its name
+    assert ModelRouteChange.objects.filter(feature="chat").count() == 2
+    entry = LogEntry.objects.latest("id")
+    assert entry.user == admin_user and entry.action_flag == DELETION
+    assert "follow the default" in entry.change_message and HAIKU in entry.change_message
+
+
+def test_removing_the_default_route_means_the_settings(db):
+    set_route(feature="", model=OPUS, fallback_model=HAIKU)
+    removal = remove_route(feature="", reason="settings again")
+    assert active_route("anything") == Route("anything", SONNET, HAIKU)
+    assert active_route("") == Route("", SONNET, HAIKU)
+    assert (removal.old_model, removal.new_model) == (OPUS, SONNET)
+
+
+def test_removing_a_route_that_does_not_exist_records_nothing(db, admin_user):
+    with pytest.raises(NoRouteToRemove, match="'chat' has no route of its own"):
+        remove_route(feature="chat", user=admin_user, reason="x")
+    with pytest.raises(NoRouteToRemove, match="'\\(default\\)'"):
+        remove_route(feature="", user=admin_user, reason="x")
+    assert not ModelRouteChange.objects.exists() and not LogEntry.objects.exists()
+
+
+def test_rollback_after_a_removal_restores_the_route(db, admin_user):
+    set_route(feature="chat", model=OPUS, fallback_model=HAIKU)
+    set_route(feature="chat", model="claude-opus-4-8", fallback_model=SONNET)
+    remove_route(feature="chat", reason="try the default")
+    assert active_route("chat").model == SONNET
+    assert previous_route("chat") == Route("chat", "claude-opus-4-8", SONNET)
+    undo = rollback(feature="chat", user=admin_user, reason="default is worse")
+    assert undo.is_rollback and (undo.old_model, undo.new_model) == (SONNET, "claude-opus-4-8")
+    assert active_route("chat") == Route("chat", "claude-opus-4-8", SONNET)
+    route = ModelRoute.objects.get(feature="chat")
+    assert route.changes.count() == 4  # the restored route has its whole history back
+    assert route.changes.get(is_removal=True).rolled_back
+    rollback(feature="chat")  # the next rollback undoes the change before the removal
+    assert active_route("chat") == Route("chat", OPUS, HAIKU)
+
+
+def test_set_after_a_removal_continues_the_history(db):
+    set_route(feature="chat", model=OPUS, fallback_model=HAIKU)
+    remove_route(feature="chat", reason="r")
+    set_route(feature="chat", model=HAIKU, fallback_model=SONNET)
+    changes = list(ModelRoute.objects.get(feature="chat").changes.order_by("id"))
+    assert [c.is_removal for c in changes] == [False, True, False]
+    for before, after in zip(changes, changes[1:], strict=False):
+        assert after.old_model == before.new_model
+
+
+def test_removal_signal_and_version_bump(db, django_capture_on_commit_callbacks, admin_user):
+    seen = []
+
+    def receiver(**kwargs):
+        seen.append(kwargs)
+
+    set_route(feature="", model=OPUS, fallback_model=HAIKU)
+    set_route(feature="f", model=HAIKU, fallback_model=SONNET)
+    model_route_changed.connect(receiver)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            removal = remove_route(feature="f", user=admin_user, reason="r")
+    finally:
+        model_route_changed.disconnect(receiver)
+    assert [(s["old"], s["new"], s["is_removal"], s["is_rollback"]) for s in seen] == [
+        (Route("f", HAIKU, SONNET), Route("f", OPUS, HAIKU), True, False)
+    ]
+    assert caches["default"].get(routing.VERSION_KEY) == removal.pk
+    # a process that still holds the removed route drops it at its next look
+    routing._table.routes = {"f": (HAIKU, SONNET), "": (OPUS, HAIKU)}
+    routing._table.version = "stale"
+    routing._table.checked_at = 0.0
+    assert active_route("f") == Route("f", OPUS, HAIKU)
+
+
+def test_calls_after_a_removal_use_the_default(claude):
+    set_route(feature="support", model=OPUS, fallback_model=HAIKU)
+    assert django_claude.call("hi", feature="support").model == OPUS
+    remove_route(feature="support", reason="r")
+    assert django_claude.call("hi", feature="support").model == SONNET
+    rollback(feature="support")
+    assert django_claude.call("hi", feature="support").model == OPUS
+
+
 # -- manage.py claude_route ----------------------------------------------------------
 
 
@@ -272,7 +381,9 @@ def test_command_errors(db):
         run("set", "--feature", "x")
     with pytest.raises(CommandError, match="no price"):
         run("set", "--feature", "x", "--model", "claude-unpriced-9")
-    run("set", "--feature", "x", "--model", "claude-unpriced-9", "--allow-unpriced")
+    run(
+        "set", "--feature", "x", "--model", "claude-unpriced-9", "--allow-unpriced", "--reason", "r"
+    )
     with pytest.raises(CommandError, match="nothing to undo|no history"):
         run("rollback", "--feature", "never")
     with pytest.raises(CommandError, match="no user"):

@@ -81,6 +81,7 @@ class ModelRouteChangeInline(admin.TabularInline):
         "old_fallback_model",
         "new_fallback_model",
         "is_rollback",
+        "is_removal",
         "rolled_back",
         "reason",
     )
@@ -137,20 +138,6 @@ class RouteRollbackAdmin(ClaudeAdmin):
             *super().get_urls(),
         ]
 
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        extra = dict(extra_context or {})
-        route = self.get_object(request, unquote(object_id))
-        if route is not None and self.has_rollback_permission(request):
-            extra["rollback_to"] = routing.previous_route(route.feature)
-            extra["rollback_url"] = admin_url(self.admin_site, ModelRoute, "rollback", route.pk)
-        return super().change_view(request, object_id, form_url, extra)
-
     def rollback_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         if not self.has_rollback_permission(request):
             raise PermissionDenied
@@ -202,13 +189,16 @@ class RouteRollbackAdmin(ClaudeAdmin):
     def rollback_selected(
         self, request: HttpRequest, queryset: QuerySet[ModelRoute]
     ) -> HttpResponse | None:
-        routes = list(queryset)
+        plans = [(route, routing.previous_route(route.feature)) for route in queryset]
+        changing = [(route, target) for route, target in plans if target is not None]
+        unchanged = [route for route, target in plans if target is None]
         if request.POST.get("post") != "yes":
             context = {
                 **self.admin_site.each_context(request),
-                "title": _("Roll back these routes?"),
+                "title": _("Roll back these routes?") if changing else _("Nothing to roll back"),
                 "opts": self.opts,
-                "plans": [(route, routing.previous_route(route.feature)) for route in routes],
+                "plans": changing,
+                "unchanged": unchanged,
                 "action_checkbox_name": ACTION_CHECKBOX_NAME,
             }
             request.current_app = self.admin_site.name
@@ -217,10 +207,10 @@ class RouteRollbackAdmin(ClaudeAdmin):
             )
         reason = request.POST.get("reason", "")[:500]
         done = 0
-        for route in routes:
+        for route, _target in changing:
             try:
                 routing.rollback(feature=route.feature, user=request.user, reason=reason)
-            except routing.NothingToRollBack as exc:
+            except routing.NothingToRollBack as exc:  # undone by someone else meanwhile
                 self.message_user(request, str(exc), messages.WARNING)
             else:
                 done += 1
@@ -230,11 +220,81 @@ class RouteRollbackAdmin(ClaudeAdmin):
                 ngettext("Rolled back %d route.", "Rolled back %d routes.", done) % done,
                 messages.SUCCESS,
             )
+        if unchanged:
+            self.message_user(
+                request,
+                _("Nothing to roll back, left as they are: %(routes)s")
+                % {"routes": ", ".join(str(route) for route in unchanged)},
+                messages.INFO,
+            )
         return None
 
 
+class RouteRemovalAdmin(RouteRollbackAdmin):
+    """Removing a route (its feature follows the default route again): a confirmation
+    page on GET, the removal on POST, kept in the history; a rollback restores it."""
+
+    def has_remove_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Not has_delete_permission: Django's delete view would not keep the history.
+        return request.user.has_perm("django_claude.delete_modelroute")
+
+    def get_urls(self) -> list[URLPattern]:
+        name = f"{self.opts.app_label}_{self.opts.model_name}_remove"
+        view = self.admin_site.admin_view(self.remove_view)
+        return [path("<path:object_id>/remove/", view, name=name), *super().get_urls()]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        """The change page, with its buttons: roll back, remove."""
+        extra = dict(extra_context or {})
+        route = self.get_object(request, unquote(object_id))
+        if route is not None and self.has_rollback_permission(request):
+            extra["rollback_to"] = routing.previous_route(route.feature)
+            extra["rollback_url"] = admin_url(self.admin_site, ModelRoute, "rollback", route.pk)
+        if route is not None and self.has_remove_permission(request):
+            extra["remove_url"] = admin_url(self.admin_site, ModelRoute, "remove", route.pk)
+        return super().change_view(request, object_id, form_url, extra)
+
+    def remove_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        if not self.has_remove_permission(request):
+            raise PermissionDenied
+        route = self.get_object(request, unquote(object_id))
+        if route is None:
+            raise Http404(_("No such model route."))
+        after = routing.active_route_from_db(route.feature, own=False)
+        if request.method == "POST":
+            reason = request.POST.get("reason", "")[:500]
+            try:
+                routing.remove_route(feature=route.feature, user=request.user, reason=reason)
+            except routing.NoRouteToRemove as exc:
+                self.message_user(request, str(exc), messages.WARNING)
+            else:
+                message = "Removed the route of {}: it uses {} now. Restore it with: {}"
+                restore = f"manage.py claude_route rollback --feature '{route.feature}' --reason …"
+                self.message_user(request, format_html(message, route, after.model, restore))
+            return HttpResponseRedirect(admin_url(self.admin_site, ModelRoute, "changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Remove the route of %(route)s?") % {"route": route},
+            "opts": self.opts,
+            "route": route,
+            "after": after,
+            "from_default_route": route.feature and ModelRoute.objects.filter(feature="").exists(),
+            "change_url": admin_url(self.admin_site, ModelRoute, "change", route.pk),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(
+            request, "admin/django_claude/modelroute/remove_confirmation.html", context
+        )
+
+
 @admin.register(ModelRoute)
-class ModelRouteAdmin(RouteRollbackAdmin):
+class ModelRouteAdmin(RouteRemovalAdmin):
     """Change a feature's model (history and LogEntry kept) and roll it back."""
 
     form = ModelRouteForm
@@ -316,7 +376,7 @@ class ModelRouteChangeAdmin(ReadOnlyAdmin):
     """Every route change ever made: read-only."""
 
     list_display = ("changed", "feature", "switch", "kind", "reason")
-    list_filter = ("is_rollback", "feature")
+    list_filter = ("is_rollback", "is_removal", "feature")
     list_select_related = ("changed_by",)
     date_hierarchy = "changed_at"
 
@@ -336,5 +396,5 @@ class ModelRouteChangeAdmin(ReadOnlyAdmin):
 
     @admin.display(description=_("kind"), ordering="is_rollback")
     def kind(self, obj: ModelRouteChange) -> str:
-        kind = _("rollback") if obj.is_rollback else _("change")
+        kind = _("rollback") if obj.is_rollback else _("removal") if obj.is_removal else _("change")
         return f"{kind}, {_('undone')}" if obj.rolled_back else str(kind)
