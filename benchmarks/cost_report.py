@@ -6,7 +6,10 @@ and interleaved, `manage.py claude_cost_report --date D --format json` and a
 hand-written GROUP BY computing the same numbers. Prints both, the ratio, and
 the query plan of the report's query.
 
-    python benchmarks/cost_report.py [--rows 1000000] [--postgres URL]
+    python benchmarks/cost_report.py [--rows 1000000] [--repeat 5] [--quick] [--postgres URL]
+
+``--quick``: 100,000 rows, 3 repeats. Without a PostgreSQL server it says so
+in one line and exits 0.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from benchmarks.preflight import require_installed  # noqa: E402
+
 DEFAULT_PG = "postgres://postgres@127.0.0.1:5432/django_claude_bench_report"
 DAY = "2026-11-20"
 
@@ -83,11 +88,17 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--postgres", default=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_PG))
+    parser.add_argument("--quick", action="store_true", help="100,000 rows, 3 repeats")
     args = parser.parse_args()
+    if args.quick:
+        args.rows, args.repeat = 100_000, 3
+    require_installed(__file__)
 
     from benchmarks.pg import setup_django_on
 
-    setup_django_on(args.postgres, "benchmarks.settings")
+    setup_django_on(
+        args.postgres, "benchmarks.settings", benchmark="cost_report", variable="BENCH_POSTGRES_URL"
+    )
     from django.core.management import call_command
     from django.db import connection
 

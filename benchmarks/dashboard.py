@@ -5,7 +5,10 @@ the nightly task would, then times the dashboard view's server time against
 a plain admin page (the ModelPrice list) measured in the same run. Target:
 under 300 ms.
 
-    python benchmarks/dashboard.py [--rows 1000000] [--postgres URL]
+    python benchmarks/dashboard.py [--rows 1000000] [--repeat 5] [--quick] [--postgres URL]
+
+``--quick``: 100,000 rows, 3 repeats. Without a PostgreSQL server it says so
+in one line and exits 0.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from benchmarks.preflight import require_installed  # noqa: E402
+
 DEFAULT_PG = "postgres://postgres@127.0.0.1:5432/django_claude_bench_dashboard"
 DAYS = 14
 
@@ -39,11 +44,20 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--postgres", default=os.environ.get("BENCH_DASHBOARD_URL", DEFAULT_PG))
+    parser.add_argument("--quick", action="store_true", help="100,000 rows, 3 repeats")
     args = parser.parse_args()
+    if args.quick:
+        args.rows, args.repeat = 100_000, 3
+    require_installed(__file__)
 
     from benchmarks.pg import setup_django_on
 
-    setup_django_on(args.postgres, "benchmarks.settings_admin")
+    setup_django_on(
+        args.postgres,
+        "benchmarks.settings_admin",
+        benchmark="dashboard",
+        variable="BENCH_DASHBOARD_URL",
+    )
     from django.contrib.auth import get_user_model
     from django.db import connection
     from django.test import RequestFactory

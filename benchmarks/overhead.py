@@ -5,7 +5,10 @@ process and the same run, interleaved in rounds so machine noise hits both
 alike. Prints p50 and p95 of each, the added milliseconds and the ratio, for
 SQLite and, when it answers, PostgreSQL.
 
-    python benchmarks/overhead.py [--calls 2000] [--postgres URL]
+    python benchmarks/overhead.py [--calls 2000] [--quick] [--postgres URL]
+
+``--quick``: 300 requests each. Without a PostgreSQL server it says so in one
+line and measures SQLite only.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from benchmarks.preflight import require_installed  # noqa: E402
+
 DEFAULT_PG = "postgres://postgres@127.0.0.1:5432/django_claude_bench"
 
 
@@ -172,38 +178,32 @@ def run_child(database_url: str, calls: int) -> dict[str, float] | None:
     return result
 
 
-def postgres_available(url: str) -> bool:
-    try:
-        import psycopg
-    except ImportError:
-        return False
-    admin_url = url.rsplit("/", 1)[0] + "/postgres"
-    name = url.rsplit("/", 1)[1]
-    try:
-        with psycopg.connect(admin_url, autocommit=True, connect_timeout=3) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-            if not exists:
-                conn.execute(f'CREATE DATABASE "{name}"')
-    except Exception as exc:  # noqa: BLE001 - any failure means "no PostgreSQL here"
-        print(f"PostgreSQL not available ({type(exc).__name__}); skipping it", file=sys.stderr)
-        return False
-    return True
-
-
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--postgres", default=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_PG))
+    parser.add_argument("--quick", action="store_true", help="300 requests each")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.quick:
+        args.calls = 300
+    require_installed(__file__)
     if args.child:
         print(json.dumps(measure(args.calls)))
-        return
+        return 0
+
+    from benchmarks.pg import postgres_problem, skip_line
 
     with tempfile.TemporaryDirectory() as tmp:
         targets = [("SQLite (file)", f"sqlite:///{tmp}/bench.sqlite3")]
-        if postgres_available(args.postgres):
+        problem = postgres_problem(args.postgres)
+        if problem is None:
             targets.append(("PostgreSQL", args.postgres))
+        else:
+            line = skip_line(
+                "overhead on PostgreSQL", args.postgres, problem, variable="BENCH_POSTGRES_URL"
+            )
+            print(line, flush=True)
         print(f"django-claude vs the bare anthropic SDK, {args.calls} requests each, fake API")
         header = (
             f"{'database':<14} {'path':<7} {'SDK p50':>8} {'ours p50':>9} {'added p50':>10}"
@@ -211,10 +211,12 @@ def main() -> None:
         )
         print(header)
         print("-" * len(header))
+        failed = 0
         for name, url in targets:
             r = run_child(url, args.calls)
             if r is None:
                 print(f"{name:<14} failed")
+                failed += 1
                 continue
             for path in ("call", "acall", "stream"):
                 sdk50, ours50 = r[f"{path}_sdk_p50"], r[f"{path}_ours_p50"]
@@ -225,7 +227,8 @@ def main() -> None:
                     f" {sdk95:>7.3f}ms {ours95:>8.3f}ms {ours95 - sdk95:>+9.3f}ms"
                 )
             assert r["records"] >= r["calls"], "every call must leave a record"
+    return 1 if failed else 0  # make bench reports it
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -20,7 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.preflight import require_installed  # noqa: E402
 
+require_installed(__file__)
 from django_claude.recording.redaction import prompt_prefix, redact  # noqa: E402
 
 MB = 1_000_000
