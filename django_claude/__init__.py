@@ -11,13 +11,22 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["call", "acall", "stream", "astream", "ClaudeResult", "ClaudeUnavailable"]
+__all__ = [
+    "call",
+    "acall",
+    "stream",
+    "astream",
+    "flush_records",
+    "ClaudeResult",
+    "ClaudeUnavailable",
+]
 
 _EXPORTS = {
     "call": "django_claude.client.calls",
     "acall": "django_claude.client.calls",
     "stream": "django_claude.client.streams",
     "astream": "django_claude.client.streams",
+    "flush_records": "django_claude.recording.writer",
     "ClaudeResult": "django_claude.types",
     "ClaudeUnavailable": "django_claude.types",
 }
@@ -25,6 +34,7 @@ _EXPORTS = {
 if TYPE_CHECKING:
     from django_claude.client.calls import acall, call
     from django_claude.client.streams import astream, stream
+    from django_claude.recording.writer import flush_records
     from django_claude.types import ClaudeResult, ClaudeUnavailable
 
 

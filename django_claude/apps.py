@@ -15,7 +15,7 @@ class DjangoClaudeConfig(AppConfig):
         from django_claude import logs
         from django_claude.judging import judge_sampled_call
         from django_claude.models import ModelPrice
-        from django_claude.recording import pricing
+        from django_claude.recording import pricing, shutdown
         from django_claude.signals import call_sampled
 
         checks.register(claude_checks.check_settings, "django_claude")
@@ -37,3 +37,5 @@ class DjangoClaudeConfig(AppConfig):
         call_sampled.connect(judge_sampled_call, dispatch_uid="django_claude.smell.queue_judge")
         # The call lines reach stderr unless the site's LOGGING says where they go.
         logs.show_call_lines()
+        # SIGTERM: the records still queued are written before the process goes.
+        shutdown.drain_on_sigterm()

@@ -42,6 +42,7 @@ DEFAULTS: dict[str, Any] = {
     "CACHE": "default",
     "CACHE_BUDGET": 0.2,
     "IDEMPOTENCY_TTL": 86400,
+    "WRITE_BEHIND": None,
 }
 
 PREFIX_CHARS_CEILING = 100
@@ -93,6 +94,14 @@ class ClaudeSettings:
         if not env_key and is_loopback_url(base_url):
             return OFFLINE_API_KEY
         return None
+
+    @property
+    def WRITE_BEHIND(self) -> bool | None:
+        """Records inserted by the background writer in batches (True), or
+        before ``call()`` returns (False); None: decided per database
+        (``recording.writer.writes_behind``)."""
+        value = self._get("WRITE_BEHIND")
+        return None if value is None else bool(value)
 
     @property
     def DEFAULT_MODEL(self) -> str:

@@ -82,7 +82,7 @@ def _redis_connections_received() -> int:
 
 
 @pytest.mark.redis
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 @pytest.mark.parametrize("serve", [_serve_sync, _serve], ids=["sync", "async"])
 def test_warm_calls_open_no_redis_connection(fake_anthropic, serve):
     counted: list[int] = []
@@ -92,7 +92,7 @@ def test_warm_calls_open_no_redis_connection(fake_anthropic, serve):
     assert fake_anthropic.count() == WARM + CALLS
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 @pytest.mark.parametrize("serve", [_serve_sync, _serve], ids=["sync", "async"])
 def test_warm_calls_open_no_database_connection(
     fake_anthropic, opened_db_connections, serve, settings

@@ -17,7 +17,7 @@ import django_claude
 from django_claude.models import CallRecord
 from django_claude.recording import writer
 from django_claude.recording.backlog import Outage
-from django_claude.recording.writer import records_in_test_transaction
+from django_claude.recording.transactions import in_callers_transaction, records_in_test_transaction
 
 # The convention of the suite: a transactional test leaves the migrations' rows behind.
 transactional = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -286,11 +286,11 @@ def callers_atomic():
 @transactional
 def test_an_atomic_opened_by_a_fixture_is_the_callers(callers_atomic, settings):
     # `settings` (a pytest-django fixture) set up inside it did not open it
-    assert writer._in_callers_transaction("default")
+    assert in_callers_transaction("default")
 
 
 def test_a_pytest_django_test_transaction_is_the_tests(db):
     assert connection.in_atomic_block
-    assert not writer._in_callers_transaction("default")
+    assert not in_callers_transaction("default")
     with transaction.atomic():
-        assert not writer._in_callers_transaction("default")
+        assert not in_callers_transaction("default")

@@ -1,111 +1,76 @@
-"""Writing a ``CallRecord`` outside the caller's transaction.
+"""Writing a ``CallRecord`` outside the caller's transaction, off the request path.
 
-When the caller is inside ``atomic()`` (``ATOMIC_REQUESTS`` included), a
-background writer with its own connection inserts the row, so a rollback in
-the caller never loses it and a failed insert never breaks the caller's
-transaction.
+The call's log line is written first and carries every field; then the row
+is queued for a background writer with its own connection, which inserts
+whatever has queued meanwhile in one transaction (a group commit: one
+commit for many calls, none of them waited for). So a rollback in the
+caller never loses the record, a failed insert never breaks the caller's
+transaction, and neither the INSERT nor its commit is on the call's path.
+``DJANGO_CLAUDE_WRITE_BEHIND = False`` inserts each row before ``call()``
+returns instead (outside a transaction; inside one the writer still takes it).
 
 The writer never blocks the caller and never holds more than it can: its
 queue is bounded (a row that does not fit is kept in its log line only), a
 database outage is one window shared by every queued row (after
 ``RETRY_FOR`` seconds of failed inserts the rows are given up at once until
-an insert succeeds again), and a ``fork()``-ed child starts with a writer of
-its own. Every row it cannot save has a log line with every field, which
-``manage.py claude_ingest_log`` loads.
+an insert succeeds again), a ``fork()``-ed child starts with a writer of its
+own, and at exit the queue is drained (for up to 5 s). Every row it cannot
+save has a log line with every field, which ``manage.py claude_ingest_log``
+loads.
 
 Inside a test's transaction the record is written in it instead, so it rolls
-back with the test: ``records_in_test_transaction()`` says which transaction
-that is (the pytest plugin does it for pytest-django's database tests).
+back with the test (``transactions.py``).
 """
 
 from __future__ import annotations
 
 import atexit
-import contextlib
 import logging
 import os
 import queue
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
 from typing import ClassVar
 
+from django.core import mail
 from django.db import (
     DatabaseError,
-    IntegrityError,
     OperationalError,
     connections,
     router,
     transaction,
 )
-from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.transaction import TransactionManagementError
 
+from django_claude.conf import conf
 from django_claude.models import CallRecord
 from django_claude.recording.backlog import Outage, Overflow, WriterStats
+from django_claude.recording.inserts import INGEST_HINT, After, Inserts, run_after
+from django_claude.recording.transactions import in_callers_transaction, in_test_transaction
 from django_claude.recording.watchdog import backend_pid, watchdog
 
 logger = logging.getLogger(__name__)
 
-INGEST_HINT = "their log lines have every field: load them with manage.py claude_ingest_log"
 
-After = Callable[[], None] | None
-
-# -- a test's transaction ---------------------------------------------------------
-
-# The connections (of the thread that registered them) whose open transaction
-# is a test's. Django has no public way to tell a TestCase's atomic block from
-# the caller's own, so the test says so.
-_test_transactions: weakref.WeakSet[BaseDatabaseWrapper] = weakref.WeakSet()
-
-
-@contextlib.contextmanager
-def records_in_test_transaction(*, using: Iterable[str] | None = None) -> Iterator[None]:
-    """Treat the transactions open now on this thread's connections (``using``:
-    those aliases; default: every connection in an atomic block) as a test's.
-
-    Until the block exits, a record written on such a connection goes into
-    that transaction, in a savepoint, so it rolls back with the test, also from
-    the test's own nested ``atomic()``. Elsewhere, a record written inside an
-    ``atomic()`` goes to the background writer and outlives its rollback.
-
-    The pytest plugin enters it for every pytest-django database test;
-    Django's ``TestCase`` transactions are recognised without it.
-    """
-    if using is None:
-        candidates = list(connections.all(initialized_only=True))
-    else:
-        candidates = [connections[alias] for alias in using]
-    marked = [c for c in candidates if c.in_atomic_block and c not in _test_transactions]
-    _test_transactions.update(marked)
-    try:
-        yield
-    finally:
-        for connection in marked:
-            _test_transactions.discard(connection)
-
-
-def _in_callers_transaction(alias: str) -> bool:
-    """True inside an ``atomic()`` the caller opened; False outside any, and
-    inside a test's transaction (``records_in_test_transaction``)."""
-    connection = connections[alias]
-    if not connection.in_atomic_block or connection in _test_transactions:
+def writes_behind(alias: str) -> bool:
+    """``DJANGO_CLAUDE_WRITE_BEHIND``, or when unset: yes, but under a test
+    runner (a test reads its records right after the call) and on SQLite
+    whose transactions are ``DEFERRED`` (Django's default there). There a
+    site's own transaction that reads, then writes while the writer commits,
+    would fail at once with "database is locked" instead of waiting; with
+    ``"OPTIONS": {"transaction_mode": "IMMEDIATE"}`` it waits, and records are
+    written behind."""
+    setting = conf.WRITE_BEHIND
+    if setting is not None:
+        return setting
+    if hasattr(mail, "outbox"):  # set by Django's setup_test_environment()
         return False
-    # Django's own TestCase opens its atomic blocks with a private marker and
-    # offers no public one; read defensively, it keeps `manage.py test` suites
-    # rolling records back with the test without any setup.
-    blocks = connection.atomic_blocks
-    return not (blocks and getattr(blocks[0], "_from_testcase", False))
-
-
-def _run_after(after: After, record: CallRecord) -> None:
-    if after is None:
-        return
-    try:
-        after()
-    except Exception:
-        logger.exception("claude record %s: follow-up failed", record.id)
+    connection = connections[alias]
+    if connection.vendor == "sqlite":
+        mode = connection.settings_dict.get("OPTIONS", {}).get("transaction_mode")
+        return str(mode).upper() in ("IMMEDIATE", "EXCLUSIVE")
+    return True
 
 
 # An insert the watchdog cancelled (or a server-side timeout): the writer takes the row.
@@ -113,18 +78,23 @@ WAITED_TOO_LONG = frozenset({"55P03", "57014"})  # lock_not_available, query_can
 
 
 def write_record(record: CallRecord, *, after: After = None, background: bool = False) -> None:
-    """Save ``record`` now, or hand it to the background writer when the caller
-    is inside its own transaction (or asks for ``background``); then run
-    ``after`` (once the row exists, or could not be saved). Never raises."""
+    """Hand ``record`` to the background writer (``DJANGO_CLAUDE_WRITE_BEHIND``
+    and no ``after``, ``background``, or the caller is inside its own
+    transaction), or save it now; then run ``after`` (once the row exists, or
+    could not be saved). Inside a test's transaction it is saved in it.
+    Never raises."""
     alias = router.db_for_write(CallRecord)
-    if background or _in_callers_transaction(alias):
+    in_test = in_test_transaction(alias)
+    # A follow-up (a sampled call's judge) needs the row now: such calls, 1%
+    # by default, are inserted at once, so the judge never waits on the queue.
+    behind = background or (after is None and writes_behind(alias))
+    if not in_test and (behind or in_callers_transaction(alias)):
         _writer.submit(record, alias, after)
         return
     connection = connections[alias]
     try:
-        if connection.in_atomic_block:
-            # Only a test's transaction gets here: a savepoint keeps a failed
-            # insert from poisoning it.
+        if in_test:
+            # A savepoint keeps a failed insert from poisoning the test's transaction.
             with transaction.atomic(using=alias):
                 record.save(force_insert=True, using=alias)
         elif connection.vendor == "postgresql":
@@ -147,7 +117,7 @@ def write_record(record: CallRecord, *, after: After = None, background: bool = 
             logger.error(
                 "claude record %s not saved (%s); %s", record.id, type(exc).__name__, INGEST_HINT
             )
-            _run_after(after, record)
+            run_after(after, record)
             return
         logger.warning("claude record %s: the table is busy, handing it to the writer", record.id)
         _writer.submit(record, alias, after)
@@ -156,45 +126,24 @@ def write_record(record: CallRecord, *, after: After = None, background: bool = 
         logger.error(
             "claude record %s not saved (%s); %s", record.id, type(exc).__name__, INGEST_HINT
         )
-    _run_after(after, record)
+    run_after(after, record)
 
 
 # -- the background writer ---------------------------------------------------------------
 
 
-def _outage_declared(alias: str, retry_for: float, exc: Exception, record: CallRecord) -> None:
-    logger.error(
-        "claude records: inserts into database %r have failed for %.0f s (%s): record %s "
-        "and every record queued until an insert works again are not saved; %s",
-        alias,
-        retry_for,
-        type(exc).__name__,
-        record.id,
-        INGEST_HINT,
-    )
-
-
-def _outage_over(alias: str, given_up: int) -> None:
-    logger.warning(
-        "claude records: inserts into database %r work again; %d records were given up "
-        "during the outage, %s",
-        alias,
-        given_up,
-        INGEST_HINT,
-    )
-
-
-class RecordWriter:
-    """A daemon thread with its own connection that inserts queued records.
+class RecordWriter(Inserts):
+    """A daemon thread with its own connection that inserts queued records,
+    all that have queued since its last insert in one transaction.
 
     SQLite lets one writer in at a time: while the caller's transaction holds
     the lock the insert is retried, and it lands as soon as the caller commits
     or rolls back.
     """
 
-    RETRY_FOR = 60.0  # seconds of failed inserts before an outage is declared
-    PROBE_EVERY = 5.0  # seconds between single attempts during an outage
     MAX_QUEUED = 10_000  # rows waiting at most; more are kept in their log lines only
+    BATCH = 500  # rows inserted in one transaction at most
+    IDLE_CLOSE = 2.0  # seconds without a row before the thread closes its connection and ends
 
     _instances: ClassVar[weakref.WeakSet[RecordWriter]] = weakref.WeakSet()
 
@@ -230,18 +179,19 @@ class RecordWriter:
                     record.id,
                     INGEST_HINT,
                 )
-            _run_after(after, record)
+            run_after(after, record)
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._run, name="django-claude-records", daemon=True
                 )
                 self._thread.start()
+                drain_at_exit()
 
     def _run(self) -> None:
         while True:
             try:
-                record, alias, after = self._queue.get(timeout=1.0)
+                first = self._queue.get(timeout=self.IDLE_CLOSE)
             except queue.Empty:
                 connections.close_all()
                 with self._lock:
@@ -249,12 +199,18 @@ class RecordWriter:
                         self._thread = None
                         return
                 continue
+            batch = [first]
+            while len(batch) < self.BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
             try:
-                self._write(record, alias)
-                _run_after(after, record)
+                self._write_batch(batch)
             finally:
-                if self._queue.empty():
-                    # Idle: hold no connection (a test run could not drop its database).
+                if self._queue.empty() and hasattr(mail, "outbox"):
+                    # Under a test runner: hold no connection while idle, or
+                    # the run could not drop its test database.
                     connections.close_all()
                 with self._lock:
                     lost = self._overflow.room_again(
@@ -267,39 +223,8 @@ class RecordWriter:
                         lost,
                         INGEST_HINT,
                     )
-                self._queue.task_done()
-
-    def _write(self, record: CallRecord, alias: str) -> None:
-        outage = self._outages.setdefault(alias, Outage())
-        delay = 0.005
-        while outage.may_attempt(time.monotonic(), probe_every=self.PROBE_EVERY):
-            try:
-                connections[alias].close_if_unusable_or_obsolete()
-                record.save(force_insert=True, using=alias)
-            except IntegrityError:
-                logger.warning("claude record %s already saved", record.id)
-            except DatabaseError as exc:
-                was_declared = outage.declared
-                if outage.failed(time.monotonic(), retry_for=self.RETRY_FOR):
-                    if not was_declared:
-                        _outage_declared(alias, self.RETRY_FOR, exc, record)
-                    break
-                with contextlib.suppress(DatabaseError):
-                    connections[alias].close()
-                time.sleep(delay)
-                delay = min(delay * 2, 0.25)
-                continue
-            except Exception:
-                # Not the database failing (a bug, a blocked test): never kill the thread.
-                logger.exception("claude record %s not saved; %s", record.id, INGEST_HINT)
-                self.given_up += 1
-                return
-            if given_up := outage.succeeded():
-                _outage_over(alias, given_up)
-            return
-        outage.given_up += 1
-        self.given_up += 1
-        logger.debug("claude record %s not saved: database %r is down", record.id, alias)
+                for _ in batch:
+                    self._queue.task_done()
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every queued record is written; False on timeout."""
@@ -329,7 +254,14 @@ _writer = RecordWriter()
 
 
 def flush_pending(timeout: float = 10.0) -> bool:
-    """Block until records written from inside a caller's transaction are saved."""
+    """Block until every queued record is saved (or given up); False on timeout."""
+    return _writer.flush(timeout)
+
+
+def flush_records(timeout: float = 10.0) -> bool:
+    """Wait until the records of calls made so far are saved (or given up),
+    for code that reads a ``CallRecord`` right after its call (a management
+    command, a script); False if ``timeout`` seconds were not enough."""
     return _writer.flush(timeout)
 
 
@@ -338,4 +270,26 @@ def writer_stats() -> WriterStats:
     return _writer.stats()
 
 
-atexit.register(flush_pending, 5.0)
+EXIT_DRAIN = 5.0  # seconds a stopping process gives its queued rows
+
+atexit.register(flush_pending, EXIT_DRAIN)
+_drains_in: set[int] = set()  # the processes whose exit drains the queue
+
+
+def drain_at_exit() -> None:
+    """Also drain when a worker process of ``multiprocessing`` (uvicorn's
+    ``--workers``) or ``billiard`` (Celery's prefork pool) ends: they leave
+    with ``os._exit()``, which skips ``atexit`` but runs their finalizers.
+    Registered in the process that writes (a forked child's registry starts
+    empty)."""
+    if os.getpid() in _drains_in:
+        return
+    _drains_in.add(os.getpid())
+    from multiprocessing import util
+
+    util.Finalize(None, flush_pending, args=(EXIT_DRAIN,), exitpriority=100)
+    try:
+        from billiard import util as billiard_util  # Celery's multiprocessing
+    except ImportError:
+        return
+    billiard_util.Finalize(None, flush_pending, args=(EXIT_DRAIN,), exitpriority=100)

@@ -28,7 +28,7 @@ def records_in_test_transaction() -> AbstractContextManager[None]:
     """Write records into the transactions open now (a test's), so they roll
     back with the test; for test runners other than pytest-django and Django's
     ``TestCase``, which are handled already."""
-    from django_claude.recording.writer import (
+    from django_claude.recording.transactions import (
         records_in_test_transaction as mark,
     )  # needs the app registry
 

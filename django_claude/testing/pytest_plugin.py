@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -59,12 +60,22 @@ def pytest_fixture_setup(fixturedef: Any, request: pytest.FixtureRequest) -> Ite
     result = yield
     opened = _aliases_in_atomic() - before
     if opened:
-        from django_claude.recording.writer import records_in_test_transaction
+        from django_claude.recording.transactions import records_in_test_transaction
 
         marking = contextlib.ExitStack()
         marking.enter_context(records_in_test_transaction(using=opened))
         fixturedef.addfinalizer(marking.close)  # runs before the fixture's own teardown
     return result
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Rows the background writer still holds are written before the test's
+    database is reset (``DJANGO_CLAUDE_WRITE_BEHIND = True`` in a test), so
+    none lands in the next test's."""
+    writer = sys.modules.get("django_claude.recording.writer")
+    if writer is not None:
+        writer.flush_pending(10.0)
 
 
 # -- django-claude's cache keys -------------------------------------------------------------

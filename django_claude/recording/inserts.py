@@ -1,0 +1,123 @@
+"""How the background writer inserts rows: a batch in one transaction, or
+one row at a time through an outage window shared by every row queued for
+the same database."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from django.db import DatabaseError, IntegrityError, connections, transaction
+
+from django_claude.models import CallRecord
+from django_claude.recording.backlog import Outage
+
+logger = logging.getLogger("django_claude.recording.writer")
+
+INGEST_HINT = "their log lines have every field: load them with manage.py claude_ingest_log"
+
+After = Callable[[], None] | None
+
+
+def run_after(after: After, record: CallRecord) -> None:
+    """Run a record's follow-up (the smell test's announcement); never raises."""
+    if after is None:
+        return
+    try:
+        after()
+    except Exception:
+        logger.exception("claude record %s: follow-up failed", record.id)
+
+
+def _outage_declared(alias: str, retry_for: float, exc: Exception, record: CallRecord) -> None:
+    logger.error(
+        "claude records: inserts into database %r have failed for %.0f s (%s): record %s "
+        "and every record queued until an insert works again are not saved; %s",
+        alias,
+        retry_for,
+        type(exc).__name__,
+        record.id,
+        INGEST_HINT,
+    )
+
+
+def _outage_over(alias: str, given_up: int) -> None:
+    logger.warning(
+        "claude records: inserts into database %r work again; %d records were given up "
+        "during the outage, %s",
+        alias,
+        given_up,
+        INGEST_HINT,
+    )
+
+
+class Inserts:
+    """The writer thread's inserts (a base of ``RecordWriter``)."""
+
+    RETRY_FOR = 60.0  # seconds of failed inserts before an outage is declared
+    PROBE_EVERY = 5.0  # seconds between single attempts during an outage
+
+    _outages: dict[str, Outage]
+    given_up: int
+
+    def _write_batch(self, batch: list[tuple[CallRecord, str, After]]) -> None:
+        """Insert the batch in one transaction per database (one commit); any
+        failure, and then each row is written alone (a duplicate skipped, an
+        outage waited out)."""
+        by_alias: dict[str, list[tuple[CallRecord, After]]] = {}
+        for record, alias, after in batch:
+            by_alias.setdefault(alias, []).append((record, after))
+        for alias, rows in by_alias.items():
+            if len(rows) > 1 and self._insert_together(alias, [r for r, _ in rows]):
+                for record, after in rows:
+                    run_after(after, record)
+                continue
+            for record, after in rows:
+                self._write(record, alias)
+                run_after(after, record)
+
+    def _insert_together(self, alias: str, records: list[CallRecord]) -> bool:
+        outage = self._outages.setdefault(alias, Outage())
+        if outage.declared:
+            return False
+        try:
+            connections[alias].close_if_unusable_or_obsolete()
+            with transaction.atomic(using=alias):
+                CallRecord.objects.using(alias).bulk_create(records)
+        except Exception:  # a duplicate, a failing database: row by row decides
+            return False
+        return True
+
+    def _write(self, record: CallRecord, alias: str) -> None:
+        outage = self._outages.setdefault(alias, Outage())
+        delay = 0.005
+        while outage.may_attempt(time.monotonic(), probe_every=self.PROBE_EVERY):
+            try:
+                connections[alias].close_if_unusable_or_obsolete()
+                record.save(force_insert=True, using=alias)
+            except IntegrityError:
+                logger.warning("claude record %s already saved", record.id)
+            except DatabaseError as exc:
+                was_declared = outage.declared
+                if outage.failed(time.monotonic(), retry_for=self.RETRY_FOR):
+                    if not was_declared:
+                        _outage_declared(alias, self.RETRY_FOR, exc, record)
+                    break
+                with contextlib.suppress(DatabaseError):
+                    connections[alias].close()
+                time.sleep(delay)
+                delay = min(delay * 2, 0.25)
+                continue
+            except Exception:
+                # Not the database failing (a bug, a blocked test): never kill the thread.
+                logger.exception("claude record %s not saved; %s", record.id, INGEST_HINT)
+                self.given_up += 1
+                return
+            if given_up := outage.succeeded():
+                _outage_over(alias, given_up)
+            return
+        outage.given_up += 1
+        self.given_up += 1
+        logger.debug("claude record %s not saved: database %r is down", record.id, alias)

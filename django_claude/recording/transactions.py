@@ -1,0 +1,67 @@
+"""Which transaction a record may be written in: the caller's own ``atomic()``
+never (a rollback there must not lose the record), a test's always (so the
+record rolls back with the test)."""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from collections.abc import Iterable, Iterator
+
+from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+# The connections (of the thread that registered them) whose open transaction
+# is a test's. Django has no public way to tell a TestCase's atomic block from
+# the caller's own, so the test says so.
+_test_transactions: weakref.WeakSet[BaseDatabaseWrapper] = weakref.WeakSet()
+
+
+@contextlib.contextmanager
+def records_in_test_transaction(*, using: Iterable[str] | None = None) -> Iterator[None]:
+    """Treat the transactions open now on this thread's connections (``using``:
+    those aliases; default: every connection in an atomic block) as a test's.
+
+    Until the block exits, a record written on such a connection goes into
+    that transaction, in a savepoint, so it rolls back with the test, also from
+    the test's own nested ``atomic()``. Elsewhere, a record written inside an
+    ``atomic()`` goes to the background writer and outlives its rollback.
+
+    The pytest plugin enters it for every pytest-django database test;
+    Django's ``TestCase`` transactions are recognised without it.
+    """
+    if using is None:
+        candidates = list(connections.all(initialized_only=True))
+    else:
+        candidates = [connections[alias] for alias in using]
+    marked = [c for c in candidates if c.in_atomic_block and c not in _test_transactions]
+    _test_transactions.update(marked)
+    try:
+        yield
+    finally:
+        for connection in marked:
+            _test_transactions.discard(connection)
+
+
+def in_callers_transaction(alias: str) -> bool:
+    """True inside an ``atomic()`` the caller opened; False outside any, and
+    inside a test's transaction (``records_in_test_transaction``)."""
+    connection = connections[alias]
+    if not connection.in_atomic_block or connection in _test_transactions:
+        return False
+    # Django's own TestCase opens its atomic blocks with a private marker and
+    # offers no public one; read defensively, it keeps `manage.py test` suites
+    # rolling records back with the test without any setup.
+    blocks = connection.atomic_blocks
+    return not (blocks and getattr(blocks[0], "_from_testcase", False))
+
+
+def in_test_transaction(alias: str) -> bool:
+    """True inside a test's transaction on ``alias``: the record goes into it."""
+    connection = connections[alias]
+    if not connection.in_atomic_block:
+        return False
+    if connection in _test_transactions:
+        return True
+    blocks = connection.atomic_blocks
+    return bool(blocks and getattr(blocks[0], "_from_testcase", False))

@@ -1,0 +1,274 @@
+"""Records written behind: the call does no database work, the writer commits
+many rows at once, a graceful stop loses nothing, and after a SIGKILL the
+call log restores every row."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.db import connections
+from django.db.backends.signals import connection_created
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+import django_claude
+from django_claude.models import CallRecord
+from django_claude.recording import writer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# The convention of the suite: a transactional test leaves the migrations' rows behind.
+transactional = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+
+@pytest.fixture
+def behind(settings):
+    settings.DJANGO_CLAUDE_WRITE_BEHIND = True
+    yield
+    assert writer.flush_pending(10.0)
+
+
+@transactional
+def test_a_call_does_no_database_work_and_its_row_follows(fake_anthropic, behind):
+    django_claude.call("warm up", feature="behind")  # loads routes and prices
+    assert writer.flush_pending()
+    with CaptureQueriesContext(connections["default"]) as queries:
+        result = django_claude.call("hi", feature="behind")
+    assert result.outcome == "ok"
+    assert [q["sql"] for q in queries] == []  # no INSERT, no commit on the caller's path
+    assert writer.flush_pending()
+    record = CallRecord.objects.get(pk=result.request_id)
+    assert (record.feature, record.outcome) == ("behind", "ok")
+
+
+@transactional
+def test_the_writer_commits_many_rows_at_once():
+    statements: list[str] = []
+
+    def count(execute, sql, params, many, context):
+        statements.append(sql)
+        return execute(sql, params, many, context)
+
+    def watch(sender, connection, **kwargs):
+        connection.execute_wrappers.append(count)
+
+    own = writer.RecordWriter()
+    connection_created.connect(watch)
+    try:
+        for n in range(300):
+            own.submit(
+                CallRecord(
+                    created_at=timezone.now(),
+                    feature="batched",
+                    model_requested="m",
+                    outcome="ok",
+                    prompt_prefix=f"row {n}",
+                ),
+                "default",
+            )
+        assert own.flush(10.0)
+    finally:
+        connection_created.disconnect(watch)
+    assert CallRecord.objects.filter(feature="batched").count() == 300
+    inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT")]
+    # One INSERT per row would be 300: the writer inserts whatever queued meanwhile.
+    assert 0 < len(inserts) < 150, len(inserts)
+
+
+@transactional
+def test_a_rolled_back_caller_keeps_its_record(fake_anthropic, behind):
+    from django.db import transaction
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        result = django_claude.call("inside", feature="behind")
+        raise RuntimeError("the view failed after the call")
+    assert writer.flush_pending()
+    assert CallRecord.objects.filter(pk=result.request_id).exists()
+
+
+def test_when_records_are_written_behind(settings, monkeypatch):
+    from django.core import mail
+
+    settings.DJANGO_CLAUDE_WRITE_BEHIND = None
+    assert not writer.writes_behind("default")  # under a test runner: inline
+    monkeypatch.delattr(mail, "outbox")  # as in production
+    connection = connections["default"]
+    options = connection.settings_dict.setdefault("OPTIONS", {})
+    if connection.vendor == "sqlite":
+        # DEFERRED (Django's default): a site's read-then-write transaction
+        # would fail at once while the writer commits, so inline.
+        monkeypatch.delitem(options, "transaction_mode", raising=False)
+        assert not writer.writes_behind("default")
+        monkeypatch.setitem(options, "transaction_mode", "IMMEDIATE")
+    assert writer.writes_behind("default")
+    settings.DJANGO_CLAUDE_WRITE_BEHIND = False
+    assert not writer.writes_behind("default")
+    settings.DJANGO_CLAUDE_WRITE_BEHIND = True
+    monkeypatch.delitem(options, "transaction_mode", raising=False)
+    assert writer.writes_behind("default")
+
+
+# -- real processes: SIGKILL, and a graceful stop under gunicorn and uvicorn --------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def site(tmp_path: Path, fake_anthropic) -> Iterator[dict[str, str]]:
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.site.settings",
+        "SITE_DB": str(tmp_path / "site.sqlite3"),
+        "SITE_CALL_LOG": str(tmp_path / "calls.log"),
+        "SITE_API": fake_anthropic.url,
+        "PYTHONPATH": str(ROOT),
+    }
+    env.pop("DATABASE_URL", None)
+    migrate = subprocess.run(
+        [sys.executable, "-m", "django", "migrate", "--verbosity=0"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert migrate.returncode == 0, migrate.stderr
+    yield env
+
+
+def _rows(env: dict[str, str]) -> set[str]:
+    with sqlite3.connect(env["SITE_DB"]) as db:
+        return {row[0] for row in db.execute("SELECT id FROM django_claude_callrecord")}
+
+
+def _logged_ids(env: dict[str, str]) -> set[str]:
+    lines = Path(env["SITE_CALL_LOG"]).read_text().splitlines()
+    return {json.loads(line)["request_id"].replace("-", "") for line in lines if line.strip()}
+
+
+KILLED = """
+import os, sqlite3, sys, time
+import django
+django.setup()
+import django_claude
+# Another process holds the database's write lock: the writer cannot insert.
+lock = sqlite3.connect(os.environ["SITE_DB"], isolation_level=None, check_same_thread=False)
+lock.execute("BEGIN IMMEDIATE")
+for n in range(25):
+    assert django_claude.call(f"question {n}", feature="killed").outcome == "ok"
+print("answered", flush=True)
+time.sleep(60)
+"""
+
+
+def test_after_a_sigkill_the_call_log_restores_every_row(site):
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED],
+        env=site,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "answered"
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    logged = _logged_ids(site)
+    assert len(logged) == 25
+    assert _rows(site) == set()  # killed before the writer could insert
+    ingest = subprocess.run(
+        [sys.executable, "-m", "django", "claude_ingest_log", site["SITE_CALL_LOG"]],
+        env=site,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ingest.returncode == 0, ingest.stderr
+    assert {row.replace("-", "") for row in _rows(site)} == logged
+
+
+def _wait_for(port: int, process: subprocess.Popen[str], seconds: float = 30.0) -> None:
+    ends = time.monotonic() + seconds
+    while time.monotonic() < ends:
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"nothing listens on {port}")
+
+
+SERVERS = {
+    "gunicorn": [
+        "-m",
+        "gunicorn",
+        "--workers",
+        "2",
+        "--threads",
+        "4",
+        "--worker-class",
+        "gthread",
+        "--graceful-timeout",
+        "20",
+        "tests.site.app:wsgi",
+    ],
+    "uvicorn": ["-m", "uvicorn", "--workers", "2", "tests.site.app:asgi"],
+}
+
+
+@pytest.mark.parametrize("server", sorted(SERVERS))
+def test_sigterm_under_a_server_loses_no_record(site, server):
+    pytest.importorskip(server)
+    port = _free_port()
+    bind = ["--bind", f"127.0.0.1:{port}"] if server == "gunicorn" else ["--port", str(port)]
+    process = subprocess.Popen(
+        [sys.executable, *SERVERS[server], *bind],
+        env=site,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for(port, process)
+        path = "ask" if server == "gunicorn" else "aask"
+        # Hold the database's write lock so rows are still queued at SIGTERM.
+        lock = sqlite3.connect(site["SITE_DB"], isolation_level=None)
+        lock.execute("BEGIN IMMEDIATE")
+        answered = set()
+        for n in range(30):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/{path}/?q=n{n}", timeout=10) as r:
+                answered.add(json.loads(r.read())["request_id"].replace("-", ""))
+        process.send_signal(signal.SIGTERM)
+        time.sleep(1.0)  # the workers are draining: the lock goes, the rows land
+        lock.execute("COMMIT")
+        lock.close()
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert len(answered) == 30
+    rows = {row.replace("-", "") for row in _rows(site)}
+    assert rows == answered, process.communicate()[1][-3000:]
