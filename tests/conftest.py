@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from django_claude import routing
+from django_claude.client.breaker import local_view
 from django_claude.recording import pricing
 from tests.celery_app import app as celery_app  # noqa: F401 (the current Celery app)
 
@@ -48,9 +49,11 @@ def _fresh_process_state() -> Iterator[None]:
     pricing.invalidate()
     pricing._warned.clear()
     routing.reset_route_table()
+    local_view.forget()  # breaker states this process read
     yield
     pricing.invalidate()
     routing.reset_route_table()
+    local_view.forget()
 
 
 @pytest.fixture

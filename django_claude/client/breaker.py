@@ -5,11 +5,18 @@ The state machine (``breaker_allows``, ``breaker_after_failure``) is pure;
 and ``Breakers`` performs the engine's breaker steps for one call. A cache
 that fails or hangs never takes a call down: within its time budget
 (``shared_cache``) the breaker reads as closed.
+
+Each process keeps the state it last read for ``SYNC_EVERY`` seconds
+(``LocalView``), so a healthy model costs one cache read per model and
+process every quarter second, not one per call; a failure, a trip and a
+reset are written through at once (and update the local copy). Another
+process's trip is seen within ``SYNC_EVERY``.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +53,39 @@ def breaker_after_failure(
     return BreakerState(failures=failures, open_until=state.open_until)
 
 
+SYNC_EVERY = 0.25  # seconds a process trusts the breaker state it last read
+
+
+class LocalView:
+    """The breaker states this process read or wrote last, by model, with
+    when (monotonic); shared by its threads."""
+
+    def __init__(self) -> None:
+        self._states: dict[str, tuple[float, BreakerState]] = {}
+        self._lock = threading.Lock()
+
+    def fresh(self, model: str) -> BreakerState | None:
+        """The state read less than ``SYNC_EVERY`` ago, else None."""
+        seen = self._states.get(model)
+        if seen is None or time.monotonic() - seen[0] >= SYNC_EVERY:
+            return None
+        return seen[1]
+
+    def keep(self, model: str, state: BreakerState) -> None:
+        with self._lock:
+            self._states[model] = (time.monotonic(), state)
+
+    def forget(self, model: str | None = None) -> None:
+        with self._lock:
+            if model is None:
+                self._states.clear()
+            else:
+                self._states.pop(model, None)
+
+
+local_view = LocalView()
+
+
 class CircuitBreaker:
     """One breaker per model id, kept in the Django cache (``DJANGO_CLAUDE_CACHE``).
 
@@ -65,12 +105,24 @@ class CircuitBreaker:
         self._seen = BreakerState()
 
     def state(self) -> BreakerState:
+        """The shared state, as this process read it less than ``SYNC_EVERY`` ago."""
+        known = local_view.fresh(self.model)
+        if known is not None:
+            return known
         keys = [self._failures_key, self._open_key]
         values: dict[str, Any] = cache_op("breaker read", lambda c: c.get_many(keys), default={})
-        return BreakerState(
+        state = BreakerState(
             failures=int(values.get(self._failures_key) or 0),
             open_until=values.get(self._open_key),
         )
+        local_view.keep(self.model, state)
+        return state
+
+    @property
+    def known_locally(self) -> bool:
+        """Can ``allow`` answer without the cache? (Not when it may probe.)"""
+        known = local_view.fresh(self.model)
+        return known is not None and breaker_allows(known, now=time.time()) != "half-open"
 
     def allow(self, *, now: float | None = None) -> bool:
         """May a request go to this model now? Claims the probe when half-open."""
@@ -97,6 +149,7 @@ class CircuitBreaker:
     def record_success(self) -> None:
         if self.has_state_to_clear:
             cache_op("breaker reset", lambda c: c.delete_many(self._keys), default=None)
+            local_view.keep(self.model, BreakerState())
             if self._seen.open_until is not None or self.probing:
                 logger.info("claude breaker closed for %s", self.model)
         self._seen = BreakerState()
@@ -132,6 +185,7 @@ class CircuitBreaker:
             )
         self._seen = new
         self.probing = False
+        local_view.keep(self.model, new)
 
     @property
     def _keys(self) -> list[str]:
@@ -139,6 +193,7 @@ class CircuitBreaker:
 
     def reset(self) -> None:
         cache_op("breaker reset", lambda c: c.delete_many(self._keys), default=None)
+        local_view.forget(self.model)
 
 
 class Breakers:
@@ -159,6 +214,8 @@ class Breakers:
     def needs_io(self, step: BreakerStep) -> bool:
         if step.event is BreakerEvent.SUCCEEDED:
             return self._of(step.model).has_state_to_clear
+        if step.event is BreakerEvent.ALLOW:
+            return not self._of(step.model).known_locally
         return True
 
     def perform(self, step: BreakerStep) -> bool:

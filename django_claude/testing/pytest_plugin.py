@@ -144,8 +144,12 @@ def forget_claude_keys(cache: BaseCache) -> None:
     Redis (Django's backend and django-redis), local memory and the database
     cache lose every such key. A cache that cannot list its keys (memcached,
     files) loses the keys django-claude was seen using while ``fake_anthropic``
-    was active, and the shared routes version.
+    was active, and the shared routes version. This process's copy of the
+    breakers' state goes too.
     """
+    from django_claude.client.breaker import local_view
+
+    local_view.forget()
     if hasattr(cache, "delete_pattern"):  # django-redis: SCAN and DEL, prefix and version escaped
         cache.delete_pattern(f"{CLAUDE_KEY_PREFIX}*")
         return
