@@ -4,6 +4,7 @@ call log restores every row."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -11,12 +12,14 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.db import connections
 from django.db.backends.signals import connection_created
 from django.test.utils import CaptureQueriesContext
@@ -117,6 +120,41 @@ def test_when_records_are_written_behind(settings, monkeypatch):
     settings.DJANGO_CLAUDE_WRITE_BEHIND = True
     monkeypatch.delitem(options, "transaction_mode", raising=False)
     assert writer.writes_behind("default")
+
+
+REDACTING_THREADS: set[int] = set()
+
+
+def slow_redactor(text: str) -> str:
+    """A redactor that takes its time, noting the thread it ran in."""
+    REDACTING_THREADS.add(threading.get_ident())
+    time.sleep(0.05)
+    return text
+
+
+@transactional
+def test_concurrent_acalls_are_recorded_in_parallel_threads(fake_anthropic, settings, monkeypatch):
+    """In production (no test runner) an async call's ending runs in any free
+    thread: a server's concurrent calls do not queue for asgiref's one
+    thread-sensitive thread."""
+    from django.core import mail
+
+    monkeypatch.delattr(mail, "outbox")
+    settings.DJANGO_CLAUDE_WRITE_BEHIND = True
+    settings.DJANGO_CLAUDE_REDACTOR = "tests.test_write_behind.slow_redactor"
+    REDACTING_THREADS.clear()
+
+    async def together() -> list[django_claude.ClaudeResult]:
+        calls = [django_claude.acall(f"q{n}", feature="parallel") for n in range(6)]
+        results = await asyncio.gather(*calls)
+        await sync_to_async(connections.close_all)()
+        return list(results)
+
+    results = asyncio.run(together())
+    assert {r.outcome for r in results} == {"ok"}
+    assert len(REDACTING_THREADS) > 1
+    assert writer.flush_pending()
+    assert CallRecord.objects.filter(feature="parallel").count() == 6
 
 
 # -- real processes: SIGKILL, and a graceful stop under gunicorn and uvicorn --------

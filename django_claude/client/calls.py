@@ -13,11 +13,17 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, ParamSpec
 
 from anthropic.types import Message
-from asgiref.sync import sync_to_async
 
 from django_claude.client import outcome
 from django_claude.client.answers import Reuse, text_of
-from django_claude.client.drivers import aroute, arun_plan, off_loop, provisional_route, run_plan
+from django_claude.client.drivers import (
+    aroute,
+    arun_plan,
+    off_loop,
+    provisional_route,
+    recording_off_loop,
+    run_plan,
+)
 from django_claude.client.engine import Attempt
 from django_claude.client.errors import BadResponse
 from django_claude.client.outcome import CallState
@@ -149,7 +155,7 @@ async def acall(prompt: str | None = None, **kwargs: Any) -> ClaudeResult:
         if reuse.wanted:
             stored = await off_loop(reuse.find)(wait=state.deadline.remaining())
             if stored is not None:
-                return await sync_to_async(outcome.replayed)(state, stored)
+                return await recording_off_loop(outcome.replayed)(state, stored)
         client = get_async_client()
 
         async def attempt(step: Attempt) -> Message:
@@ -160,7 +166,7 @@ async def acall(prompt: str | None = None, **kwargs: Any) -> ClaudeResult:
             )
 
         await arun_plan(plan, attempt)
-        return await sync_to_async(_conclude)(state, reuse)
+        return await recording_off_loop(_conclude)(state, reuse)
     except asyncio.CancelledError:
         outcome.cancelled(state)
         raise

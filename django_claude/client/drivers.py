@@ -8,16 +8,19 @@ the deadline, the fallback) comes from the plan.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
+from django.db import close_old_connections
 
 from django_claude.client.breaker import Breakers
 from django_claude.client.deadline import AttemptTimedOut, bounded
 from django_claude.client.engine import Attempt, AttemptPlan, BreakerStep, Done, Sleep, Step
 from django_claude.conf import conf
+from django_claude.recording.transactions import under_test_runner
 from django_claude.routing import Route, active_route, route_table_is_fresh
 
 P = ParamSpec("P")
@@ -27,6 +30,25 @@ R = TypeVar("R")
 def off_loop(fn: Callable[P, R]) -> Callable[P, Awaitable[R]]:
     """Run blocking cache or database work in a thread, off the event loop."""
     return sync_to_async(fn, thread_sensitive=False)
+
+
+def recording_off_loop(fn: Callable[P, R]) -> Callable[P, Awaitable[R]]:
+    """Run an ending (record, build the result) off the event loop: in any
+    free thread, so that a server's concurrent calls do not queue for the one
+    thread-sensitive thread; under a test runner in that thread, where the
+    test's transaction (and its connection) lives, so records roll back with
+    the test."""
+    if under_test_runner():
+        return sync_to_async(fn, thread_sensitive=True)
+
+    @functools.wraps(fn)
+    def in_a_worker_thread(*args: P.args, **kwargs: P.kwargs) -> R:
+        # No request cycle closes this thread's connections: drop broken or
+        # expired ones (CONN_MAX_AGE) before an ending may write.
+        close_old_connections()
+        return fn(*args, **kwargs)
+
+    return sync_to_async(in_a_worker_thread, thread_sensitive=False)
 
 
 def run_plan(plan: AttemptPlan, attempt: Callable[[Attempt], Any]) -> None:

@@ -24,11 +24,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx2
-from asgiref.sync import sync_to_async
 
 from django_claude.client import outcome
 from django_claude.client.deadline import bounded
-from django_claude.client.drivers import aroute, arun_plan, provisional_route, run_plan
+from django_claude.client.drivers import (
+    aroute,
+    arun_plan,
+    provisional_route,
+    recording_off_loop,
+    run_plan,
+)
 from django_claude.client.engine import Attempt
 from django_claude.client.errors import StreamCutOff, StreamStalled
 from django_claude.client.outcome import CallState
@@ -246,7 +251,7 @@ class AsyncClaudeStream:
             await arun_plan(session.call.plan, self._connect)
             if session.call.plan.answer is None:
                 session.degraded = True
-                session.result = await sync_to_async(outcome.failed)(session.call)
+                session.result = await recording_off_loop(outcome.failed)(session.call)
             return self
         except asyncio.CancelledError as exc:
             # The client went away while we connected: nothing may be awaited
@@ -305,7 +310,7 @@ class AsyncClaudeStream:
             self._session.finish(exit_error=exc, background=True)
             return
         await self._close()
-        await sync_to_async(self._session.finish)(exit_error=exc)
+        await recording_off_loop(self._session.finish)(exit_error=exc)
 
 
 def stream(prompt: str | None = None, **kwargs: Any) -> ClaudeStream:

@@ -65,3 +65,11 @@ def in_test_transaction(alias: str) -> bool:
         return True
     blocks = connection.atomic_blocks
     return bool(blocks and getattr(blocks[0], "_from_testcase", False))
+
+
+def under_test_runner() -> bool:
+    """Is Django's test environment set up (pytest-django, ``manage.py test``)?
+    ``setup_test_environment()`` gives ``django.core.mail`` its ``outbox``."""
+    from django.core import mail
+
+    return hasattr(mail, "outbox")

@@ -33,7 +33,6 @@ import time
 import weakref
 from typing import ClassVar
 
-from django.core import mail
 from django.db import (
     DatabaseError,
     OperationalError,
@@ -47,7 +46,11 @@ from django_claude.conf import conf
 from django_claude.models import CallRecord
 from django_claude.recording.backlog import Outage, Overflow, WriterStats
 from django_claude.recording.inserts import INGEST_HINT, After, Inserts, run_after
-from django_claude.recording.transactions import in_callers_transaction, in_test_transaction
+from django_claude.recording.transactions import (
+    in_callers_transaction,
+    in_test_transaction,
+    under_test_runner,
+)
 from django_claude.recording.watchdog import backend_pid, watchdog
 
 logger = logging.getLogger(__name__)
@@ -64,7 +67,7 @@ def writes_behind(alias: str) -> bool:
     setting = conf.WRITE_BEHIND
     if setting is not None:
         return setting
-    if hasattr(mail, "outbox"):  # set by Django's setup_test_environment()
+    if under_test_runner():
         return False
     connection = connections[alias]
     if connection.vendor == "sqlite":
@@ -208,7 +211,7 @@ class RecordWriter(Inserts):
             try:
                 self._write_batch(batch)
             finally:
-                if self._queue.empty() and hasattr(mail, "outbox"):
+                if self._queue.empty() and under_test_runner():
                     # Under a test runner: hold no connection while idle, or
                     # the run could not drop its test database.
                     connections.close_all()
