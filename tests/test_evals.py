@@ -549,3 +549,24 @@ def test_a_slow_broker_never_holds_the_caller(fake_anthropic, monkeypatch):
     assert background.drain(10)
     assert CallRecord.objects.get(id=result.request_id).smell_verdict == "error"
     assert cache.get(sampling.stash_key(result.request_id)) is None
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX")
+def test_forked_workers_do_not_sample_alike(settings):
+    """gunicorn --preload forks workers from one parent: each must draw its own sample."""
+    settings.DJANGO_CLAUDE_SMELL_TEST_RATE = 0.5
+    draws = []
+    for _ in range(2):
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: draw, report, leave at once
+            os.close(read)
+            bits = "".join("1" if sampling.should_sample("chat") else "0" for _ in range(64))
+            os.write(write, bits.encode())
+            os._exit(0)
+        os.close(write)
+        with os.fdopen(read) as pipe:
+            draws.append(pipe.read())
+        os.waitpid(pid, 0)
+    assert len(draws[0]) == 64
+    assert draws[0] != draws[1]

@@ -25,7 +25,6 @@ JUDGE_FEATURE = "django_claude.smell_test"  # the judge's own calls: never sampl
 STASH_PREFIX = "django_claude:smell:"
 STASH_TTL = 3600  # a verdict still pending after this is closed as "error"
 
-_rng = random.SystemRandom()
 
 
 def sample_rate(feature: str) -> float:
@@ -43,7 +42,9 @@ def should_sample(
     rate = sample_rate(feature)
     if rate <= 0:
         return False
-    return (rng or _rng).random() < rate
+    # Not a secret, so not os.urandom on every call: the random module's own
+    # generator, which Python reseeds in a fork()-ed child (workers differ).
+    return (rng.random() if rng is not None else random.random()) < rate
 
 
 def stash_key(request_id: uuid.UUID | str) -> str:
