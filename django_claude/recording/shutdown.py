@@ -41,7 +41,8 @@ def drain_on_sigterm() -> None:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.raise_signal(signal.SIGTERM)
             return
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        if hasattr(signal, "pthread_sigmask"):  # POSIX; Windows has no re-raise to hold
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         previous(signum, frame)
 
     on_sigterm.drains_records = True  # type: ignore[attr-defined]
