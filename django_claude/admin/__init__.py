@@ -4,7 +4,8 @@ every ``ModelAdmin`` with Django's default site.
 - ``base``: what the pages share (404s, read-only history, the paginator, links);
 - ``records``: call records and the dashboard page (numbers in ``dashboard``,
   SVG in ``charts``);
-- ``routes``: the model-route switch, its evidence, history and rollback;
+- ``routes``: the model-route switch, its evidence, rollback and removal;
+  ``route_history``: the changes, read-only;
 - ``costs``: price overrides, daily rollups, budget alerts;
 - ``smell``: smell-test failures, baselines and alerts.
 
@@ -16,7 +17,8 @@ from __future__ import annotations
 
 from django_claude.admin.costs import BudgetAlertAdmin, DailyCostAdmin, ModelPriceAdmin
 from django_claude.admin.records import CallRecordAdmin
-from django_claude.admin.routes import ModelRouteAdmin, ModelRouteChangeAdmin
+from django_claude.admin.route_history import ModelRouteChangeAdmin
+from django_claude.admin.routes import ModelRouteAdmin
 from django_claude.admin.smell import SmellAlertAdmin, SmellBaselineAdmin, SmellFailureAdmin
 
 __all__ = [

@@ -1,9 +1,9 @@
 """The model-route switch: change a feature's model with a reason, see the
-evidence since its last change, roll it back; and the history of changes."""
+evidence since its last change, roll it back or remove it (the history of
+changes is in ``route_history``)."""
 
 from __future__ import annotations
 
-import datetime
 from typing import Any
 
 from django import forms
@@ -20,17 +20,11 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from django_claude import routing
-from django_claude.admin.base import ClaudeAdmin, ReadOnlyAdmin, admin_url, moment, percent
-from django_claude.models import CallRecord, ModelRoute, ModelRouteChange
+from django_claude.admin.base import ClaudeAdmin, admin_url, percent
+from django_claude.admin.route_history import ModelRouteChangeInline, change_moment
+from django_claude.models import CallRecord, ModelRoute
 
 ROLLBACK_ACTION = "rollback_selected"
-
-
-def change_moment(when: datetime.datetime, user: Any) -> str:
-    """When a route changed, and who changed it: "2026-11-27 10:35 by oncall"."""
-    if user is None:
-        return moment(when)
-    return _("%(when)s by %(user)s") % {"when": moment(when), "user": user}
 
 
 class ModelRouteForm(forms.ModelForm):
@@ -63,42 +57,6 @@ class ModelRouteForm(forms.ModelForm):
             except ValidationError as exc:
                 self.add_error(None, exc)
         return data
-
-
-class ModelRouteChangeInline(admin.TabularInline):
-    """The route's history, read-only, newest first."""
-
-    model = ModelRouteChange
-    fk_name = "route"
-    extra = 0
-    can_delete = False
-    ordering = ["-id"]
-    fields = (
-        "changed_at",
-        "changed_by",
-        "old_model",
-        "new_model",
-        "old_fallback_model",
-        "new_fallback_model",
-        "is_rollback",
-        "is_removal",
-        "rolled_back",
-        "reason",
-    )
-    readonly_fields = fields
-    verbose_name_plural = _("history")
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return request.user.has_perm("django_claude.view_modelroute")
 
 
 def health_since_change() -> dict[str, Case]:
@@ -138,12 +96,17 @@ class RouteRollbackAdmin(ClaudeAdmin):
             *super().get_urls(),
         ]
 
-    def rollback_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        if not self.has_rollback_permission(request):
+    def _route_for(self, request: HttpRequest, object_id: str, *, allowed: bool) -> ModelRoute:
+        """The route of a rollback or removal page (403, or 404 for no such route)."""
+        if not allowed:
             raise PermissionDenied
         route = self.get_object(request, unquote(object_id))
         if route is None:
             raise Http404(_("No such model route."))
+        return route
+
+    def rollback_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        route = self._route_for(request, object_id, allowed=self.has_rollback_permission(request))
         change_url = admin_url(self.admin_site, ModelRoute, "change", route.pk)
         target = routing.previous_route(route.feature)
         if request.method == "POST":
@@ -261,11 +224,7 @@ class RouteRemovalAdmin(RouteRollbackAdmin):
         return super().change_view(request, object_id, form_url, extra)
 
     def remove_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        if not self.has_remove_permission(request):
-            raise PermissionDenied
-        route = self.get_object(request, unquote(object_id))
-        if route is None:
-            raise Http404(_("No such model route."))
+        route = self._route_for(request, object_id, allowed=self.has_remove_permission(request))
         after = routing.active_route_from_db(route.feature, own=False)
         if request.method == "POST":
             reason = request.POST.get("reason", "")[:500]
@@ -369,32 +328,3 @@ class ModelRouteAdmin(RouteRemovalAdmin):
 
     def log_change(self, request: HttpRequest, obj: Any, message: Any) -> Any:
         return None  # routing.set_route writes the LogEntry, with the reason
-
-
-@admin.register(ModelRouteChange)
-class ModelRouteChangeAdmin(ReadOnlyAdmin):
-    """Every route change ever made: read-only."""
-
-    list_display = ("changed", "feature", "switch", "kind", "reason")
-    list_filter = ("is_rollback", "is_removal", "feature")
-    list_select_related = ("changed_by",)
-    date_hierarchy = "changed_at"
-
-    @admin.display(description=_("time"), ordering="changed_at")
-    def changed(self, obj: ModelRouteChange) -> str:
-        return change_moment(obj.changed_at, obj.changed_by)
-
-    @admin.display(description=_("model: old → new"))
-    def switch(self, obj: ModelRouteChange) -> str:
-        # Two ids side by side are too wide for a laptop: the arrow may wrap,
-        # an id never does.
-        return format_html(
-            '<span class="claude-model">{}</span> → <span class="claude-model">{}</span>',
-            obj.old_model or "—",
-            obj.new_model,
-        )
-
-    @admin.display(description=_("kind"), ordering="is_rollback")
-    def kind(self, obj: ModelRouteChange) -> str:
-        kind = _("rollback") if obj.is_rollback else _("removal") if obj.is_removal else _("change")
-        return f"{kind}, {_('undone')}" if obj.rolled_back else str(kind)
