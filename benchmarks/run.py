@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import time
+from importlib.util import find_spec
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,9 +26,12 @@ from benchmarks import cost_report, dashboard  # noqa: E402
 from benchmarks.pg import postgres_problem, skip_line  # noqa: E402
 from benchmarks.preflight import require_installed  # noqa: E402
 
-# In the order a reader meets them: the call path, the redactor, the reports.
-BENCHMARKS = ["overhead", "redaction", "cost_report", "dashboard"]
-QUICK_FLAG = {"overhead", "cost_report", "dashboard"}  # redaction is fixed at 1 MB a shape
+# In the order a reader meets them: the call path, beside its peers and served
+# under load, the redactor, the reports.
+BENCHMARKS = ["overhead", "peers", "site_load", "redaction", "cost_report", "dashboard"]
+QUICK_FLAG = {"overhead", "peers", "site_load", "cost_report", "dashboard"}  # redaction: fixed
+# The benchmarks that need the bench extra (pip install -e '.[bench]'): the modules.
+EXTRAS = {"peers": ["litellm"], "site_load": ["uvicorn", "gunicorn"]}
 # The benchmarks that need PostgreSQL: where each looks for it.
 POSTGRES = {
     "cost_report": ("BENCH_POSTGRES_URL", cost_report.DEFAULT_PG),
@@ -46,6 +50,14 @@ def main() -> int:
     require_installed(__file__)
     results: list[tuple[str, str, float]] = []
     for name in args.names or BENCHMARKS:
+        missing = [module for module in EXTRAS.get(name, []) if find_spec(module) is None]
+        if missing:
+            print(
+                f"\n{name}: skipped, needs {', '.join(missing)}: pip install -e '.[bench]'",
+                flush=True,
+            )
+            results.append((name, "skipped", 0.0))
+            continue
         if name in POSTGRES:
             variable, default = POSTGRES[name]
             url = os.environ.get(variable, default)
