@@ -27,6 +27,7 @@ E004 = "django_claude.E004"  # CACHE names no configured cache
 E005 = "django_claude.E005"  # a smell-test rate outside [0, 1]
 E006 = "django_claude.E006"  # DEFAULT_MODEL empty
 E007 = "django_claude.E007"  # a budget that is not a positive number
+E008 = "django_claude.E008"  # WRITE_BEHIND not True, False or None
 W001 = "django_claude.W001"  # no API key anywhere
 W002 = "django_claude.W002"  # a model in use has no price
 W003 = "django_claude.W003"  # a per-process cache: the breaker is not shared
@@ -110,6 +111,15 @@ def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
                     id=E007,
                 )
             )
+    write_behind = get("WRITE_BEHIND")
+    if write_behind is not None and not isinstance(write_behind, bool):
+        messages.append(
+            Error(
+                f"DJANGO_CLAUDE_WRITE_BEHIND must be True, False or None, not {write_behind!r}.",
+                hint='A string from the environment ("false") would count as true: convert it.',
+                id=E008,
+            )
+        )
     try:
         if float(get("DEADLINE")) < float(get("TIMEOUT")):
             messages.append(

@@ -104,6 +104,26 @@ _health = _Health()
 os.register_at_fork(after_in_child=_health.after_fork)
 
 
+# One backend instance per alias for the worker threads, when the backend is
+# known to be thread-safe (Redis: one connection pool for the process, not
+# one per thread); others get Django's per-thread instance.
+_THREAD_SAFE = ("django.core.cache.backends.redis.", "django_redis.")
+_shared_instances: dict[str, tuple[object, BaseCache]] = {}
+
+
+def _for_workers(alias: str) -> BaseCache:
+    config = caches.settings.get(alias)
+    kept = _shared_instances.get(alias)
+    if kept is not None and kept[0] is config:  # the same CACHES entry as before
+        return kept[1]
+    backend = str((config or {}).get("BACKEND", ""))
+    if not backend.startswith(_THREAD_SAFE):
+        return caches[alias]
+    instance = caches.create_connection(alias)
+    _shared_instances[alias] = (config, instance)
+    return instance
+
+
 def cache_op(operation: str, fn: Callable[[BaseCache], T], *, default: T) -> T:
     """``fn(cache)`` within the budget; ``default`` if the cache fails, is slow
     or is marked down. Never raises."""
@@ -121,7 +141,7 @@ def cache_op(operation: str, fn: Callable[[BaseCache], T], *, default: T) -> T:
             return default
     if _health.down_until > time.monotonic():
         return default
-    future = _health.workers.submit(lambda: fn(caches[alias]))
+    future = _health.workers.submit(lambda: fn(_for_workers(alias)))
     try:
         value = future.result(timeout=conf.CACHE_BUDGET)
     except concurrent.futures.TimeoutError:

@@ -4,7 +4,6 @@ once the process is warm, in sync and async code, across requests."""
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -71,24 +70,30 @@ def opened_db_connections() -> Iterator[list[str]]:
     connection_created.disconnect(note)
 
 
-def _redis_connections_received() -> int:
-    import redis
+@pytest.fixture
+def redis_connects(monkeypatch) -> list[int]:
+    """Every Redis connection this process opens (other processes may share
+    the server: its own counters would count theirs)."""
+    from redis.connection import AbstractConnection
 
-    client = redis.Redis.from_url(os.environ["CACHE_URL"])
-    try:
-        return int(client.info("stats")["total_connections_received"])
-    finally:
-        client.close()
+    made: list[int] = []
+    real = AbstractConnection.connect
+
+    def connect(self: AbstractConnection) -> None:
+        if self._sock is None:  # connect() is a no-op on an open connection
+            made.append(1)
+        real(self)
+
+    monkeypatch.setattr(AbstractConnection, "connect", connect)
+    return made
 
 
 @pytest.mark.redis
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 @pytest.mark.parametrize("serve", [_serve_sync, _serve], ids=["sync", "async"])
-def test_warm_calls_open_no_redis_connection(fake_anthropic, serve):
-    counted: list[int] = []
-    serve(WARM, CALLS, lambda: counted.append(_redis_connections_received()))
-    opened = _redis_connections_received() - counted[0] - 1  # the counting client's own
-    assert opened == 0, f"{opened} Redis connections for {CALLS} requests"
+def test_warm_calls_open_no_redis_connection(fake_anthropic, serve, redis_connects):
+    serve(WARM, CALLS, redis_connects.clear)
+    assert redis_connects == [], f"{len(redis_connects)} Redis connections for {CALLS} requests"
     assert fake_anthropic.count() == WARM + CALLS
 
 

@@ -36,6 +36,14 @@ transactional = pytest.mark.django_db(transaction=True, serialized_rollback=True
 
 
 @pytest.fixture
+def in_production(monkeypatch):
+    """As if no test runner had set Django's test environment up."""
+    from django.template import Template
+
+    monkeypatch.setattr(Template, "_render", lambda self, context: self.nodelist.render(context))
+
+
+@pytest.fixture
 def behind(settings):
     settings.DJANGO_CLAUDE_WRITE_BEHIND = True
     yield
@@ -101,11 +109,12 @@ def test_a_rolled_back_caller_keeps_its_record(fake_anthropic, behind):
 
 
 def test_when_records_are_written_behind(settings, monkeypatch):
-    from django.core import mail
+    from django.template import Template
 
     settings.DJANGO_CLAUDE_WRITE_BEHIND = None
     assert not writer.writes_behind("default")  # under a test runner: inline
-    monkeypatch.delattr(mail, "outbox")  # as in production
+    # As in production (and a locmem e-mail backend's outbox does not count).
+    monkeypatch.setattr(Template, "_render", lambda self, context: self.nodelist.render(context))
     connection = connections["default"]
     options = connection.settings_dict.setdefault("OPTIONS", {})
     if connection.vendor == "sqlite":
@@ -133,13 +142,12 @@ def slow_redactor(text: str) -> str:
 
 
 @transactional
-def test_concurrent_acalls_are_recorded_in_parallel_threads(fake_anthropic, settings, monkeypatch):
+def test_concurrent_acalls_are_recorded_in_parallel_threads(
+    fake_anthropic, settings, in_production
+):
     """In production (no test runner) an async call's ending runs in any free
     thread: a server's concurrent calls do not queue for asgiref's one
     thread-sensitive thread."""
-    from django.core import mail
-
-    monkeypatch.delattr(mail, "outbox")
     settings.DJANGO_CLAUDE_WRITE_BEHIND = True
     settings.DJANGO_CLAUDE_REDACTOR = "tests.test_write_behind.slow_redactor"
     REDACTING_THREADS.clear()
@@ -310,3 +318,113 @@ def test_sigterm_under_a_server_loses_no_record(site, server):
     assert len(answered) == 30
     rows = {row.replace("-", "") for row in _rows(site)}
     assert rows == answered, process.communicate()[1][-3000:]
+
+
+# -- what the hostile review found ------------------------------------------------
+
+
+def _row(feature: str = "writer", **fields) -> CallRecord:
+    values = {"created_at": timezone.now(), "model_requested": "m", "outcome": "ok"}
+    return CallRecord(feature=feature, **{**values, **fields})
+
+
+@transactional
+def test_a_row_the_database_refuses_does_not_hold_up_the_others(caplog):
+    own = writer.RecordWriter()
+    own.RETRY_FOR = 30.0  # an outage window the good rows must never wait for
+    refused = _row("refused", model_requested=None)  # NOT NULL: the database says no
+    own.submit(refused, "default")
+    good = [_row("good") for _ in range(20)]
+    for record in good:
+        own.submit(record, "default")
+    assert own.flush(10.0)
+    assert CallRecord.objects.filter(feature="good").count() == 20
+    assert not CallRecord.objects.filter(feature="refused").exists()
+    stats = own.stats()
+    assert (stats.given_up, stats.outages) == (1, frozenset())
+    [line] = [r for r in caplog.records if "refused by database" in r.getMessage()]
+    assert "claude_ingest_log" in line.getMessage()
+
+
+@transactional
+def test_flush_waits_for_what_was_queued_not_for_a_quiet_moment():
+    own = writer.RecordWriter()
+    mine = _row("mine")
+    own.submit(mine, "default")
+    stop = threading.Event()
+
+    def busy_site() -> None:  # other threads' calls never stop coming
+        while not stop.is_set():
+            own.submit(_row("others"), "default")
+            time.sleep(0.0005)
+
+    others = threading.Thread(target=busy_site)
+    others.start()
+    try:
+        assert own.flush(10.0)
+    finally:
+        stop.set()
+        others.join()
+    assert CallRecord.objects.filter(pk=mine.pk).exists()
+    assert own.flush(10.0)
+
+
+@transactional
+def test_with_no_thread_to_start_the_row_is_written_here(monkeypatch):
+    """Python 3.12 refuses new threads at interpreter shutdown, when the
+    in-process judge records its last calls."""
+
+    class NoThreads(threading.Thread):
+        def start(self) -> None:
+            raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    monkeypatch.setattr(writer.threading, "Thread", NoThreads)
+    own = writer.RecordWriter()
+    record = _row("at-exit")
+    own.submit(record, "default")  # never raises
+    assert CallRecord.objects.filter(pk=record.pk).exists()
+    assert own.flush(1.0)
+
+
+def test_write_behind_must_be_a_boolean(settings):
+    from django_claude import checks
+
+    for wrong in ("false", "0", 1, 0):
+        settings.DJANGO_CLAUDE_WRITE_BEHIND = wrong
+        assert checks.E008 in {m.id for m in checks.check_settings()}, wrong
+    for right in (True, False, None):
+        settings.DJANGO_CLAUDE_WRITE_BEHIND = right
+        assert checks.E008 not in {m.id for m in checks.check_settings()}
+
+
+@transactional
+def test_the_writer_keeps_its_connection_between_batches(opened_connections, monkeypatch):
+    """At Django's default CONN_MAX_AGE = 0 it reconnected for every batch."""
+    from django.template import Template
+
+    # In production (under a test runner it lets go of the connection when idle).
+    monkeypatch.setattr(Template, "_render", lambda self, context: self.nodelist.render(context))
+    own = writer.RecordWriter()
+    own.submit(_row("warm"), "default")
+    assert own.flush(10.0)
+    opened_connections.clear()
+    for n in range(10):
+        own.submit(_row(f"row {n}"), "default")
+        assert own.flush(10.0)
+        time.sleep(0.02)  # a quiet site: every row its own batch
+    assert opened_connections == []
+    monkeypatch.undo()  # a test runner again: the writer closes its connection once idle
+    own.submit(_row("last"), "default")
+    assert own.flush(10.0)
+
+
+@pytest.fixture
+def opened_connections() -> Iterator[list[str]]:
+    opened: list[str] = []
+
+    def note(sender, connection, **kwargs):
+        opened.append(connection.alias)
+
+    connection_created.connect(note)
+    yield opened
+    connection_created.disconnect(note)

@@ -9,7 +9,15 @@ import logging
 import time
 from collections.abc import Callable
 
-from django.db import DatabaseError, IntegrityError, connections, transaction
+from django.db import (
+    DatabaseError,
+    DataError,
+    IntegrityError,
+    NotSupportedError,
+    ProgrammingError,
+    connections,
+    transaction,
+)
 
 from django_claude.models import CallRecord
 from django_claude.recording.backlog import Outage
@@ -83,10 +91,10 @@ class Inserts:
         if outage.declared:
             return False
         try:
-            connections[alias].close_if_unusable_or_obsolete()
+            keep_usable(alias)
             with transaction.atomic(using=alias):
                 CallRecord.objects.using(alias).bulk_create(records)
-        except Exception:  # a duplicate, a failing database: row by row decides
+        except Exception:  # a duplicate, a refused row, a failing database: row by row decides
             return False
         return True
 
@@ -95,11 +103,16 @@ class Inserts:
         delay = 0.005
         while outage.may_attempt(time.monotonic(), probe_every=self.PROBE_EVERY):
             try:
-                connections[alias].close_if_unusable_or_obsolete()
+                keep_usable(alias)
                 record.save(force_insert=True, using=alias)
-            except IntegrityError:
-                logger.warning("claude record %s already saved", record.id)
-            except DatabaseError as exc:
+            except (IntegrityError, DataError, ProgrammingError, NotSupportedError) as exc:
+                # The database answered and refused this row (a duplicate, a value
+                # it cannot store): no retry makes it take it, and the rows behind
+                # it must not wait.
+                self._refused(record, alias, exc)
+                outage.succeeded()
+                return
+            except DatabaseError as exc:  # the connection or the server failing
                 was_declared = outage.declared
                 if outage.failed(time.monotonic(), retry_for=self.RETRY_FOR):
                     if not was_declared:
@@ -121,3 +134,31 @@ class Inserts:
         outage.given_up += 1
         self.given_up += 1
         logger.debug("claude record %s not saved: database %r is down", record.id, alias)
+
+    def _refused(self, record: CallRecord, alias: str, exc: Exception) -> None:
+        if isinstance(exc, IntegrityError):
+            with contextlib.suppress(DatabaseError):
+                if CallRecord.objects.using(alias).filter(pk=record.pk).exists():
+                    logger.warning("claude record %s already saved", record.id)
+                    return
+        self.given_up += 1
+        # The type only: a database's message may quote the value it refused.
+        logger.error(
+            "claude record %s refused by database %r (%s); %s",
+            record.id,
+            alias,
+            type(exc).__name__,
+            INGEST_HINT,
+        )
+
+
+def keep_usable(alias: str) -> None:
+    """Close the writer's connection only if it is broken. Its lifetime is the
+    writer's (``IDLE_CLOSE``), not ``CONN_MAX_AGE``, which is about requests:
+    at Django's default of 0 the writer would reconnect for every batch."""
+    connection = connections[alias]
+    if connection.connection is not None and connection.errors_occurred:
+        if connection.is_usable():
+            connection.errors_occurred = False
+        else:
+            connection.close()

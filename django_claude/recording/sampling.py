@@ -26,7 +26,6 @@ STASH_PREFIX = "django_claude:smell:"
 STASH_TTL = 3600  # a verdict still pending after this is closed as "error"
 
 
-
 def sample_rate(feature: str) -> float:
     return float(conf.SMELL_TEST_RATES.get(feature, conf.SMELL_TEST_RATE))
 

@@ -69,7 +69,13 @@ def in_test_transaction(alias: str) -> bool:
 
 def under_test_runner() -> bool:
     """Is Django's test environment set up (pytest-django, ``manage.py test``)?
-    ``setup_test_environment()`` gives ``django.core.mail`` its ``outbox``."""
-    from django.core import mail
 
-    return hasattr(mail, "outbox")
+    ``setup_test_environment()`` instruments template rendering until
+    ``teardown_test_environment()``; nothing else does. (``mail.outbox`` is
+    no sign: the locmem e-mail backend makes one in production too.)
+    """
+    from django.template import Template
+    from django.test import utils
+
+    instrumented = getattr(utils, "instrumented_test_render", None)
+    return instrumented is not None and getattr(Template, "_render", None) is instrumented

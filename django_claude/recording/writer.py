@@ -165,10 +165,12 @@ class RecordWriter(Inserts):
         self._outages: dict[str, Outage] = {}
         self._overflow = Overflow()
         self.given_up = 0
+        self._submitted = 0  # rows queued, ever
+        self._written = 0  # of those, written or given up
 
     def submit(self, record: CallRecord, alias: str, after: After = None) -> None:
         """Queue the row for the writer thread. A full queue keeps it in its log
-        line only (``after`` then runs at once). Never blocks."""
+        line only (``after`` then runs at once). Never blocks, never raises."""
         try:
             self._queue.put_nowait((record, alias, after))
         except queue.Full:
@@ -183,13 +185,22 @@ class RecordWriter(Inserts):
                     INGEST_HINT,
                 )
             run_after(after, record)
+            return
         with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._run, name="django-claude-records", daemon=True
-                )
+            self._submitted += 1
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._thread = threading.Thread(
+                target=self._run, name="django-claude-records", daemon=True
+            )
+            try:
                 self._thread.start()
+            except RuntimeError:  # Python 3.12+ at interpreter shutdown: no new threads
+                self._thread = None
+            else:
                 drain_at_exit()
+                return
+        self._drain_here()
 
     def _run(self) -> None:
         while True:
@@ -202,37 +213,59 @@ class RecordWriter(Inserts):
                         self._thread = None
                         return
                 continue
-            batch = [first]
-            while len(batch) < self.BATCH:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
+            self._write_taken([first, *self._take(self.BATCH - 1)])
+
+    def _take(self, most: int) -> list[tuple[CallRecord, str, After]]:
+        taken: list[tuple[CallRecord, str, After]] = []
+        while len(taken) < most:
             try:
-                self._write_batch(batch)
-            finally:
-                if self._queue.empty() and under_test_runner():
-                    # Under a test runner: hold no connection while idle, or
-                    # the run could not drop its test database.
-                    connections.close_all()
-                with self._lock:
-                    lost = self._overflow.room_again(
-                        queued=self._queue.qsize(), capacity=self.max_queued
-                    )
-                if lost:
-                    logger.warning(
-                        "claude records: the writer's queue has room again; %d records were "
-                        "not saved, %s",
-                        lost,
-                        INGEST_HINT,
-                    )
-                for _ in batch:
-                    self._queue.task_done()
+                taken.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return taken
+
+    def _write_taken(self, batch: list[tuple[CallRecord, str, After]]) -> None:
+        try:
+            self._write_batch(batch)
+        finally:
+            if self._queue.empty() and under_test_runner():
+                # Under a test runner: hold no connection while idle, or
+                # the run could not drop its test database.
+                connections.close_all()
+            with self._lock:
+                self._written += len(batch)
+                lost = self._overflow.room_again(
+                    queued=self._queue.qsize(), capacity=self.max_queued
+                )
+            if lost:
+                logger.warning(
+                    "claude records: the writer's queue has room again; %d records were "
+                    "not saved, %s",
+                    lost,
+                    INGEST_HINT,
+                )
+            for _ in batch:
+                self._queue.task_done()
+
+    def _drain_here(self) -> None:
+        """Write what is queued in this thread: no writer thread can start
+        (interpreter shutdown), or none is left to do it."""
+        while batch := self._take(self.BATCH):
+            self._write_taken(batch)
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until every queued record is written; False on timeout."""
+        """Wait until every record queued before this call is written (or given
+        up), whatever is queued meanwhile; False on timeout."""
         ends = time.monotonic() + timeout
-        while self._queue.unfinished_tasks:
+        with self._lock:
+            target = self._submitted
+        while self._written < target:
+            with self._lock:
+                orphaned = self._thread is None or not self._thread.is_alive()
+            if orphaned:
+                self._drain_here()
+            if self._written >= target:
+                break
             if time.monotonic() > ends:
                 return False
             time.sleep(0.005)
@@ -256,16 +289,15 @@ if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork()
 _writer = RecordWriter()
 
 
-def flush_pending(timeout: float = 10.0) -> bool:
-    """Block until every queued record is saved (or given up); False on timeout."""
-    return _writer.flush(timeout)
-
-
 def flush_records(timeout: float = 10.0) -> bool:
     """Wait until the records of calls made so far are saved (or given up),
     for code that reads a ``CallRecord`` right after its call (a management
-    command, a script); False if ``timeout`` seconds were not enough."""
+    command, a script, a test); False if ``timeout`` seconds were not enough.
+    Not inside your own ``atomic()`` on SQLite: the writer waits for its lock."""
     return _writer.flush(timeout)
+
+
+flush_pending = flush_records  # the name django_claude.testing has always had
 
 
 def writer_stats() -> WriterStats:
@@ -273,9 +305,20 @@ def writer_stats() -> WriterStats:
     return _writer.stats()
 
 
-EXIT_DRAIN = 5.0  # seconds a stopping process gives its queued rows
+EXIT_DRAIN = 5.0  # seconds a stopping process gives its queued rows, in all
+_exit_ends: float | None = None
 
-atexit.register(flush_pending, EXIT_DRAIN)
+
+def flush_at_exit() -> None:
+    """Drain the queue as the process ends. The exit hooks (atexit, the
+    multiprocessing and billiard finalizers) share one ``EXIT_DRAIN``."""
+    global _exit_ends
+    if _exit_ends is None:
+        _exit_ends = time.monotonic() + EXIT_DRAIN
+    _writer.flush(max(0.0, _exit_ends - time.monotonic()))
+
+
+atexit.register(flush_at_exit)
 _drains_in: set[int] = set()  # the processes whose exit drains the queue
 
 
@@ -290,9 +333,9 @@ def drain_at_exit() -> None:
     _drains_in.add(os.getpid())
     from multiprocessing import util
 
-    util.Finalize(None, flush_pending, args=(EXIT_DRAIN,), exitpriority=100)
+    util.Finalize(None, flush_at_exit, exitpriority=100)
     try:
         from billiard import util as billiard_util  # Celery's multiprocessing
     except ImportError:
         return
-    billiard_util.Finalize(None, flush_pending, args=(EXIT_DRAIN,), exitpriority=100)
+    billiard_util.Finalize(None, flush_at_exit, exitpriority=100)
