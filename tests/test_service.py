@@ -307,6 +307,23 @@ def test_tags_are_stored_redacted(claude):
     assert CallRecord.objects.get().tags == {"plan": "pro", "contact": "[EMAIL]"}
 
 
+def test_a_feature_label_is_redacted_on_every_call(claude, call_lines, settings):
+    """The redacted label is remembered between calls, per redactor."""
+    for _ in range(2):
+        django_claude.call("hi", feature="tickets ada@example.com")
+    assert [r.feature for r in CallRecord.objects.all()] == ["tickets [EMAIL]"] * 2
+    assert "ada@example.com" not in "".join(str(line) for line in call_lines.lines)
+    settings.DJANGO_CLAUDE_REDACTOR = "tests.test_service.work_redactor"
+    django_claude.call("hi", feature="tickets ada@example.com")
+    assert CallRecord.objects.order_by("-created_at")[0].feature == "[WORK] [EMAIL]"
+
+
+def work_redactor(text: str) -> str:
+    from django_claude.recording.redaction import redact
+
+    return redact(text).replace("tickets", "[WORK]")
+
+
 def test_messages_instead_of_prompt(claude):
     result = django_claude.call(
         feature="chat",

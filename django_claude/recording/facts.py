@@ -124,6 +124,25 @@ def safe_text(value: str, *, limit: int, redact: Callable[[str], str]) -> str:
     return escape_controls(text, limit - 1) + CUT
 
 
+# A feature is a label a site reuses on every call: its redacted form is kept
+# (per redactor), not worked out again each time. Bounded; cleared when full.
+_LABELS_KEPT = 512
+_labels: dict[tuple[str, str], str] = {}
+
+
+def feature_label(feature: str, redact: Callable[[str], str]) -> str:
+    """``safe_text`` of a feature, remembered for the next call."""
+    key = (conf.REDACTOR, feature)
+    label = _labels.get(key)
+    if label is None:
+        label = safe_text(feature, limit=100, redact=redact)
+        if label != REDACTION_FAILED:
+            if len(_labels) >= _LABELS_KEPT:
+                _labels.clear()
+            _labels[key] = label
+    return label
+
+
 def log_line(facts: CallFacts, cost: Decimal | None) -> dict[str, Any]:
     """The call's log line as a dict: redacted, never the prompt or answer."""
     redact = redactor()
@@ -133,7 +152,7 @@ def log_line(facts: CallFacts, cost: Decimal | None) -> dict[str, Any]:
         "event": event,
         "request_id": str(facts.request_id),
         "created_at": facts.created_at.isoformat(),
-        "feature": safe_text(facts.feature, limit=100, redact=redact),
+        "feature": feature_label(facts.feature, redact),
         "user_id": json_safe(facts.user_id),
         "user_ref": safe_text(facts.user_ref, limit=150, redact=redact),
         "model_requested": facts.model_requested,
