@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import types
 from decimal import Decimal
 
 import pytest
@@ -308,3 +310,35 @@ def test_stream_failures_are_recorded_like_calls(claude, caplog, settings):
     settings.DJANGO_CLAUDE_DEADLINE = 0.01  # no attempt can start
     _, result = read_all()
     assert CallRecord.objects.get(id=result.request_id).error_type == "DeadlineExceeded"
+
+
+def _suspended_sdk_generators() -> list[str]:
+    """Async generators of the SDK or httpx started and left unfinished: the
+    garbage collector would close them, perhaps in another thread."""
+    return [
+        o.__qualname__
+        for o in gc.get_objects()
+        if isinstance(o, types.AsyncGeneratorType)
+        and o.ag_frame is not None
+        and o.ag_frame.f_lasti > 0
+        and not o.ag_running
+        and ("anthropic" in o.ag_code.co_filename or "httpx" in o.ag_code.co_filename)
+    ]
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_finished_astream_leaves_no_generator_to_the_garbage_collector(fake_anthropic):
+    async def one() -> list[str]:
+        gc.collect()
+        gc.disable()
+        try:
+            async with django_claude.astream("Tell me", feature="gen") as s:
+                async for _ in s.text_stream:
+                    pass
+            assert s.result is not None and s.result.outcome == "ok"
+            return _suspended_sdk_generators()
+        finally:
+            gc.enable()
+            await sync_to_async(connections.close_all)()
+
+    assert asyncio.run(one()) == []

@@ -231,6 +231,9 @@ class ClaudeStream:
         self._session.finish(exit_error=exc)
 
 
+DRAIN_AFTER_STOP = 0.25  # seconds to read a body's end after message_stop
+
+
 class AsyncClaudeStream:
     """``async with astream(...) as s: async for text in s.text_stream: ...``."""
 
@@ -297,6 +300,16 @@ class AsyncClaudeStream:
                     yield text
 
     async def _close(self) -> None:
+        events, self._events = self._events, None
+        if events is not None and self._session.saw_stop and not self._session.ended:
+            # Read after message_stop to the end of the body (nothing more, at
+            # once), so the SDK's and httpx's async generators finish on this
+            # loop instead of being left to the garbage collector, which may
+            # run them in another thread ("async generator already executing").
+            with contextlib.suppress(BaseException):
+                async with asyncio.timeout(DRAIN_AFTER_STOP):
+                    async for _ in events:
+                        pass
         manager, self._manager = self._manager, None
         if manager is not None:
             with contextlib.suppress(BaseException):
