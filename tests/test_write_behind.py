@@ -428,3 +428,33 @@ def opened_connections() -> Iterator[list[str]]:
     connection_created.connect(note)
     yield opened
     connection_created.disconnect(note)
+
+
+@transactional
+def test_an_async_ending_that_cannot_block_runs_on_the_loop(
+    fake_anthropic, call_lines, settings, in_production
+):
+    """In production, an answered acall that keeps no answer, is not sampled
+    and writes behind is recorded without a thread hop; a sampled one (the
+    cache and an insert for the judge) still leaves the loop."""
+    settings.DJANGO_CLAUDE_WRITE_BEHIND = True
+    fake_anthropic.reply_text = "PASS"
+
+    async def two() -> int:
+        await django_claude.acall("warm up", feature="loop")  # prices in memory
+        await django_claude.acall("plain", feature="loop")
+        await django_claude.acall("judged", feature="loop", smell_test=True)
+        loop_thread = threading.get_ident()
+        await sync_to_async(connections.close_all)()
+        return loop_thread
+
+    loop_thread = asyncio.run(two())
+    threads = {json.loads(r.getMessage())["prompt_prefix"]: r.thread for r in call_lines.records}
+    assert threads["plain"] == loop_thread
+    assert threads["judged"] != loop_thread
+    from django_claude.smell.background import background
+
+    assert background.drain(20)  # the judge, in this process (no Celery here)
+    assert writer.flush_pending()
+    assert CallRecord.objects.filter(feature="loop").count() == 3
+    assert CallRecord.objects.get(prompt_prefix="judged").smell_verdict == "pass"

@@ -13,6 +13,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, ParamSpec
 
 from anthropic.types import Message
+from django.db import router
 
 from django_claude.client import outcome
 from django_claude.client.answers import Reuse, text_of
@@ -29,8 +30,15 @@ from django_claude.client.errors import BadResponse
 from django_claude.client.outcome import CallState
 from django_claude.client.request import CallRequest, prepare, prepare_from
 from django_claude.client.sdk import get_async_client, get_client, sdk_request
+from django_claude.conf import DEFAULTS, conf
+from django_claude.models import CallRecord
+from django_claude.recording.pricing import price_book_is_fresh
+from django_claude.recording.writer import writes_behind
 from django_claude.routing import Route, active_route
 from django_claude.types import ClaudeResult
+
+# The redactors known to do nothing but compute (a site's own might block).
+BUILT_IN_REDACTORS = frozenset({DEFAULTS["REDACTOR"], "django_claude.redaction.redact"})
 
 P = ParamSpec("P")
 
@@ -95,6 +103,22 @@ def _conclude(state: CallState, reuse: Reuse) -> ClaudeResult:
     )
     reuse.keep(message, result.usage)
     return result
+
+
+def _ends_on_the_loop(state: CallState, reuse: Reuse) -> bool:
+    """Can an answered async call be recorded on the event loop? Only when no
+    step of its ending can block: no stored answer to keep (cache), not
+    sampled (cache, and an insert for the judge), prices in memory, the
+    built-in redactor, and the row written behind."""
+    return (
+        state.plan is not None
+        and state.plan.answer is not None
+        and not reuse.wanted
+        and not state.draw_sample()
+        and price_book_is_fresh()
+        and conf.REDACTOR in BUILT_IN_REDACTORS
+        and writes_behind(router.db_for_write(CallRecord))
+    )
 
 
 def _call(req: CallRequest, *, route: Route) -> ClaudeResult:
@@ -166,6 +190,8 @@ async def acall(prompt: str | None = None, **kwargs: Any) -> ClaudeResult:
             )
 
         await arun_plan(plan, attempt)
+        if _ends_on_the_loop(state, reuse):
+            return _conclude(state, reuse)  # nothing in it blocks: no thread hop
         return await recording_off_loop(_conclude)(state, reuse)
     except asyncio.CancelledError:
         outcome.cancelled(state)

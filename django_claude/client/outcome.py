@@ -65,6 +65,13 @@ class CallState:
     created_at: datetime.datetime = field(default_factory=timezone.now)
     deadline: Deadline = field(default_factory=lambda: Deadline(conf.DEADLINE))
     plan: AttemptPlan | None = None
+    sampled: bool | None = None  # the smell test's draw, once made (``draw_sample``)
+
+    def draw_sample(self) -> bool:
+        """Is this call judged? Drawn once, whoever asks first."""
+        if self.sampled is None:
+            self.sampled = sampling.should_sample(self.req.feature, self.req.smell_test)
+        return self.sampled
 
     def start(self, route: Route | None = None) -> AttemptPlan:
         """The attempt plan for ``route`` (default: the state's own)."""
@@ -137,7 +144,7 @@ def answered(
     after_write = None
     if (
         interrupted is None
-        and sampling.should_sample(call.req.feature, call.req.smell_test)
+        and call.draw_sample()
         and sampling.stash(facts.request_id, prompt=call.req.prompt_text, answer=text)
     ):
         facts.smell_verdict = SmellVerdict.PENDING

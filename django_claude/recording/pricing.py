@@ -181,6 +181,11 @@ def price_book() -> PriceBook:
     return _book
 
 
+def price_book_is_fresh() -> bool:
+    """Would ``price_book()`` answer from memory, without the database?"""
+    return _book is not None and time.monotonic() - _loaded_at < RELOAD_SECONDS
+
+
 def invalidate() -> None:
     """Reload prices on next use (connected to ModelPrice's save and delete)."""
     global _book
