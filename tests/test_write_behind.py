@@ -454,7 +454,8 @@ def test_an_async_ending_that_cannot_block_runs_on_the_loop(
     assert threads["judged"] != loop_thread
     from django_claude.smell.background import background
 
-    assert background.drain(20)  # the judge, in this process (no Celery here)
+    assert background.drain(20)  # a judge in this process, if Celery does not take it
     assert writer.flush_pending()
     assert CallRecord.objects.filter(feature="loop").count() == 3
-    assert CallRecord.objects.get(prompt_prefix="judged").smell_verdict == "pass"
+    # Sampled and inserted before its ending returned (the judge needs the row).
+    assert CallRecord.objects.get(prompt_prefix="judged").smell_verdict != "not_sampled"
