@@ -7,7 +7,6 @@ settings that work but will surprise someone in production.
 from __future__ import annotations
 
 import datetime
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -196,11 +195,7 @@ def check_smell_test_deploy(
 
 
 def check_api_key(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
-    if (
-        conf.api_key_to_send()
-        or os.environ.get("ANTHROPIC_API_KEY")
-        or os.environ.get("ANTHROPIC_AUTH_TOKEN")
-    ):
+    if conf.api_key_anywhere() or conf.api_key_to_send():
         return []
     return [
         Warning(

@@ -86,14 +86,20 @@ class ClaudeSettings:
         """``API_KEY``; with none anywhere and ``BASE_URL`` on this machine (the
         fake API), a placeholder, so offline development is one setting.
         ``None`` lets the SDK read ``ANTHROPIC_API_KEY`` (or refuse)."""
-        key = self.API_KEY
-        if key:
-            return key
-        env_key = os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_AUTH_TOKEN")
+        if self.API_KEY:
+            return self.API_KEY
         base_url = self.BASE_URL or os.environ.get("ANTHROPIC_BASE_URL")
-        if not env_key and is_loopback_url(base_url):
+        if not self.api_key_anywhere() and is_loopback_url(base_url):
             return OFFLINE_API_KEY
         return None
+
+    def api_key_anywhere(self) -> bool:
+        """Is a key set: ``API_KEY``, or what the SDK reads from the environment?"""
+        return bool(
+            self.API_KEY
+            or os.environ.get("ANTHROPIC_API_KEY")
+            or os.environ.get("ANTHROPIC_AUTH_TOKEN")
+        )
 
     @property
     def WRITE_BEHIND(self) -> bool | None:

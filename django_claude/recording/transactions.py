@@ -43,19 +43,6 @@ def records_in_test_transaction(*, using: Iterable[str] | None = None) -> Iterat
             _test_transactions.discard(connection)
 
 
-def in_callers_transaction(alias: str) -> bool:
-    """True inside an ``atomic()`` the caller opened; False outside any, and
-    inside a test's transaction (``records_in_test_transaction``)."""
-    connection = connections[alias]
-    if not connection.in_atomic_block or connection in _test_transactions:
-        return False
-    # Django's own TestCase opens its atomic blocks with a private marker and
-    # offers no public one; read defensively, it keeps `manage.py test` suites
-    # rolling records back with the test without any setup.
-    blocks = connection.atomic_blocks
-    return not (blocks and getattr(blocks[0], "_from_testcase", False))
-
-
 def in_test_transaction(alias: str) -> bool:
     """True inside a test's transaction on ``alias``: the record goes into it."""
     connection = connections[alias]
@@ -63,8 +50,17 @@ def in_test_transaction(alias: str) -> bool:
         return False
     if connection in _test_transactions:
         return True
+    # Django's own TestCase opens its atomic blocks with a private marker and
+    # offers no public one; read defensively, it keeps `manage.py test` suites
+    # rolling records back with the test without any setup.
     blocks = connection.atomic_blocks
     return bool(blocks and getattr(blocks[0], "_from_testcase", False))
+
+
+def in_callers_transaction(alias: str) -> bool:
+    """True inside an ``atomic()`` the caller opened; False outside any, and
+    inside a test's transaction (``records_in_test_transaction``)."""
+    return connections[alias].in_atomic_block and not in_test_transaction(alias)
 
 
 def under_test_runner() -> bool:

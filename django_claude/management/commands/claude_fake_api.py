@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from argparse import ArgumentParser
 from typing import Any
@@ -121,11 +120,7 @@ class Command(BaseCommand):
         self.stdout.write(f"Fake Anthropic API on {server.url} (Ctrl-C to stop).")
         self.stdout.write("Point django-claude at it in your settings:\n")
         self.stdout.write(self.style.SUCCESS(f'    DJANGO_CLAUDE_BASE_URL = "{server.url}"'))
-        if not (
-            conf.API_KEY
-            or os.environ.get("ANTHROPIC_API_KEY")
-            or os.environ.get("ANTHROPIC_AUTH_TOKEN")
-        ):
+        if not conf.api_key_anywhere():
             if is_loopback_url(server.url):
                 self.stdout.write("(No API key is needed: on this machine a placeholder is sent.)")
             else:
