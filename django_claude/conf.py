@@ -2,6 +2,11 @@
 
 Nothing is read at import time, so ``override_settings`` works everywhere and
 a site may change a setting without restarting anything but its processes.
+A value read is kept until Django says a setting changed (the
+``setting_changed`` signal ``override_settings`` sends, as Django's own
+caches do): a setting a site leaves out would otherwise cost an
+``AttributeError`` inside ``django.conf.settings`` on every read, dozens of
+times a call.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.signals import setting_changed
 
 DEFAULTS: dict[str, Any] = {
     "API_KEY": None,
@@ -46,6 +52,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 PREFIX_CHARS_CEILING = 100
+_UNREAD = object()
 
 # The key sent to an API on this machine (``manage.py claude_fake_api``) when
 # no key is configured: the SDK refuses to send a request without one.
@@ -71,8 +78,14 @@ def is_loopback_url(url: str | None) -> bool:
 class ClaudeSettings:
     """One property per setting; each reads ``settings.DJANGO_CLAUDE_<NAME>``."""
 
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}  # read so far; cleared by setting_changed
+
     def _get(self, name: str) -> Any:
-        return getattr(settings, f"DJANGO_CLAUDE_{name}", DEFAULTS[name])
+        value = self.values.get(name, _UNREAD)
+        if value is _UNREAD:
+            value = self.values[name] = getattr(settings, f"DJANGO_CLAUDE_{name}", DEFAULTS[name])
+        return value
 
     @property
     def API_KEY(self) -> str | None:
@@ -212,3 +225,10 @@ class ClaudeSettings:
 
 
 conf = ClaudeSettings()
+
+
+def _forget_settings(**kwargs: Any) -> None:
+    conf.values.clear()
+
+
+setting_changed.connect(_forget_settings, dispatch_uid="django_claude.conf.forget")

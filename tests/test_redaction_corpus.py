@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import pytest
 
-from django_claude.recording.redaction import escape_controls, prompt_prefix, redact
+from django_claude.recording.redaction import (
+    PREFIX_MARGIN,
+    PREFIX_SLACK,
+    escape_controls,
+    prompt_prefix,
+    redact,
+)
 
 CORPUS = [
     # emails
@@ -331,7 +337,10 @@ def test_prefix_is_a_prefix_of_the_whole_redacted_text(text, expected, limit):
     for prompt in (
         text,
         "x " * 30 + text + FILLER,
-        FILLER[: 1024 - 12] + text + FILLER,  # across the prefix window's edge
+        # across the prefix window's edge, before and after cutting back to a space
+        FILLER[: limit + PREFIX_MARGIN + PREFIX_SLACK - 12] + text + FILLER,
+        FILLER[: limit + PREFIX_MARGIN - 12] + text + FILLER,
+        FILLER[: 1024 - 12] + text + FILLER,
         FILLER[: 4096 - 12] + text + FILLER,
     ):
         whole = escape_controls(redact(prompt))

@@ -17,6 +17,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -27,7 +28,7 @@ from django.utils import timezone
 
 import django_claude
 from django_claude.models import CallRecord
-from django_claude.recording import writer
+from django_claude.recording import inserts, writer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,7 +65,7 @@ def test_a_call_does_no_database_work_and_its_row_follows(fake_anthropic, behind
 
 
 @transactional
-def test_the_writer_commits_many_rows_at_once():
+def test_the_writer_commits_many_rows_at_once(monkeypatch):
     statements: list[str] = []
 
     def count(execute, sql, params, many, context):
@@ -74,6 +75,14 @@ def test_the_writer_commits_many_rows_at_once():
     def watch(sender, connection, **kwargs):
         connection.execute_wrappers.append(count)
 
+    insert_rows = inserts.insert_rows
+
+    def copy_counted(alias, records):
+        if connections[alias].vendor == "postgresql":  # COPY, which no execute wrapper sees
+            statements.append("COPY")
+        insert_rows(alias, records)
+
+    monkeypatch.setattr(inserts, "insert_rows", copy_counted)
     own = writer.RecordWriter()
     connection_created.connect(watch)
     try:
@@ -92,9 +101,9 @@ def test_the_writer_commits_many_rows_at_once():
     finally:
         connection_created.disconnect(watch)
     assert CallRecord.objects.filter(feature="batched").count() == 300
-    inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT")]
+    writes = [s for s in statements if s.lstrip().upper().startswith(("INSERT", "COPY"))]
     # One INSERT per row would be 300: the writer inserts whatever queued meanwhile.
-    assert 0 < len(inserts) < 150, len(inserts)
+    assert 0 < len(writes) < 150, len(writes)
 
 
 @transactional
@@ -434,28 +443,37 @@ def opened_connections() -> Iterator[list[str]]:
 def test_an_async_ending_that_cannot_block_runs_on_the_loop(
     fake_anthropic, call_lines, settings, in_production
 ):
-    """In production, an answered acall that keeps no answer, is not sampled
-    and writes behind is recorded without a thread hop; a sampled one (the
-    cache and an insert for the judge) still leaves the loop."""
+    """In production, an answered acall (or astream) that keeps no answer, is
+    not sampled and writes behind is recorded without a thread hop; a sampled
+    one (the cache and an insert for the judge) still leaves the loop."""
     settings.DJANGO_CLAUDE_WRITE_BEHIND = True
     fake_anthropic.reply_text = "PASS"
 
-    async def two() -> int:
+    async def streamed(prompt: str, **kwargs: Any) -> None:
+        async with django_claude.astream(prompt, feature="loop", **kwargs) as s:
+            async for _ in s.text_stream:
+                pass
+
+    async def calls() -> int:
         await django_claude.acall("warm up", feature="loop")  # prices in memory
         await django_claude.acall("plain", feature="loop")
         await django_claude.acall("judged", feature="loop", smell_test=True)
+        await streamed("streamed")
+        await streamed("streamed and judged", smell_test=True)
         loop_thread = threading.get_ident()
         await sync_to_async(connections.close_all)()
         return loop_thread
 
-    loop_thread = asyncio.run(two())
+    loop_thread = asyncio.run(calls())
     threads = {json.loads(r.getMessage())["prompt_prefix"]: r.thread for r in call_lines.records}
     assert threads["plain"] == loop_thread
+    assert threads["streamed"] == loop_thread
     assert threads["judged"] != loop_thread
+    assert threads["streamed and judged"] != loop_thread
     from django_claude.smell.background import background
 
     assert background.drain(20)  # a judge in this process, if Celery does not take it
     assert writer.flush_pending()
-    assert CallRecord.objects.filter(feature="loop").count() == 3
+    assert CallRecord.objects.filter(feature="loop").count() == 5
     # Sampled and inserted before its ending returned (the judge needs the row).
     assert CallRecord.objects.get(prompt_prefix="judged").smell_verdict != "not_sampled"

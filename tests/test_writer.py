@@ -8,6 +8,7 @@ import signal
 import threading
 import time
 import traceback
+from decimal import Decimal
 
 import pytest
 from django.db import connection, connections, transaction
@@ -158,6 +159,53 @@ def test_an_outage_ends_when_an_insert_works_again(fresh_writer, database_down, 
 
 
 # -- a bounded queue ------------------------------------------------------------------
+
+
+@transactional
+def test_a_batch_arrives_field_for_field(fresh_writer, django_user_model):
+    """Rows inserted together (by COPY on PostgreSQL) read back as the ones
+    saved alone: JSON, decimals, times, the user, text with quotes and tabs."""
+    user = django_user_model.objects.create(username="batch")
+    own = fresh_writer()
+    own.LINGER = 0.5  # all of them in one batch
+    rows = []
+    for n in range(3):
+        row = a_record("batch")
+        row.user = user
+        row.cost_usd = Decimal("0.001234")
+        row.attempt_log = [{"model": "m", "outcome": "ok", "ms": n}]
+        row.tags = {"ticket": f"T-{n}", "nested": {"quote": 'say "hi"\tthen\\go'}}
+        row.prompt_prefix = 'a "quoted"\ttab, a comma; and \\N'
+        row.stop_reason = "end_turn"
+        rows.append(row)
+        own.submit(row, "default")
+    assert own.flush(10.0)
+    for row in rows:
+        saved = CallRecord.objects.get(pk=row.pk)
+        assert saved.user_id == user.pk
+        assert saved.cost_usd == Decimal("0.001234")
+        assert saved.attempt_log == row.attempt_log
+        assert saved.tags == row.tags
+        assert saved.prompt_prefix == row.prompt_prefix
+        assert saved.created_at == row.created_at
+        assert saved.smell_verdict == "not_sampled"  # the model's default
+
+
+@transactional
+def test_a_refused_row_in_a_batch_costs_only_itself(fresh_writer, caplog):
+    own = fresh_writer()
+    own.LINGER = 0.5
+    first = a_record("refused")
+    own.submit(first, "default")
+    assert own.flush(10.0)
+    again = CallRecord(
+        pk=first.pk, created_at=timezone.now(), feature="refused", model_requested="m", outcome="ok"
+    )
+    fine = [a_record("refused") for _ in range(3)]
+    for row in [fine[0], again, *fine[1:]]:
+        own.submit(row, "default")
+    assert own.flush(10.0)
+    assert CallRecord.objects.filter(feature="refused").count() == 4
 
 
 @transactional

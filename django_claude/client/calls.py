@@ -13,13 +13,13 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, ParamSpec
 
 from anthropic.types import Message
-from django.db import router
 
 from django_claude.client import outcome
 from django_claude.client.answers import Reuse, text_of
 from django_claude.client.drivers import (
     aroute,
     arun_plan,
+    ending_cannot_block,
     off_loop,
     provisional_route,
     recording_off_loop,
@@ -30,15 +30,8 @@ from django_claude.client.errors import BadResponse
 from django_claude.client.outcome import CallState
 from django_claude.client.request import CallRequest, prepare, prepare_from
 from django_claude.client.sdk import get_async_client, get_client, sdk_request
-from django_claude.conf import DEFAULTS, conf
-from django_claude.models import CallRecord
-from django_claude.recording.pricing import price_book_is_fresh
-from django_claude.recording.writer import writes_behind
 from django_claude.routing import Route, active_route
 from django_claude.types import ClaudeResult
-
-# The redactors known to do nothing but compute (a site's own might block).
-BUILT_IN_REDACTORS = frozenset({DEFAULTS["REDACTOR"], "django_claude.redaction.redact"})
 
 P = ParamSpec("P")
 
@@ -106,18 +99,14 @@ def _conclude(state: CallState, reuse: Reuse) -> ClaudeResult:
 
 
 def _ends_on_the_loop(state: CallState, reuse: Reuse) -> bool:
-    """Can an answered async call be recorded on the event loop? Only when no
-    step of its ending can block: no stored answer to keep (cache), not
-    sampled (cache, and an insert for the judge), prices in memory, the
-    built-in redactor, and the row written behind."""
+    """Can an answered async call be recorded on the event loop? Not when it
+    keeps its answer for reuse (a cache write), nor when its ending could
+    otherwise block (``ending_cannot_block``)."""
     return (
         state.plan is not None
         and state.plan.answer is not None
         and not reuse.wanted
-        and not state.draw_sample()
-        and price_book_is_fresh()
-        and conf.REDACTOR in BUILT_IN_REDACTORS
-        and writes_behind(router.db_for_write(CallRecord))
+        and (ending_cannot_block(state))
     )
 
 

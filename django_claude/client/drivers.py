@@ -14,13 +14,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
-from django.db import close_old_connections
+from django.db import close_old_connections, router
 
 from django_claude.client.breaker import Breakers
 from django_claude.client.deadline import AttemptTimedOut, bounded
 from django_claude.client.engine import Attempt, AttemptPlan, BreakerStep, Done, Sleep, Step
-from django_claude.conf import conf
+from django_claude.client.outcome import CallState
+from django_claude.conf import DEFAULTS, conf
+from django_claude.models import CallRecord
+from django_claude.recording.pricing import price_book_is_fresh
 from django_claude.recording.transactions import under_test_runner
+from django_claude.recording.writer import writes_behind
 from django_claude.routing import Route, active_route, route_table_is_fresh
 
 P = ParamSpec("P")
@@ -49,6 +53,23 @@ def recording_off_loop(fn: Callable[P, R]) -> Callable[P, Awaitable[R]]:
         return fn(*args, **kwargs)
 
     return sync_to_async(in_a_worker_thread, thread_sensitive=False)
+
+
+# The redactors known to do nothing but compute (a site's own might block).
+BUILT_IN_REDACTORS = frozenset({DEFAULTS["REDACTOR"], "django_claude.redaction.redact"})
+
+
+def ending_cannot_block(state: CallState) -> bool:
+    """Can this async call's ending (price, line, record, result) run on the
+    event loop, saving the hop to a thread and back? Only when no step of it
+    can block: not sampled (an insert for the judge), prices in memory, the
+    built-in redactor, and the row written behind."""
+    return (
+        not state.draw_sample()
+        and price_book_is_fresh()
+        and conf.REDACTOR in BUILT_IN_REDACTORS
+        and writes_behind(router.db_for_write(CallRecord))
+    )
 
 
 def run_plan(plan: AttemptPlan, attempt: Callable[[Attempt], Any]) -> None:

@@ -30,6 +30,7 @@ from django_claude.client.deadline import bounded
 from django_claude.client.drivers import (
     aroute,
     arun_plan,
+    ending_cannot_block,
     provisional_route,
     recording_off_loop,
     run_plan,
@@ -323,6 +324,9 @@ class AsyncClaudeStream:
             self._session.finish(exit_error=exc, background=True)
             return
         await self._close()
+        if exc is None and ending_cannot_block(self._session.call):
+            self._session.finish(exit_error=None)  # nothing in it blocks: no thread hop
+            return
         await recording_off_loop(self._session.finish)(exit_error=exc)
 
 

@@ -1,8 +1,12 @@
-"""The background writer's bookkeeping, pure (the clock is passed in): the
-outage window shared by every queued row, and episodes of a full queue."""
+"""The background writer's bookkeeping: the outage window shared by every
+queued row and episodes of a full queue (pure: the clock is passed in), and
+the signal that someone is waiting for the queue to drain."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 # -- the outage window (pure: the clock is passed in) -------------------------------
@@ -88,3 +92,30 @@ class WriterStats:
     overflowed: int  # rows never queued: the queue was full
     given_up: int  # rows not saved: an outage, or an insert failing unexpectedly
     outages: frozenset[str]  # database aliases in a declared outage now
+
+
+class Hurry:
+    """Set while anyone waits for the queue to drain (a flush, a stopping
+    process): the writer stops waiting for more rows to join a batch."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._waiting = 0
+
+    def linger(self, seconds: float) -> None:
+        """Wait up to ``seconds`` for company, unless someone is in a hurry."""
+        self._event.wait(seconds)
+
+    @contextlib.contextmanager
+    def waiting(self) -> Iterator[None]:
+        with self._lock:
+            self._waiting += 1
+            self._event.set()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._waiting -= 1
+                if not self._waiting:
+                    self._event.clear()

@@ -93,7 +93,7 @@ class Inserts:
         try:
             keep_usable(alias)
             with transaction.atomic(using=alias):
-                CallRecord.objects.using(alias).bulk_create(records)
+                insert_rows(alias, records)
         except Exception:  # a duplicate, a refused row, a failing database: row by row decides
             return False
         return True
@@ -150,6 +150,33 @@ class Inserts:
             type(exc).__name__,
             INGEST_HINT,
         )
+
+
+def insert_rows(alias: str, records: list[CallRecord]) -> None:
+    """Insert ``records`` in the current transaction: on PostgreSQL with
+    psycopg 3 by ``COPY`` (a third of the CPU of a multi-row ``INSERT``,
+    whose parameters psycopg adapts one by one), elsewhere ``bulk_create``.
+    Either way all or none: a refused row fails the whole batch."""
+    connection = connections[alias]
+    if connection.vendor != "postgresql" or not _psycopg3():
+        CallRecord.objects.using(alias).bulk_create(records)
+        return
+    fields = CallRecord._meta.concrete_fields
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(str(f.column)) for f in fields)
+    sql = f"COPY {quote(CallRecord._meta.db_table)} ({columns}) FROM STDIN"
+    with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
+        for record in records:
+            # What bulk_create sends for each field, without its SQL compiler.
+            copy.write_row(
+                [f.get_db_prep_save(f.pre_save(record, True), connection) for f in fields]
+            )
+
+
+def _psycopg3() -> bool:
+    from django.db.backends.postgresql.psycopg_any import is_psycopg3  # psycopg or psycopg2
+
+    return bool(is_psycopg3)
 
 
 def keep_usable(alias: str) -> None:

@@ -197,20 +197,28 @@ def _escape_upto(text: str, limit: int | None) -> tuple[str, bool]:
     return "".join(out), True
 
 
-# Only this much of a prompt is examined for the prefix: a 10 MB prompt costs
-# the same as a 1 KB one. The window grows only when redaction ate most of it.
-PREFIX_WINDOW = 1024
+# Only a window of a prompt is examined for the prefix: a 10 MB prompt costs
+# the same as a 1 KB one, and a 1 KB one about half as much as redacting it
+# all. The window holds PREFIX_MARGIN redacted characters past the kept part,
+# longer than any match of a rule that spans whitespace (a labelled value, an
+# address); a match without whitespace (a key, a token, an encoded run) is cut
+# by the window's edge only far from the kept part, and a partial one is
+# redacted all the same. PREFIX_SLACK more lets the window end at a whitespace
+# and absorbs what placeholders save; when redaction ate more than that (a big
+# secret near the start), the window grows.
+PREFIX_MARGIN = 256
+PREFIX_SLACK = 192
 PREFIX_WINDOW_MAX = 1 << 20
 
 
 def _window(text: str, size: int) -> str:
     """The first ``size`` characters, cut back to a whitespace when there is one
-    in the second half, so no token (and no decision about it) is cut."""
+    in the last ``PREFIX_SLACK``, so no token (and no decision about it) is cut."""
     if len(text) <= size:
         return text
     chunk = text[:size]
     cut = max(chunk.rfind(" "), chunk.rfind("\n"), chunk.rfind("\t"))
-    return chunk[:cut] if cut >= size // 2 else chunk
+    return chunk[:cut] if cut >= size - PREFIX_SLACK else chunk
 
 
 def prompt_prefix(text: str, *, limit: int = 80, redactor: Callable[[str], str] = redact) -> str:
@@ -219,18 +227,22 @@ def prompt_prefix(text: str, *, limit: int = 80, redactor: Callable[[str], str] 
     Redacts first, then cuts, then escapes control characters. A trailing
     ``…`` (counted in ``limit``) says the prompt went on. Only a window of
     the text is redacted, but one that ends at a whitespace and reaches at
-    least 512 redacted characters past ``limit``: whatever straddles the
-    window's edge is far from the part kept.
+    least ``PREFIX_MARGIN`` redacted characters past ``limit``: whatever
+    straddles the window's edge is far from the part kept.
     """
     if limit <= 0:
         return ""
-    window = PREFIX_WINDOW
+    window = limit + PREFIX_MARGIN + PREFIX_SLACK
     while True:
         chunk = _window(text, window)
         redacted = redactor(chunk)
         # A big secret near the start shrinks the window; look further so a
         # partial secret cut at the window's edge can never slide into view.
-        if len(chunk) == len(text) or len(redacted) > limit + 512 or window >= PREFIX_WINDOW_MAX:
+        if (
+            len(chunk) == len(text)
+            or len(redacted) >= limit + PREFIX_MARGIN
+            or window >= PREFIX_WINDOW_MAX
+        ):
             break
         window *= 4
     escaped, complete = _escape_upto(redacted, limit)

@@ -30,6 +30,7 @@ from django_claude.recording.redaction_rules import (
     Rule,
     bounded,
     contains,
+    finds,
     has_digit,
     iban_ok,
     luhn_ok,
@@ -145,7 +146,8 @@ IBAN_RULE = Rule(
         # no IGNORECASE: explicit classes keep the first-character scan fast
     ),
     _iban,
-    gate=has_digit,
+    # two letters, then two digits: scanned for from the digits
+    gate=finds(r"[0-9][0-9](?<=[A-Za-z][A-Za-z][0-9][0-9])"),
 )
 
 
@@ -209,7 +211,7 @@ NINO_RULE = Rule(
         r"(?![A-Za-z0-9\[])"
     ),
     _nino,
-    gate=has_digit,
+    gate=finds(r"\d\d[ \t]?\d\d[ \t]?\d\d"),
 )
 
 
@@ -241,11 +243,15 @@ def _ipv6(match: re.Match[str]) -> str | None:
     return IP + candidate[len(stripped) :]
 
 
+_IPV6_HINT = re.compile(r":[0-9A-Fa-f:]")  # after the last colon: a group, or "::"
+
 IPV6_RULE = Rule(
     "ipv6",
     re.compile(bounded(r"[0-9A-Fa-f:][0-9A-Fa-f:.]{1,44}", r"\w:.") + r"(?![\w:\[])"),
     _ipv6,
-    gate=lambda text: text.count(":") >= 2,
+    # two colons, and one next to a hex digit or a colon ("::1", "db8:"), not
+    # the colon of prose ("office: the")
+    gate=lambda text: text.count(":") >= 2 and _IPV6_HINT.search(text) is not None,
 )
 
 # International (+ or 00), parenthesised area codes, US 3-3-4 with one

@@ -64,6 +64,18 @@ def contains(*needles: str) -> Gate:
     return gate
 
 
+def finds(pattern: str) -> Gate:
+    """A gate that passes when ``pattern`` occurs: for a rule whose own first
+    character is common (any letter) but which needs something rare (a run
+    of digits), a pattern that starts at the rare part and so scans fast."""
+    search = re.compile(pattern).search
+
+    def gate(text: str) -> bool:
+        return search(text) is not None
+
+    return gate
+
+
 @dataclass(frozen=True)
 class Rule:
     """One pattern and its replacement; ``gate`` skips the pass when false."""
