@@ -18,7 +18,7 @@ import pytest
 
 import django_claude
 from django_claude.models import CallRecord
-from django_claude.recording.encoding import json_safe, to_json
+from django_claude.recording.encoding import call_line_json, json_safe, to_json
 from django_claude.recording.facts import CUT, record_from_line
 from django_claude.types import Outcome
 
@@ -210,6 +210,8 @@ class Unprintable:
 def test_every_value_a_call_can_carry_encodes(value, expected):
     assert json_safe(value) == expected
     assert json.loads(to_json({"v": value})) == {"v": expected}
+    # A call's line takes a faster road, to the same line.
+    assert call_line_json({"v": value}) == to_json({"v": value})
 
 
 def test_deep_nesting_does_not_break_the_encoder():

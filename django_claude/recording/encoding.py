@@ -63,6 +63,21 @@ def _text(value: Any) -> str:
     return text[:200]
 
 
+_plain = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+
+
 def to_json(line: Mapping[str, Any]) -> str:
     """One line of JSON (no newline inside): non-ASCII kept readable."""
-    return json.dumps(json_safe(line), ensure_ascii=False, allow_nan=False)
+    return _plain(json_safe(line))
+
+
+def call_line_json(line: Mapping[str, Any]) -> str:
+    """``to_json`` of a call's line, whose nested values (tags, the user id)
+    are ``json_safe`` already: written as it is unless a top-level value
+    needs making safe (a huge or non-finite number from upstream)."""
+    try:
+        if not any(type(v) is int and abs(v) > JSON_SAFE_INT for v in line.values()):
+            return _plain(line)
+    except (TypeError, ValueError):  # a value JSON has no word for: made safe below
+        pass
+    return to_json(line)

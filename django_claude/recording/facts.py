@@ -26,7 +26,7 @@ from django.utils.module_loading import import_string
 from django_claude.conf import conf
 from django_claude.models import CallRecord
 from django_claude.recording import pricing
-from django_claude.recording.encoding import json_safe, to_json
+from django_claude.recording.encoding import call_line_json, json_safe
 from django_claude.recording.pricing import Usage
 from django_claude.recording.redaction import clean_text, escape_controls, prompt_prefix
 from django_claude.recording.writer import write_record
@@ -177,12 +177,14 @@ def log_line(facts: CallFacts, cost: Decimal | None) -> dict[str, Any]:
         "error_status": facts.error_status,
         "upstream_request_id": facts.upstream_request_id,
         "smell_verdict": facts.smell_verdict,
-        "tags": {
-            safe_text(str(k), limit=40, redact=redact): (
-                safe_text(v, limit=200, redact=redact) if isinstance(v, str) else v
-            )
-            for k, v in facts.tags.items()
-        },
+        "tags": json_safe(
+            {
+                safe_text(str(k), limit=40, redact=redact): (
+                    safe_text(v, limit=200, redact=redact) if isinstance(v, str) else v
+                )
+                for k, v in facts.tags.items()
+            }
+        ),
         "idempotency_key": safe_text(facts.idempotency_key, limit=128, redact=redact),
     }
 
@@ -323,7 +325,7 @@ def record_call(
         level = logging.ERROR
     elif facts.outcome in (Outcome.DEGRADED, Outcome.ERROR, Outcome.INTERRUPTED):
         level = logging.WARNING
-    call_logger.log(level, to_json(line), extra={"claude": line})
+    call_logger.log(level, call_line_json(line), extra={"claude": line})
     try:
         record = record_from_line(line)
     except ValueError as exc:  # cannot happen for a line built here; the line is kept

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import weakref
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -70,8 +71,14 @@ def under_test_runner() -> bool:
     ``teardown_test_environment()``; nothing else does. (``mail.outbox`` is
     no sign: the locmem e-mail backend makes one in production too.)
     """
-    from django.template import Template
-    from django.test import utils
+    if not _test_utils:  # imported once, not on every call (an import takes a lock)
+        from django.template import Template
+        from django.test import utils
 
+        _test_utils.extend((Template, utils))
+    template, utils = _test_utils
     instrumented = getattr(utils, "instrumented_test_render", None)
-    return instrumented is not None and getattr(Template, "_render", None) is instrumented
+    return instrumented is not None and getattr(template, "_render", None) is instrumented
+
+
+_test_utils: list[Any] = []
