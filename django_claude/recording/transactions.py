@@ -5,6 +5,7 @@ record rolls back with the test)."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import weakref
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -71,14 +72,15 @@ def under_test_runner() -> bool:
     ``teardown_test_environment()``; nothing else does. (``mail.outbox`` is
     no sign: the locmem e-mail backend makes one in production too.)
     """
-    if not _test_utils:  # imported once, not on every call (an import takes a lock)
-        from django.template import Template
-        from django.test import utils
-
-        _test_utils.extend((Template, utils))
-    template, utils = _test_utils
+    template, utils = _test_utils()
     instrumented = getattr(utils, "instrumented_test_render", None)
     return instrumented is not None and getattr(template, "_render", None) is instrumented
 
 
-_test_utils: list[Any] = []
+@functools.cache
+def _test_utils() -> tuple[Any, Any]:
+    """Imported once, not on every call (an import statement takes a lock)."""
+    from django.template import Template
+    from django.test import utils
+
+    return Template, utils
