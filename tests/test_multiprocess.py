@@ -1,4 +1,5 @@
-"""State that every process of a site must share, through Redis."""
+"""State that every process of a site must share, through Redis; and what a
+fresh process does when its first calls come from many threads at once."""
 
 from __future__ import annotations
 
@@ -137,3 +138,43 @@ def test_a_flip_reaches_another_process_within_two_seconds():
         child.wait()
     assert line == ["changed", "claude-opus-4-7"]
     assert seen_after < 2.0
+
+
+def test_a_fresh_process_answers_its_first_calls_from_many_threads(tmp_path):
+    """A gunicorn gthread worker's first requests arrive together: whatever
+    is set up lazily (imports, clients, caches of settings) must be set up
+    once, race-free, and every call answered and recorded."""
+    out = run_in_another_process(
+        """
+        import threading
+        from django.conf import settings
+        from django.core.management import call_command
+        import django_claude
+        from django_claude.testing import FakeAnthropic
+
+        call_command("migrate", verbosity=0)
+        fake = FakeAnthropic().start()
+        settings.DJANGO_CLAUDE_BASE_URL = fake.url
+        start = threading.Barrier(24)
+        outcomes = []
+
+        def first_call(n):
+            start.wait()
+            outcomes.append(django_claude.call(f"question {n}", feature="first").outcome)
+
+        threads = [threading.Thread(target=first_call, args=(n,)) for n in range(24)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert django_claude.flush_records(20)
+        from django_claude.models import CallRecord
+
+        recorded = CallRecord.objects.filter(feature="first").count()
+        print(sorted({str(o) for o in outcomes}), len(outcomes), recorded)
+        fake.stop()
+        """,
+        DATABASE_URL=f"sqlite:///{tmp_path}/first.sqlite3",
+        CACHE_URL="locmemcache://",
+    )
+    assert out.split("\n")[-2] == "['ok'] 24 24"
