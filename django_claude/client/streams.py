@@ -40,6 +40,7 @@ from django_claude.client.errors import StreamCutOff, StreamStalled
 from django_claude.client.outcome import CallState
 from django_claude.client.request import prepare_from
 from django_claude.client.sdk import get_async_client, get_client, sdk_request
+from django_claude.client.stalls import StallWatch
 from django_claude.conf import conf
 from django_claude.recording.pricing import Usage
 from django_claude.routing import active_route
@@ -290,15 +291,20 @@ class AsyncClaudeStream:
         session = self._session
         for early in session.unhanded():
             yield early
-        while session.more and self._events is not None:
-            try:
-                async with asyncio.timeout(max(0.0, session.quiet_until() - time.monotonic())):
-                    texts = session.live(await anext(self._events))
-            except Exception as exc:  # the end (StopAsyncIteration), or a failure after it began
-                session.stopped(exc)
-            else:
-                for text in texts:
-                    yield text
+        watch = StallWatch(session.quiet_until)
+        try:
+            while session.more and self._events is not None:
+                try:
+                    texts = session.live(await watch.read(anext(self._events)))
+                except (
+                    Exception
+                ) as exc:  # the end (StopAsyncIteration), or a failure after it began
+                    session.stopped(exc)
+                else:
+                    for text in texts:
+                        yield text
+        finally:
+            watch.close()
 
     async def _close(self) -> None:
         events, self._events = self._events, None
