@@ -18,6 +18,7 @@ from django.utils.module_loading import import_string
 from django_claude.conf import PREFIX_CHARS_CEILING, conf
 from django_claude.judging import celery_configured
 from django_claude.recording import pricing
+from django_claude.recording.catalog import list_price
 
 E001 = "django_claude.E001"  # a timing or count setting out of range
 E002 = "django_claude.E002"  # PROMPT_PREFIX_CHARS above the ceiling
@@ -210,7 +211,8 @@ def check_api_key(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> li
 def check_prices(
     app_configs: Sequence[Any] | None = None, databases: Sequence[str] | None = None, **kwargs: Any
 ) -> list[CheckMessage]:
-    """Warn about a configured model with no ``ModelPrice`` (runs with ``--database``)."""
+    """Warn about a configured model with no price: no list price in
+    genai-prices and no ``ModelPrice`` (runs with ``--database``)."""
     if not databases:
         return []
     try:
@@ -221,12 +223,14 @@ def check_prices(
     messages: list[CheckMessage] = []
     for name in ("DEFAULT_MODEL", "FALLBACK_MODEL", "SMELL_TEST_MODEL"):
         model = str(conf._get(name) or "")
-        if model and book.price_for(model, today) is None:
+        if model and book.price_for(model, today) is None and not list_price(model, today):
             messages.append(
                 Warning(
-                    f"DJANGO_CLAUDE_{name} {model!r} has no ModelPrice: its calls will be "
-                    "recorded with no cost.",
-                    hint="Add its price in the admin (Claude > Model prices).",
+                    f"DJANGO_CLAUDE_{name} {model!r} has no price: genai-prices does not "
+                    "list it and there is no ModelPrice, so its calls will be recorded "
+                    "with no cost.",
+                    hint="Add its price in the admin (Claude > Model prices), or upgrade "
+                    "genai-prices if the model is new.",
                     id=W002,
                 )
             )

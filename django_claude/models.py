@@ -122,8 +122,10 @@ class CallRecord(models.Model):
 
 
 class ModelPrice(models.Model):
-    """List prices in USD per million tokens, effective from a day on.
+    """A site's own price for a model, in USD per million tokens, from a day on.
 
+    It overrides Anthropic's list price (from genai-prices) for that model:
+    a negotiated rate, or a model the installed genai-prices does not know.
     A new price is a new row: the cost already stored on past calls never changes.
     """
 

@@ -162,11 +162,12 @@ def validate_route(*, model: str, fallback_model: str, allow_unpriced: bool = Fa
     if not errors and not allow_unpriced:
         today = datetime.date.today()
         for field, value in (("model", model), ("fallback_model", fallback_model)):
-            if value and pricing.price_for(value, on=today) is None:
+            if value and not pricing.has_price(value, on=today):
                 errors.setdefault(field, []).append(
                     ValidationError(
                         f"{value!r} has no price, so its calls would be recorded with no "
-                        "cost. Add a ModelPrice first, or confirm that you accept it.",
+                        "cost (genai-prices does not list it). Add a ModelPrice first, or confirm "
+                        "that you accept it.",
                         code="unpriced",
                     )
                 )

@@ -70,7 +70,15 @@ def test_daily_cost_and_budget_lists_round_costs(admin_client, db):
 
 
 def test_every_price_says_its_unit(admin_client, db):
-    price = ModelPrice.objects.get(model="claude-sonnet-4-6")
+    price = ModelPrice.objects.create(  # a site's own price (list prices need no row)
+        model="claude-sonnet-4-6",
+        effective_from=datetime.date(2026, 1, 1),
+        input_per_mtok=Decimal("3"),
+        output_per_mtok=Decimal("15"),
+        cache_write_5m_per_mtok=Decimal("3.75"),
+        cache_write_1h_per_mtok=Decimal("6"),
+        cache_read_per_mtok=Decimal("0.30"),
+    )
     listing = admin_client.get(reverse("admin:django_claude_modelprice_changelist")).content
     page = listing.decode()
     for name in ("input", "output", "5-minute cache write", "1-hour cache write", "cache read"):

@@ -22,6 +22,7 @@ from django_claude.client.engine import Attempt, AttemptPlan, BreakerStep, Done,
 from django_claude.client.outcome import CallState
 from django_claude.conf import DEFAULTS, conf
 from django_claude.models import CallRecord
+from django_claude.recording import catalog
 from django_claude.recording.pricing import price_book_is_fresh
 from django_claude.recording.transactions import under_test_runner
 from django_claude.recording.writer import writes_behind
@@ -62,11 +63,12 @@ BUILT_IN_REDACTORS = frozenset({DEFAULTS["REDACTOR"], "django_claude.redaction.r
 def ending_cannot_block(state: CallState) -> bool:
     """Can this async call's ending (price, line, record, result) run on the
     event loop, saving the hop to a thread and back? Only when no step of it
-    can block: not sampled (an insert for the judge), prices in memory, the
-    built-in redactor, and the row written behind."""
+    can block: not sampled (an insert for the judge), prices in memory (the
+    site's and the list's), the built-in redactor, and the row written behind."""
     return (
         not state.draw_sample()
         and price_book_is_fresh()
+        and catalog.is_loaded()
         and conf.REDACTOR in BUILT_IN_REDACTORS
         and writes_behind(router.db_for_write(CallRecord))
     )

@@ -1,8 +1,7 @@
 """Seed Anthropic's list prices (USD per million tokens).
 
-The table lives in ``django_claude.recording.list_prices`` (pricing also
-falls back to it when the database is down); later price changes come as new
-rows with a later ``effective_from``, in new migrations or from the admin.
+The table is ``_seeded_prices``. List prices come from genai-prices since
+0009, which removes the rows seeded here that a site left unchanged.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from decimal import Decimal
 
 from django.db import migrations
 
-from django_claude.recording.list_prices import EFFECTIVE_FROM, PRICES
+from django_claude.migrations._seeded_prices import EFFECTIVE_FROM, PRICES
 
 
 def seed(apps, schema_editor):  # type: ignore[no-untyped-def]

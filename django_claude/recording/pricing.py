@@ -1,8 +1,14 @@
-"""What a call cost, in Decimal USD, from the ``ModelPrice`` table.
+"""What a call cost, in Decimal USD.
 
-``cost_of`` is pure arithmetic. ``price_for`` reads the prices from memory
+A call is priced by the site's own ``ModelPrice`` row for the model and day
+when there is one (a negotiated rate, a model genai-prices does not know
+yet), else by Anthropic's list price from genai-prices (``catalog.py``),
+else not at all: an unpriced call is recorded with no cost, never as free.
+
+``cost_of`` is pure arithmetic. The site's rows are read from memory
 (reloaded from the database at most once a minute, and at once when a price
-is saved in this process), so pricing a call adds no query to it.
+is saved in this process), and list prices are kept per model and day, so
+pricing a call adds no query to it.
 """
 
 from __future__ import annotations
@@ -15,10 +21,10 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from django_claude.models import ModelPrice
-from django_claude.recording import list_prices as list_prices_table
+from django_claude.recording import catalog
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +94,22 @@ class Usage:
         }
 
 
-def cost_of(usage: Usage, price: Price) -> Decimal:
+class TokenRates(Protocol):
+    """USD per million tokens of each kind: a site's ``Price`` or a list price's ``Rates``."""
+
+    @property
+    def input(self) -> Decimal: ...
+    @property
+    def output(self) -> Decimal: ...
+    @property
+    def cache_write_5m(self) -> Decimal: ...
+    @property
+    def cache_write_1h(self) -> Decimal: ...
+    @property
+    def cache_read(self) -> Decimal: ...
+
+
+def cost_of(usage: Usage, price: TokenRates) -> Decimal:
     """Exact cost of ``usage`` at ``price``: every kind of token counted once."""
     five_min = usage.cache_creation_input_tokens - usage.cache_creation_1h_input_tokens
     total = (
@@ -101,21 +122,9 @@ def cost_of(usage: Usage, price: Price) -> Decimal:
     return total / MILLION
 
 
-def list_prices() -> list[Price]:
-    """The list prices this release ships (used while the database is down)."""
-    return [
-        Price(
-            model=model,
-            effective_from=list_prices_table.EFFECTIVE_FROM,
-            input=Decimal(inp),
-            output=Decimal(out),
-            cache_write_5m=Decimal(write_5m),
-            cache_write_1h=Decimal(write_1h),
-            cache_read=Decimal(read),
-        )
-        for models, (inp, write_5m, write_1h, read, out) in list_prices_table.PRICES
-        for model in models
-    ]
+def total_input_tokens(usage: Usage) -> int:
+    """What a long-context tier is decided on: input, cache reads and writes."""
+    return usage.input_tokens + usage.cache_read_input_tokens + usage.cache_creation_input_tokens
 
 
 class PriceBook:
@@ -163,7 +172,8 @@ def load_price_book() -> PriceBook:
 
 
 def price_book() -> PriceBook:
-    """The prices in force in this process (database, else the built-in list)."""
+    """The site's prices in force in this process (the last ones read, if the
+    database is down)."""
     global _book, _loaded_at
     now = time.monotonic()
     if _book is not None and now - _loaded_at < RELOAD_SECONDS:
@@ -173,10 +183,10 @@ def price_book() -> PriceBook:
             try:
                 _book = load_price_book()
             except Exception:  # DatabaseError, or SynchronousOnlyOperation on an event loop
-                # The database is down: keep pricing with what we had.
+                # The database is down: keep pricing with what we had (list prices need none).
                 logger.warning("claude pricing: could not load prices, using the last known ones")
                 if _book is None:
-                    _book = PriceBook(list_prices())
+                    _book = PriceBook([])
             _loaded_at = now
     return _book
 
@@ -193,7 +203,13 @@ def invalidate() -> None:
 
 
 def price_for(model: str, *, on: datetime.date) -> Price | None:
+    """The site's own price (a ``ModelPrice`` row) for ``model`` on ``on``."""
     return price_book().price_for(model, on)
+
+
+def has_price(model: str, *, on: datetime.date) -> bool:
+    """Would a call on ``model`` be priced: by the site's rows or the list?"""
+    return price_for(model, on=on) is not None or catalog.list_price(model, on) is not None
 
 
 def price_call(model: str, usage: Usage, *, on: datetime.date) -> Decimal | None:
@@ -201,14 +217,17 @@ def price_call(model: str, usage: Usage, *, on: datetime.date) -> Decimal | None
     the model has no price: an unpriced call is never counted as free."""
     if not model:
         return None
-    price = price_for(model, on=on)
-    if price is None:
-        if model not in _warned:
-            _warned.add(model)
-            logger.warning(
-                "claude pricing: no ModelPrice for %r; its calls are recorded unpriced "
-                "(cost NULL). Add a price in the admin.",
-                model,
-            )
-        return None
-    return cost_of(usage, price)
+    own = price_for(model, on=on)
+    if own is not None:
+        return cost_of(usage, own)
+    listed = catalog.list_price(model, on)
+    if listed is not None:
+        return cost_of(usage, listed.rates_for(total_input_tokens(usage)))
+    if model not in _warned:
+        _warned.add(model)
+        logger.warning(
+            "claude pricing: %r has no list price (genai-prices) and no ModelPrice; its "
+            "calls are recorded unpriced (cost NULL). Add a price in the admin.",
+            model,
+        )
+    return None

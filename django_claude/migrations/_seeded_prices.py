@@ -1,8 +1,9 @@
-"""Anthropic's list prices (USD per million tokens) as this release knows them.
+"""The list prices (USD per million tokens) migration 0002 seeded as ``ModelPrice`` rows.
 
-Migration 0002 seeds ``ModelPrice`` from this table, and pricing falls back
-to it when the database cannot be read. Later prices come as new rows with a
-later ``effective_from`` (the admin, or a new migration), never as edits here.
+List prices come from genai-prices now (``recording/catalog.py``);
+migration 0009 removes the seeded rows a site left unchanged. Both
+migrations read this table, so it stays as it was. (A leading underscore:
+Django's migration loader passes it by.)
 """
 
 from __future__ import annotations
