@@ -69,10 +69,18 @@ class CallRecord(models.Model):
         _("1-hour cache write tokens"), default=0
     )
     cache_read_input_tokens = models.PositiveIntegerField(_("cache read tokens"), default=0)
+    # What else the bill depends on, as Anthropic reported it in the usage.
+    web_search_requests = models.PositiveIntegerField(_("web searches"), default=0)
+    web_fetch_requests = models.PositiveIntegerField(_("web fetches"), default=0)
+    inference_geo = models.CharField(_("inference geo"), max_length=16, blank=True)
+    speed = models.CharField(_("speed"), max_length=16, blank=True)
+    service_tier = models.CharField(_("service tier"), max_length=16, blank=True)
     stop_reason = models.CharField(_("stop reason"), max_length=32, blank=True)
     cost_usd = models.DecimalField(
         _("cost (USD)"), max_digits=18, decimal_places=10, null=True, blank=True
     )
+    # USD of input, output, cache reads, 5-minute and 1-hour writes, tools.
+    cost_breakdown = models.JSONField(_("cost breakdown (USD)"), default=dict, blank=True)
     prompt_prefix = models.CharField(_("prompt prefix (redacted)"), max_length=100, blank=True)
     error_type = models.CharField(_("error type"), max_length=64, blank=True)
     error_status = models.PositiveSmallIntegerField(_("error status"), null=True, blank=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -129,7 +130,7 @@ class StreamSession:
             # No final usage: never fewer output tokens than the text we saw.
             estimate = math.ceil(len(self.text) / 4)
             if estimate > usage.output_tokens:
-                usage = Usage(**{**usage.as_dict(), "output_tokens": estimate})
+                usage = dataclasses.replace(usage, output_tokens=estimate)
         return usage
 
     def finish(self, *, exit_error: BaseException | None, background: bool = False) -> None:

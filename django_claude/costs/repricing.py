@@ -40,22 +40,27 @@ def reprice(
             cache_read_input_tokens=record.cache_read_input_tokens,
             cache_creation_input_tokens=record.cache_creation_input_tokens,
             cache_creation_1h_input_tokens=record.cache_creation_1h_input_tokens,
+            web_search_requests=record.web_search_requests,
+            web_fetch_requests=record.web_fetch_requests,
+            inference_geo=record.inference_geo,
+            speed=record.speed,
+            service_tier=record.service_tier,
         )
-        cost = pricing.price_call(
+        priced = pricing.price_detail(
             record.model, usage, on=record.created_at.astimezone(datetime.UTC).date()
         )
-        if cost is None:
+        if priced is None:
             still += 1
             continue
-        record.cost_usd = cost
+        record.cost_usd, record.cost_breakdown = priced.cost, priced.breakdown
         changed.append(record)
         days.add(record.created_at.astimezone(zone).date())
         if len(changed) >= batch_size:
-            CallRecord.objects.bulk_update(changed, ["cost_usd"])
+            CallRecord.objects.bulk_update(changed, ["cost_usd", "cost_breakdown"])
             repriced += len(changed)
             changed.clear()
     if changed:
-        CallRecord.objects.bulk_update(changed, ["cost_usd"])
+        CallRecord.objects.bulk_update(changed, ["cost_usd", "cost_breakdown"])
         repriced += len(changed)
     for day in sorted(days):
         rollup_day(day, tz=tz)

@@ -59,6 +59,7 @@ class ListPrice:
     model: str  # genai-prices' id for it
     base: Rates
     tiers: tuple[tuple[int, Rates], ...] = ()
+    variant: bool = False  # the rates of the variant asked for (batch, fast), not standard
 
     def rates_for(self, total_input_tokens: int) -> Rates:
         rates = self.base
@@ -69,18 +70,20 @@ class ListPrice:
 
 
 _lock = threading.Lock()
-_known: dict[tuple[str, datetime.date], ListPrice | None] = {}
+Variant = tuple[str, str] | None  # genai-prices' price context: ("speed", "fast")...
+_known: dict[tuple[str, datetime.date, Variant], ListPrice | None] = {}
 _KEPT = 4096  # (model, day) pairs remembered; cleared when full
 
 
-def list_price(model: str, on: datetime.date) -> ListPrice | None:
-    """genai-prices' price of ``model`` on ``on`` (None: it has none)."""
-    key = (model, on)
+def list_price(model: str, on: datetime.date, variant: Variant = None) -> ListPrice | None:
+    """genai-prices' price of ``model`` on ``on`` (None: it has none), in the
+    ``variant`` asked for when it lists one (``ListPrice.variant`` says)."""
+    key = (model, on, variant)
     try:
         return _known[key]
     except KeyError:
         pass
-    price = _look_up(model, on)
+    price = _look_up(model, on, variant)
     with _lock:
         if len(_known) >= _KEPT:
             _known.clear()
@@ -97,7 +100,7 @@ def is_loaded() -> bool:
 _loaded = threading.Event()
 
 
-def _look_up(model: str, on: datetime.date) -> ListPrice | None:
+def _look_up(model: str, on: datetime.date, variant: Variant) -> ListPrice | None:
     from genai_prices import data_snapshot  # 1.6 MB of data: imported when first needed
 
     _loaded.set()
@@ -109,7 +112,8 @@ def _look_up(model: str, on: datetime.date) -> ListPrice | None:
     except LookupError:
         return None
     moment = datetime.datetime.combine(on, datetime.time(12), tzinfo=datetime.UTC)
-    prices = info.get_prices(moment)
+    standard = info.get_prices(moment)
+    prices = info.get_prices(moment, dict([variant])) if variant else standard
     values: dict[str, Any] = {
         ours: getattr(prices, theirs, None) for ours, theirs in RATE_KEYS.items()
     }
@@ -121,6 +125,7 @@ def _look_up(model: str, on: datetime.date) -> ListPrice | None:
         model=info.id,
         base=_rates(values, search, above=None),
         tiers=tuple((start, _rates(values, search, above=start)) for start in starts),
+        variant=variant is not None and vars(prices) != vars(standard),
     )
 
 

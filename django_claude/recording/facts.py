@@ -52,6 +52,12 @@ RECORD_FIELDS = (
     "cache_creation_input_tokens",
     "cache_creation_1h_input_tokens",
     "cache_read_input_tokens",
+    "web_search_requests",
+    "web_fetch_requests",
+    "inference_geo",
+    "speed",
+    "service_tier",
+    "cost_breakdown",
     "stop_reason",
     "prompt_prefix",
     "error_type",
@@ -143,7 +149,9 @@ def feature_label(feature: str, redact: Callable[[str], str]) -> str:
     return label
 
 
-def log_line(facts: CallFacts, cost: Decimal | None) -> dict[str, Any]:
+def log_line(
+    facts: CallFacts, cost: Decimal | None, breakdown: dict[str, str] | None = None
+) -> dict[str, Any]:
     """The call's log line as a dict: redacted, never the prompt or answer."""
     redact = redactor()
     event = "claude.call" if Outcome(facts.outcome).answered else "claude.error"
@@ -167,8 +175,14 @@ def log_line(facts: CallFacts, cost: Decimal | None) -> dict[str, Any]:
         "cache_creation_input_tokens": usage.cache_creation_input_tokens,
         "cache_creation_1h_input_tokens": usage.cache_creation_1h_input_tokens,
         "cache_read_input_tokens": usage.cache_read_input_tokens,
+        "web_search_requests": usage.web_search_requests,
+        "web_fetch_requests": usage.web_fetch_requests,
+        "inference_geo": usage.inference_geo,
+        "speed": usage.speed,
+        "service_tier": usage.service_tier,
         "stop_reason": facts.stop_reason,
         "cost_usd": None if cost is None else str(cost),
+        "cost_breakdown": breakdown or {},
         "priced": cost is not None,
         "prompt_prefix": prompt_prefix(
             facts.prompt_text, limit=conf.PROMPT_PREFIX_CHARS, redactor=redact
@@ -254,11 +268,12 @@ def record_from_line(line: Mapping[str, Any]) -> CallRecord:
         for name in RECORD_FIELDS
         if name in line and line[name] is not None
     }
-    for name, kind in (("attempt_log", list), ("tags", dict)):
+    for name, kind in (("attempt_log", list), ("tags", dict), ("cost_breakdown", dict)):
         if name in values and not isinstance(values[name], kind):
             raise ValueError(f"{name} must be a JSON {kind.__name__}")
-    if "tags" in values:
-        values["tags"] = _storable(values["tags"])
+    for name in ("tags", "cost_breakdown"):
+        if name in values:
+            values[name] = _storable(values[name])
     cost = line.get("cost_usd")
     try:
         cost_usd = None if cost is None else Decimal(str(cost))
@@ -309,17 +324,18 @@ def record_call(
     (None: the model has no price). ``after_write`` runs once the record
     exists (or could not be saved). ``background`` hands the row to the writer
     thread (for code that must not block). Never raises."""
+    cost: Decimal | None = Decimal(0)
+    breakdown: dict[str, str] = {}
     if facts.billable:
         try:
-            cost = pricing.price_call(
+            priced = pricing.price_detail(
                 facts.model, facts.usage, on=facts.created_at.astimezone(datetime.UTC).date()
             )
         except Exception:  # never lose the line to pricing: unpriced, repriced later
             logger.exception("claude pricing failed for %s", facts.model)
-            cost = None
-    else:
-        cost = Decimal(0)
-    line = log_line(facts, cost)
+            priced = None
+        cost, breakdown = (None, {}) if priced is None else (priced.cost, priced.breakdown)
+    line = log_line(facts, cost, breakdown)
     level = logging.INFO
     if facts.error_kind == "auth":
         level = logging.ERROR

@@ -55,33 +55,41 @@ class Usage:
     cache_read_input_tokens: int = 0
     cache_creation_input_tokens: int = 0  # 5-minute and 1-hour writes together
     cache_creation_1h_input_tokens: int = 0  # the 1-hour share of the above
+    web_search_requests: int = 0  # server tools (usage.server_tool_use)
+    web_fetch_requests: int = 0
+    inference_geo: str = ""  # "us": US-only inference, 1.1x on every token
+    speed: str = ""  # "fast": fast mode's own rates
+    service_tier: str = ""  # "batch": the Message Batches API, half price
 
     @classmethod
     def from_api(cls, usage: Any) -> Usage:
         """Read the SDK's ``Usage`` (or a dict of the same shape)."""
         if usage is None:
             return cls()
-        get = usage.get if isinstance(usage, Mapping) else lambda k: getattr(usage, k, None)
+        get = _getter(usage)
         creation = get("cache_creation")
         one_hour = 0
         five_min = None
         if creation is not None:
-            cget = (
-                creation.get
-                if isinstance(creation, Mapping)
-                else lambda k: getattr(creation, k, None)
-            )
+            cget = _getter(creation)
             one_hour = int(cget("ephemeral_1h_input_tokens") or 0)
             five_min = int(cget("ephemeral_5m_input_tokens") or 0)
         total_creation = int(get("cache_creation_input_tokens") or 0)
         if five_min is not None:
             total_creation = max(total_creation, five_min + one_hour)
+        tools = get("server_tool_use")
+        tget = _getter(tools) if tools is not None else lambda k: None
         return cls(
             input_tokens=int(get("input_tokens") or 0),
             output_tokens=int(get("output_tokens") or 0),
             cache_read_input_tokens=int(get("cache_read_input_tokens") or 0),
             cache_creation_input_tokens=total_creation,
             cache_creation_1h_input_tokens=one_hour,
+            web_search_requests=int(tget("web_search_requests") or 0),
+            web_fetch_requests=int(tget("web_fetch_requests") or 0),
+            inference_geo=_label(get("inference_geo")),
+            speed=_label(get("speed")),
+            service_tier=_label(get("service_tier")),
         )
 
     def as_dict(self) -> dict[str, int]:
@@ -91,7 +99,26 @@ class Usage:
             "cache_read_input_tokens": self.cache_read_input_tokens,
             "cache_creation_input_tokens": self.cache_creation_input_tokens,
             "cache_creation_1h_input_tokens": self.cache_creation_1h_input_tokens,
+            "web_search_requests": self.web_search_requests,
+            "web_fetch_requests": self.web_fetch_requests,
         }
+
+
+def _getter(value: Any) -> Any:
+    """``value.get`` for a dict, attribute access for the SDK's models."""
+    return value.get if isinstance(value, Mapping) else lambda k: getattr(value, k, None)
+
+
+_LABEL = re.compile(r"[a-z][a-z0-9_-]{0,15}")
+
+
+def _label(value: Any) -> str:
+    """A usage label as upstream sent it ("us", "fast", "batch"), or
+    "other" for anything that is not a short lower-case word (never stored
+    or logged as it came)."""
+    if value is None or value == "":
+        return ""
+    return value if isinstance(value, str) and _LABEL.fullmatch(value) else "other"
 
 
 class TokenRates(Protocol):
@@ -110,16 +137,20 @@ class TokenRates(Protocol):
 
 
 def cost_of(usage: Usage, price: TokenRates) -> Decimal:
-    """Exact cost of ``usage`` at ``price``: every kind of token counted once."""
+    """Exact cost of ``usage``'s tokens at ``price``: every kind counted once."""
+    return sum(token_costs(usage, price).values(), Decimal(0))
+
+
+def token_costs(usage: Usage, price: TokenRates) -> dict[str, Decimal]:
+    """USD per kind of token: input, output, cache reads, 5-minute and 1-hour writes."""
     five_min = usage.cache_creation_input_tokens - usage.cache_creation_1h_input_tokens
-    total = (
-        usage.input_tokens * price.input
-        + usage.cache_read_input_tokens * price.cache_read
-        + five_min * price.cache_write_5m
-        + usage.cache_creation_1h_input_tokens * price.cache_write_1h
-        + usage.output_tokens * price.output
-    )
-    return total / MILLION
+    return {
+        "input": usage.input_tokens * price.input / MILLION,
+        "output": usage.output_tokens * price.output / MILLION,
+        "cache_read": usage.cache_read_input_tokens * price.cache_read / MILLION,
+        "cache_write_5m": five_min * price.cache_write_5m / MILLION,
+        "cache_write_1h": usage.cache_creation_1h_input_tokens * price.cache_write_1h / MILLION,
+    }
 
 
 def total_input_tokens(usage: Usage) -> int:
@@ -212,22 +243,74 @@ def has_price(model: str, *, on: datetime.date) -> bool:
     return price_for(model, on=on) is not None or catalog.list_price(model, on) is not None
 
 
+# Anthropic's billing modifiers (sources in tests/test_billing.py).
+GEO_MULTIPLIERS = {"us": Decimal("1.1")}  # usage.inference_geo, on every token
+BATCH_DISCOUNT = Decimal("0.5")  # the Message Batches API; cache multipliers stack
+WEB_SEARCH_PER_K = Decimal("10")  # USD per 1,000 searches, when the list has no rate
+
+
+@dataclass(frozen=True)
+class Priced:
+    """A call's cost and what it is made of (Decimal strings that add up to it)."""
+
+    cost: Decimal
+    breakdown: dict[str, str]
+
+
 def price_call(model: str, usage: Usage, *, on: datetime.date) -> Decimal | None:
     """Cost of a call, or None (with one WARNING per model per process) when
     the model has no price: an unpriced call is never counted as free."""
+    priced = price_detail(model, usage, on=on)
+    return None if priced is None else priced.cost
+
+
+def price_detail(model: str, usage: Usage, *, on: datetime.date) -> Priced | None:
+    """``price_call`` with its breakdown: input, output, cache reads, 5-minute
+    and 1-hour writes, tools. The site's price is standard and batch (at
+    half); fast mode is priced by the list's fast rates only."""
     if not model:
         return None
-    own = price_for(model, on=on)
+    fast = usage.speed == "fast"
+    batch = usage.service_tier == "batch"
+    scale = GEO_MULTIPLIERS.get(usage.inference_geo, Decimal(1))
+    own = None if fast else price_for(model, on=on)
+    rates: TokenRates | None = own
+    search_per_k = WEB_SEARCH_PER_K
     if own is not None:
-        return cost_of(usage, own)
-    listed = catalog.list_price(model, on)
-    if listed is not None:
-        return cost_of(usage, listed.rates_for(total_input_tokens(usage)))
-    if model not in _warned:
-        _warned.add(model)
+        scale *= BATCH_DISCOUNT if batch else 1
+    else:
+        variant = ("speed", "fast") if fast else ("processing", "batch") if batch else None
+        listed = catalog.list_price(model, on, variant)
+        if listed is not None and (variant is None or listed.variant or batch):
+            found = listed.rates_for(total_input_tokens(usage))
+            rates, search_per_k = found, found.web_search_per_k or WEB_SEARCH_PER_K
+            if batch and not listed.variant:  # no batch rates listed for that day: half
+                scale *= BATCH_DISCOUNT
+    if rates is None:
+        _warn_unpriced(model, usage)
+        return None
+    parts = {kind: value * scale for kind, value in token_costs(usage, rates).items()}
+    parts["tools"] = usage.web_search_requests * search_per_k / 1000
+    return Priced(
+        cost=sum(parts.values(), Decimal(0)),
+        breakdown={kind: format(value.normalize(), "f") for kind, value in parts.items()},
+    )
+
+
+def _warn_unpriced(model: str, usage: Usage) -> None:
+    key = f"{model} fast" if usage.speed == "fast" else model
+    if key in _warned:
+        return
+    _warned.add(key)
+    if usage.speed == "fast":
         logger.warning(
-            "claude pricing: %r has no list price (genai-prices) and no ModelPrice; its "
-            "calls are recorded unpriced (cost NULL). Add a price in the admin.",
+            "claude pricing: genai-prices lists no fast-mode price for %r; its fast calls "
+            "are recorded unpriced (cost NULL). Upgrade genai-prices.",
             model,
         )
-    return None
+        return
+    logger.warning(
+        "claude pricing: %r has no list price (genai-prices) and no ModelPrice; its "
+        "calls are recorded unpriced (cost NULL). Add a price in the admin.",
+        model,
+    )

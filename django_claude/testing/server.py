@@ -194,6 +194,10 @@ class FakeAnthropic:
             "output_tokens": max(1, len(text) // 4),
             "cache_creation_input_tokens": 0,
             "cache_read_input_tokens": 0,
+            # What the request asked for comes back in the usage, as Anthropic's does.
+            "service_tier": "standard",
+            "inference_geo": body.get("inference_geo") or "global",
+            "speed": body.get("speed") or "standard",
         }
         usage.update(self.usage)
         five = usage.pop("ephemeral_5m_input_tokens", None)
