@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -49,10 +50,14 @@ DEFAULTS: dict[str, Any] = {
     "CACHE_BUDGET": 0.2,
     "IDEMPOTENCY_TTL": 86400,
     "WRITE_BEHIND": None,
+    "ADMIN_API_KEY": None,
+    "ADMIN_BASE_URL": None,
+    "RECONCILE_TOLERANCE": "0.01",
 }
 
 PREFIX_CHARS_CEILING = 100
 _UNREAD = object()
+T = TypeVar("T")
 
 # The key sent to an API on this machine (``manage.py claude_fake_api``) when
 # no key is configured: the SDK refuses to send a request without one.
@@ -75,8 +80,29 @@ def is_loopback_url(url: str | None) -> bool:
         return False
 
 
+class _Setting(Generic[T]):
+    """A setting of ``ClaudeSettings``: ``settings.DJANGO_CLAUDE_<NAME>`` (or its
+    default), read through ``convert``."""
+
+    def __init__(self, convert: Callable[[Any], T]) -> None:
+        self.convert = convert
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type) -> _Setting[T]: ...
+    @overload
+    def __get__(self, instance: ClaudeSettings, owner: type) -> T: ...
+    def __get__(self, instance: ClaudeSettings | None, owner: type) -> T | _Setting[T]:
+        if instance is None:
+            return self
+        return self.convert(instance._get(self.name))
+
+
 class ClaudeSettings:
-    """One property per setting; each reads ``settings.DJANGO_CLAUDE_<NAME>``."""
+    """One attribute per setting; each reads ``settings.DJANGO_CLAUDE_<NAME>``."""
 
     def __init__(self) -> None:
         self.values: dict[str, Any] = {}  # read so far; cleared by setting_changed
@@ -122,106 +148,38 @@ class ClaudeSettings:
         value = self._get("WRITE_BEHIND")
         return None if value is None else bool(value)
 
-    @property
-    def DEFAULT_MODEL(self) -> str:
-        return str(self._get("DEFAULT_MODEL"))
-
-    @property
-    def FALLBACK_MODEL(self) -> str:
-        return str(self._get("FALLBACK_MODEL") or "")
-
-    @property
-    def MAX_TOKENS(self) -> int:
-        return int(self._get("MAX_TOKENS"))
-
-    @property
-    def TIMEOUT(self) -> float:
-        return float(self._get("TIMEOUT"))
-
-    @property
-    def DEADLINE(self) -> float:
-        return float(self._get("DEADLINE"))
-
-    @property
-    def MAX_ATTEMPTS(self) -> int:
-        return int(self._get("MAX_ATTEMPTS"))
-
-    @property
-    def FALLBACK_ATTEMPTS(self) -> int:
-        """Attempts on the fallback model (at most 2, whatever is set)."""
-        return max(1, min(2, int(self._get("FALLBACK_ATTEMPTS"))))
-
-    @property
-    def BACKOFF_BASE(self) -> float:
-        return float(self._get("BACKOFF_BASE"))
-
-    @property
-    def BACKOFF_MAX(self) -> float:
-        return float(self._get("BACKOFF_MAX"))
-
-    @property
-    def BREAKER_THRESHOLD(self) -> int:
-        return int(self._get("BREAKER_THRESHOLD"))
-
-    @property
-    def BREAKER_COOLDOWN(self) -> float:
-        return float(self._get("BREAKER_COOLDOWN"))
-
-    @property
-    def DEGRADED_MESSAGE(self) -> str:
-        return str(self._get("DEGRADED_MESSAGE"))
-
-    @property
-    def RAISE_ON_FAILURE(self) -> bool:
-        return bool(self._get("RAISE_ON_FAILURE"))
-
-    @property
-    def PROMPT_PREFIX_CHARS(self) -> int:
-        return max(0, min(PREFIX_CHARS_CEILING, int(self._get("PROMPT_PREFIX_CHARS"))))
-
-    @property
-    def REDACTOR(self) -> str:
-        return str(self._get("REDACTOR"))
-
-    @property
-    def SMELL_TEST_RATE(self) -> float:
-        return float(self._get("SMELL_TEST_RATE"))
-
-    @property
-    def SMELL_TEST_MODEL(self) -> str:
-        return str(self._get("SMELL_TEST_MODEL"))
-
-    @property
-    def SMELL_TEST_RATES(self) -> dict[str, float]:
-        return dict(self._get("SMELL_TEST_RATES"))
-
-    @property
-    def SMELL_ALERT_DROP(self) -> float:
-        return float(self._get("SMELL_ALERT_DROP"))
-
-    @property
-    def BUDGETS(self) -> dict[str, Decimal]:
-        return {k: Decimal(str(v)) for k, v in dict(self._get("BUDGETS")).items()}
-
-    @property
-    def RETENTION_DAYS(self) -> int:
-        return int(self._get("RETENTION_DAYS"))
-
-    @property
-    def FAILURE_RETENTION_DAYS(self) -> int:
-        return int(self._get("FAILURE_RETENTION_DAYS"))
-
-    @property
-    def CACHE(self) -> str:
-        return str(self._get("CACHE"))
-
-    @property
-    def CACHE_BUDGET(self) -> float:
-        return float(self._get("CACHE_BUDGET"))
-
-    @property
-    def IDEMPOTENCY_TTL(self) -> int:
-        return int(self._get("IDEMPOTENCY_TTL"))
+    DEFAULT_MODEL = _Setting(str)
+    FALLBACK_MODEL = _Setting(lambda value: str(value or ""))
+    MAX_TOKENS = _Setting(int)
+    TIMEOUT = _Setting(float)
+    DEADLINE = _Setting(float)
+    MAX_ATTEMPTS = _Setting(int)
+    # Attempts on the fallback model (at most 2, whatever is set).
+    FALLBACK_ATTEMPTS = _Setting(lambda value: max(1, min(2, int(value))))
+    BACKOFF_BASE = _Setting(float)
+    BACKOFF_MAX = _Setting(float)
+    BREAKER_THRESHOLD = _Setting(int)
+    BREAKER_COOLDOWN = _Setting(float)
+    DEGRADED_MESSAGE = _Setting(str)
+    RAISE_ON_FAILURE = _Setting(bool)
+    PROMPT_PREFIX_CHARS = _Setting(lambda value: max(0, min(PREFIX_CHARS_CEILING, int(value))))
+    REDACTOR = _Setting(str)
+    SMELL_TEST_RATE = _Setting(float)
+    SMELL_TEST_MODEL = _Setting(str)
+    SMELL_TEST_RATES = _Setting(dict)
+    SMELL_ALERT_DROP = _Setting(float)
+    BUDGETS = _Setting(lambda value: {k: Decimal(str(v)) for k, v in dict(value).items()})
+    RETENTION_DAYS = _Setting(int)
+    FAILURE_RETENTION_DAYS = _Setting(int)
+    CACHE = _Setting(str)
+    CACHE_BUDGET = _Setting(float)
+    IDEMPOTENCY_TTL = _Setting(int)
+    # claude_reconcile: an Admin API key (sk-ant-admin...), where the Admin API
+    # is (default: BASE_URL, else Anthropic's), and the share of Anthropic's
+    # cost a day and model may differ by before it is a drift.
+    ADMIN_API_KEY = _Setting(lambda value: str(value) if value else None)
+    ADMIN_BASE_URL = _Setting(lambda value: str(value) if value else None)
+    RECONCILE_TOLERANCE = _Setting(lambda value: Decimal(str(value)))
 
 
 conf = ClaudeSettings()

@@ -395,3 +395,6 @@ class SmellAlert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.feature} since {self.started_at:%Y-%m-%d %H:%M}"
+
+
+from django_claude.ledger import Reconciliation  # noqa: E402, F401 (in its own module)

@@ -23,3 +23,8 @@ smell_pass_rate_dropped = Signal()
 # prompt and answer wait in DJANGO_CLAUDE_CACHE (recording.sampling.stash_key);
 # django-claude's own receiver queues the smell-test judge.
 call_sampled = Signal()
+
+# Sent once per day and model that claude_reconcile finds over
+# DJANGO_CLAUDE_RECONCILE_TOLERANCE, after its rows are saved: day, model,
+# our_cost_usd, their_cost_usd, difference_usd (ours minus theirs; Decimals).
+reconciliation_drift = Signal()

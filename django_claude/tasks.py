@@ -12,7 +12,8 @@ import uuid
 
 from celery import shared_task
 
-from django_claude.costs import budgets, retention, rollups
+from django_claude.conf import conf
+from django_claude.costs import budgets, reconcile, retention, rollups
 from django_claude.smell import alerts, verdicts
 from django_claude.smell.background import background
 
@@ -34,6 +35,20 @@ def check_budgets() -> int:
 @shared_task(name="django_claude.tasks.purge_old_records")
 def purge_old_records() -> int:
     return retention.purge_old_records()
+
+
+@shared_task(name="django_claude.tasks.reconcile_costs")
+def reconcile_costs(days: int = 2) -> int:
+    """Reconcile the last ``days`` UTC days before today with Anthropic's bill
+    (two: its cost report may lag behind the day's end); returns the drifts.
+    Without an admin key there is nothing to read: it says so and returns."""
+    if not conf.ADMIN_API_KEY:
+        logger.info("claude reconcile: no DJANGO_CLAUDE_ADMIN_API_KEY, nothing reconciled")
+        return 0
+    last = datetime.datetime.now(datetime.UTC).date() - datetime.timedelta(days=1)
+    lines = reconcile.reconcile(last - datetime.timedelta(days=days - 1), last)
+    tolerance = conf.RECONCILE_TOLERANCE
+    return sum(1 for line in lines if not line.within(tolerance))
 
 
 @shared_task(name="django_claude.tasks.smell_test", ignore_result=True)

@@ -6,7 +6,7 @@ every ``ModelAdmin`` with Django's default site.
   SVG in ``charts``);
 - ``routes``: the model-route switch, its evidence, rollback and removal;
   ``route_history``: the changes, read-only;
-- ``costs``: price overrides, daily rollups, budget alerts;
+- ``costs``: price overrides, daily rollups, budget alerts, reconciliations;
 - ``smell``: smell-test failures, baselines and alerts.
 
 A custom ``AdminSite`` registers the same classes with its own ``register()``:
@@ -15,7 +15,12 @@ links and redirects stay on the site that serves the page.
 
 from __future__ import annotations
 
-from django_claude.admin.costs import BudgetAlertAdmin, DailyCostAdmin, ModelPriceAdmin
+from django_claude.admin.costs import (
+    BudgetAlertAdmin,
+    DailyCostAdmin,
+    ModelPriceAdmin,
+    ReconciliationAdmin,
+)
 from django_claude.admin.records import CallRecordAdmin
 from django_claude.admin.route_history import ModelRouteChangeAdmin
 from django_claude.admin.routes import ModelRouteAdmin
@@ -28,6 +33,7 @@ __all__ = [
     "ModelPriceAdmin",
     "ModelRouteAdmin",
     "ModelRouteChangeAdmin",
+    "ReconciliationAdmin",
     "SmellAlertAdmin",
     "SmellBaselineAdmin",
     "SmellFailureAdmin",

@@ -1,4 +1,5 @@
-"""What calls cost: the site's price overrides, the daily rollups, the budget alerts."""
+"""What calls cost: the site's price overrides, the daily rollups, the budget
+alerts, and the reconciliation with Anthropic's bill."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from django_claude.admin.base import ClaudeAdmin, ReadOnlyAdmin, usd, usd_exact
-from django_claude.models import BudgetAlert, DailyCost, ModelPrice
+from django_claude.models import BudgetAlert, DailyCost, ModelPrice, Reconciliation
 
 PER_MTOK = _("USD / million tokens")
 PRICE_FIELDS = (
@@ -151,3 +152,24 @@ class BudgetAlertAdmin(ReadOnlyAdmin):
     @admin.display(description=_("budget (USD)"), ordering="budget_usd")
     def budget(self, obj: BudgetAlert) -> str:
         return usd(obj.budget_usd)
+
+
+@admin.register(Reconciliation)
+class ReconciliationAdmin(ReadOnlyAdmin):
+    """``claude_reconcile``'s rows: our cost beside Anthropic's, per UTC day and model."""
+
+    list_display = ("day", "model", "ours", "theirs", "difference", "within_tolerance")
+    list_filter = ("within_tolerance", "model")
+    date_hierarchy = "day"
+
+    @admin.display(description=_("our cost (USD)"), ordering="our_cost_usd")
+    def ours(self, obj: Reconciliation) -> str:
+        return usd_exact(obj.our_cost_usd)
+
+    @admin.display(description=_("Anthropic's cost (USD)"), ordering="their_cost_usd")
+    def theirs(self, obj: Reconciliation) -> str:
+        return usd_exact(obj.their_cost_usd)
+
+    @admin.display(description=_("difference (USD)"), ordering="difference_usd")
+    def difference(self, obj: Reconciliation) -> str:
+        return usd_exact(obj.difference_usd)

@@ -18,70 +18,13 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from django_claude.testing.admin_api import FakeAdminAPI
+from django_claude.testing.faults import ERROR_TYPES, OK, Fault
+
 __all__ = ["OK", "Fault", "FakeAnthropic", "RecordedRequest"]
 
+
 # Anthropic's error type for each status the API documents.
-ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    402: "billing_error",
-    403: "permission_error",
-    404: "not_found_error",
-    408: "timeout_error",
-    409: "conflict_error",
-    413: "request_too_large",
-    422: "invalid_request_error",
-    429: "rate_limit_error",
-    500: "api_error",
-    502: "api_error",
-    503: "api_error",
-    504: "timeout_error",
-    529: "overloaded_error",
-}
-
-
-@dataclass(frozen=True)
-class Fault:
-    """One scripted answer. ``Fault()`` (alias ``OK``) is a normal answer.
-
-    - ``status``: an HTTP error status with Anthropic's error body.
-    - ``retry_after`` / ``retry_after_ms``: headers sent with the error.
-    - ``delay``: seconds to wait before answering (a slow upstream).
-    - ``drop``: close the connection without answering.
-    - ``body`` / ``content_type``: a raw body, e.g. an HTML page from a proxy.
-    - ``text``: the answer's text, instead of the server's default.
-    - streams only: ``cut_after`` drops the connection after that many text
-      deltas (before ``message_stop``); ``error_event`` sends an SSE error
-      event of that type (``"overloaded_error"``...) after ``cut_after``
-      deltas (0: before the first); ``chunk_delay`` waits between events;
-      ``pings`` sends that many ``ping`` events (``chunk_delay`` apart) before
-      the first text, so a large number is a stream that never starts;
-      ``stall_after`` sends that many text deltas, then only pings.
-    - hostile upstreams: ``dribble`` sends the whole response (status line,
-      headers, body) one byte at a time, that many seconds apart;
-      ``slow_headers`` pauses that long before each header line.
-    """
-
-    status: int = 0
-    retry_after: str | None = None
-    retry_after_ms: str | None = None
-    delay: float = 0.0
-    drop: bool = False
-    body: str | None = None
-    content_type: str = "application/json"
-    text: str | None = None
-    cut_after: int | None = None
-    error_event: str | None = None
-    chunk_delay: float = 0.0
-    pings: int = 0
-    stall_after: int | None = None
-    dribble: float = 0.0
-    slow_headers: float = 0.0
-
-
-OK = Fault()
-
-
 @dataclass
 class RecordedRequest:
     model: str
@@ -106,8 +49,9 @@ class FakeAnthropic:
         self.reply_text = "Hello from the fake Claude."
         # responder(request body) -> answer text, or None for reply_text
         self.responder: Callable[[dict[str, Any]], str | None] | None = None
-        self.usage: dict[str, int] = {}
+        self.usage: dict[str, Any] = {}
         self.unknown_models: set[str] = set()
+        self.admin = FakeAdminAPI()  # the Usage & Cost Admin API (admin_api.py)
         handler = type("Handler", (_Handler,), {"fake": self})
         self._httpd = ThreadingHTTPServer((host, port), handler)
         self._httpd.daemon_threads = True
@@ -140,14 +84,13 @@ class FakeAnthropic:
 
     # -- scripting ---------------------------------------------------------
     def reset(self) -> None:
-        """Forget scripts, recorded requests and overrides."""
+        """Forget scripts, recorded requests, overrides and the Admin API's data."""
         with self._lock:
             self._scripts.clear()
             self._always.clear()
             self.requests.clear()
             self.unknown_models.clear()
-            self.usage = {}
-            self.responder = None
+            self.usage, self.responder, self.admin = {}, None, FakeAdminAPI()
             self.reply_text = "Hello from the fake Claude."
 
     def script(self, model: str, faults: Iterable[Fault | int]) -> None:
@@ -285,6 +228,13 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass  # keep test output clean
 
+    def do_GET(self) -> None:
+        status, answer = self.fake.admin.answer(self.path, dict(self.headers.items()))
+        if isinstance(answer, str):
+            self._send_error(status, answer)
+            return
+        self._send(status, json.dumps(answer).encode(), "application/json")
+
     def do_POST(self) -> None:
         length = int(self.headers.get("content-length") or 0)
         raw = self.rfile.read(length) if length else b""
@@ -388,10 +338,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if fault.chunk_delay:
                     time.sleep(fault.chunk_delay)
             if fault.error_event is not None:
-                error = {
-                    "type": "error",
-                    "error": {"type": fault.error_event, "message": "fake stream error"},
-                }
+                error = {"type": "error", "error": {"type": fault.error_event, "message": "fake"}}
                 self._write(f"event: error\ndata: {json.dumps(error)}\n\n".encode(), fault)
         except (BrokenPipeError, ConnectionResetError, OSError):
             pass

@@ -14,6 +14,11 @@ SCHEDULES = {
     "django-claude: daily cost rollup": ("django_claude.tasks.rollup_daily_costs", "15", "0"),
     "django-claude: budget check": ("django_claude.tasks.check_budgets", "5", "*"),
     "django-claude: retention purge": ("django_claude.tasks.purge_old_records", "30", "3"),
+    "django-claude: reconcile with Anthropic's bill": (
+        "django_claude.tasks.reconcile_costs",
+        "45",
+        "6",
+    ),
     "django-claude: smell-test pass rates": (
         "django_claude.tasks.check_smell_pass_rates",
         "*/15",
@@ -26,7 +31,8 @@ class Command(BaseCommand):
     help = (
         "Install django-claude's periodic tasks in django-celery-beat: the daily cost "
         "rollup at 00:15 site time, an hourly budget check, a daily purge of old "
-        "records, the smell-test pass-rate check every 15 minutes. Safe to run "
+        "records, the reconciliation with Anthropic's bill at 06:45, the smell-test "
+        "pass-rate check every 15 minutes. Safe to run "
         "again: it updates what it installed."
     )
 
@@ -37,7 +43,7 @@ class Command(BaseCommand):
                 "CELERY_BEAT_SCHEDULE shown in django-claude's README"
             )
         try:
-            with transaction.atomic():  # all four or none
+            with transaction.atomic():  # all or none
                 done = [self._install(name, *schedule) for name, schedule in SCHEDULES.items()]
         except DatabaseError as exc:
             first_line = (str(exc).strip().splitlines() or [""])[0][:200]
