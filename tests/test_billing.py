@@ -330,3 +330,56 @@ def test_fast_mode_and_us_inference_asked_for_in_the_call_are_billed(fake_anthro
     plain = django_claude.call("quick", feature="billing")
     assert plain.cost_usd == Decimal("0.0075")  # 1000*5 + 100*25
     assert CallRecord.objects.get(id=plain.request_id).inference_geo == "global"
+
+
+# Streams with server tools: cache writes made after message_start come in
+# message_delta as a larger cache_creation_input_tokens total, without the
+# 5-minute/1-hour split (the SDK keeps message_start's). The gap is priced at
+# the TTL the request's cache_control asked for, never left out.
+LATE_WRITES = {
+    "input_tokens": 1000,
+    "output_tokens": 200,
+    "ephemeral_5m_input_tokens": 0,
+    "ephemeral_1h_input_tokens": 3000,  # the whole answer's writes
+    "server_tool_use": {"web_search_requests": 1, "web_fetch_requests": 0},
+}
+EARLY = {
+    "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 1000},
+    "cache_creation_input_tokens": 1000,
+}
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_late_cache_writes_in_a_stream_are_priced_at_the_requested_ttl(fake_anthropic, settings):
+    settings.DJANGO_CLAUDE_DEFAULT_MODEL = "claude-opus-5"
+    fake_anthropic.usage = LATE_WRITES
+    fake_anthropic.stream_start_usage = EARLY
+    system = [
+        {"type": "text", "text": "rules", "cache_control": {"type": "ephemeral", "ttl": "1h"}}
+    ]
+    called = django_claude.call("look it up", feature="billing", system=system)
+    with django_claude.stream("look it up", feature="billing", system=system) as s:
+        for _ in s.text_stream:
+            pass
+    # 1000*5 + 3000*10 (1-hour writes) + 200*25 = 40000 -> 0.04, + one search 0.01
+    assert called.cost_usd == Decimal("0.05")
+    assert s.result is not None and s.result.cost_usd == called.cost_usd
+    record = CallRecord.objects.get(id=s.result.request_id)
+    assert record.cache_creation_1h_input_tokens == 3000
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_late_cache_writes_without_a_ttl_are_5_minute_writes(fake_anthropic, settings):
+    settings.DJANGO_CLAUDE_DEFAULT_MODEL = "claude-opus-5"
+    fake_anthropic.usage = {
+        **LATE_WRITES,
+        "ephemeral_5m_input_tokens": 2000,
+        "ephemeral_1h_input_tokens": 1000,
+    }
+    fake_anthropic.stream_start_usage = EARLY
+    system = [{"type": "text", "text": "rules", "cache_control": {"type": "ephemeral"}}]
+    with django_claude.stream("look it up", feature="billing", system=system) as s:
+        for _ in s.text_stream:
+            pass
+    # 1000*5 + 2000*6.25 + 1000*10 + 200*25 = 32500 -> 0.0325, + one search 0.01
+    assert s.result is not None and s.result.cost_usd == Decimal("0.0425")

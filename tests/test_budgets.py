@@ -93,18 +93,21 @@ def test_tasks_call_the_services(db, settings):
 def test_install_schedules_is_idempotent(db):
     out = StringIO()
     call_command("claude_install_schedules", stdout=out)
-    assert out.getvalue().count("installed") == 4
+    assert out.getvalue().count("installed") == 5
     out = StringIO()
     call_command("claude_install_schedules", stdout=out)
-    assert out.getvalue().count("updated") == 4
-    assert PeriodicTask.objects.count() == 4
+    assert out.getvalue().count("updated") == 5
+    assert PeriodicTask.objects.count() == 5
     tasks_by_name = {t.task: t for t in PeriodicTask.objects.all()}
     assert set(tasks_by_name) == {
         "django_claude.tasks.rollup_daily_costs",
         "django_claude.tasks.check_budgets",
         "django_claude.tasks.purge_old_records",
         "django_claude.tasks.check_smell_pass_rates",
+        "django_claude.tasks.reconcile_costs",
     }
+    reconcile = tasks_by_name["django_claude.tasks.reconcile_costs"].crontab
+    assert (reconcile.minute, reconcile.hour) == ("45", "6")
     rollup = tasks_by_name["django_claude.tasks.rollup_daily_costs"].crontab
     assert (rollup.minute, rollup.hour) == ("15", "0")
     assert str(rollup.timezone) == "UTC"
