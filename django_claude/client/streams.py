@@ -43,7 +43,7 @@ from django_claude.client.request import prepare_from
 from django_claude.client.sdk import get_async_client, get_client, sdk_request
 from django_claude.client.stalls import StallWatch
 from django_claude.conf import conf
-from django_claude.recording.pricing import Usage
+from django_claude.recording.pricing import Usage, requested_cache_ttl
 from django_claude.routing import active_route
 from django_claude.types import ClaudeResult
 
@@ -125,7 +125,11 @@ class StreamSession:
         return not (self.degraded or self.saw_stop or self.ended)
 
     def usage(self) -> Usage:
-        usage = Usage.from_api(getattr(self.snapshot, "usage", None))
+        raw = getattr(self.snapshot, "usage", None)
+        usage = Usage.from_api(raw)
+        if usage.cache_creation_input_tokens > _split_writes(raw):  # later writes, unsplit
+            ttl = requested_cache_ttl(self.call.req.params)
+            usage = Usage.from_api(raw, late_write_ttl=ttl)
         if not self.saw_stop and self.parts:
             # No final usage: never fewer output tokens than the text we saw.
             estimate = math.ceil(len(self.text) / 4)
@@ -159,6 +163,16 @@ class StreamSession:
             interrupted=interrupted,
             background=background,
         )
+
+
+def _split_writes(usage: Any) -> int:
+    """The cache writes a usage splits into 5-minute and 1-hour ones."""
+    split = getattr(usage, "cache_creation", None)
+    if split is None:
+        return 0
+    five = getattr(split, "ephemeral_5m_input_tokens", 0) or 0
+    hour = getattr(split, "ephemeral_1h_input_tokens", 0) or 0
+    return int(five) + int(hour)
 
 
 def _session(prompt: str | None, kwargs: dict[str, Any], *, route: Any = None) -> StreamSession:

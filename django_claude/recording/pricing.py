@@ -62,8 +62,13 @@ class Usage:
     service_tier: str = ""  # "batch": the Message Batches API, half price
 
     @classmethod
-    def from_api(cls, usage: Any) -> Usage:
-        """Read the SDK's ``Usage`` (or a dict of the same shape)."""
+    def from_api(cls, usage: Any, *, late_write_ttl: str = "5m") -> Usage:
+        """Read the SDK's ``Usage`` (or a dict of the same shape).
+
+        Cache writes counted in ``cache_creation_input_tokens`` beyond its
+        5-minute/1-hour split (a stream's later writes, whose total comes in
+        ``message_delta`` while the SDK keeps the first split) are priced at
+        ``late_write_ttl``: the TTL the request asked for."""
         if usage is None:
             return cls()
         get = _getter(usage)
@@ -76,6 +81,8 @@ class Usage:
             five_min = int(cget("ephemeral_5m_input_tokens") or 0)
         total_creation = int(get("cache_creation_input_tokens") or 0)
         if five_min is not None:
+            if late_write_ttl == "1h" and total_creation > five_min + one_hour:
+                one_hour = total_creation - five_min
             total_creation = max(total_creation, five_min + one_hour)
         tools = get("server_tool_use")
         tget = _getter(tools) if tools is not None else lambda k: None
@@ -314,3 +321,25 @@ def _warn_unpriced(model: str, usage: Usage) -> None:
         "calls are recorded unpriced (cost NULL). Add a price in the admin.",
         model,
     )
+
+
+def requested_cache_ttl(params: Mapping[str, Any]) -> str:
+    """The cache TTL a request's ``cache_control`` blocks ask for: "1h" if
+    any does (an upper bound when they differ), else "5m", the default.
+    Read only when a stream reports writes beyond its first split."""
+
+    def ttls(value: Any, depth: int = 0) -> Iterable[str]:
+        if depth > 8:
+            return
+        if isinstance(value, Mapping):
+            control = value.get("cache_control")
+            if isinstance(control, Mapping):
+                yield str(control.get("ttl") or "5m")
+            for item in value.values():
+                if isinstance(item, (list, Mapping)):
+                    yield from ttls(item, depth + 1)
+        elif isinstance(value, list):
+            for item in value:
+                yield from ttls(item, depth + 1)
+
+    return "1h" if "1h" in set(ttls(dict(params))) else "5m"

@@ -50,6 +50,9 @@ class FakeAnthropic:
         # responder(request body) -> answer text, or None for reply_text
         self.responder: Callable[[dict[str, Any]], str | None] | None = None
         self.usage: dict[str, Any] = {}
+        # A stream's message_start usage, where it differs from the final one
+        # (cache writes a server tool makes later come in message_delta).
+        self.stream_start_usage: dict[str, Any] = {}
         self.unknown_models: set[str] = set()
         self.admin = FakeAdminAPI()  # the Usage & Cost Admin API (admin_api.py)
         handler = type("Handler", (_Handler,), {"fake": self})
@@ -91,6 +94,7 @@ class FakeAnthropic:
             self.requests.clear()
             self.unknown_models.clear()
             self.usage, self.responder, self.admin = {}, None, FakeAdminAPI()
+            self.stream_start_usage = {}
             self.reply_text = "Hello from the fake Claude."
 
     def script(self, model: str, faults: Iterable[Fault | int]) -> None:
@@ -151,6 +155,8 @@ class FakeAnthropic:
                 "ephemeral_1h_input_tokens": hour or 0,
             }
             usage["cache_creation_input_tokens"] = (five or 0) + (hour or 0)
+        if body.get("stream") and self.stream_start_usage:
+            usage["_start"] = self.stream_start_usage
         return {
             "id": f"msg_{uuid.uuid4().hex[:24]}",
             "type": "message",
@@ -166,9 +172,13 @@ class FakeAnthropic:
 def stream_events(message: dict[str, Any], fault: Fault) -> list[tuple[str, dict[str, Any]]]:
     """The SSE events of ``message`` as ``fault`` would send them (cut short, stalled...)."""
     text = message["content"][0]["text"]
-    usage = message["usage"]
+    usage = dict(message["usage"])
     start = dict(message, content=[], stop_reason=None)
-    start["usage"] = dict(usage, output_tokens=1)
+    early = usage.pop("_start", {})
+    start["usage"] = {**usage, **early, "output_tokens": 1}
+    # message_delta carries the cumulative totals, as Anthropic's does.
+    late = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+    delta_usage = {k: usage[k] for k in (*late, "server_tool_use", "output_tokens") if k in usage}
     events: list[tuple[str, dict[str, Any]]] = [
         ("message_start", {"type": "message_start", "message": start}),
         (
@@ -202,7 +212,7 @@ def stream_events(message: dict[str, Any], fault: Fault) -> list[tuple[str, dict
             {
                 "type": "message_delta",
                 "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                "usage": {"output_tokens": usage["output_tokens"]},
+                "usage": delta_usage,
             },
         ),
         ("message_stop", {"type": "message_stop"}),
