@@ -175,7 +175,7 @@ class ClaudeSettings:
     CACHE_BUDGET = _Setting(float)
     IDEMPOTENCY_TTL = _Setting(int)
     # claude_reconcile: an Admin API key (sk-ant-admin...), where the Admin API
-    # is (default: BASE_URL, else Anthropic's), and the share of Anthropic's
+    # is (default: Anthropic's; never BASE_URL), and the share of Anthropic's
     # cost a day and model may differ by before it is a drift.
     ADMIN_API_KEY = _Setting(lambda value: str(value) if value else None)
     ADMIN_BASE_URL = _Setting(lambda value: str(value) if value else None)

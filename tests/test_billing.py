@@ -383,3 +383,34 @@ def test_late_cache_writes_without_a_ttl_are_5_minute_writes(fake_anthropic, set
             pass
     # 1000*5 + 2000*6.25 + 1000*10 + 200*25 = 32500 -> 0.0325, + one search 0.01
     assert s.result is not None and s.result.cost_usd == Decimal("0.0425")
+
+
+@pytest.mark.parametrize(
+    ("reported", "counted"),
+    [
+        (-5, 0),
+        ("12", 12),
+        ("1e3", 0),
+        ("abc", 0),
+        (None, 0),
+        (True, 0),
+        (10**30, 2_147_483_647),
+        (float("nan"), 0),
+        (7.9, 7),
+    ],
+)
+def test_a_hostile_usage_count_is_a_count(reported, counted):
+    """Upstream (or a proxy) reports what it likes: never a negative cost, an
+    exception, or a number no column holds."""
+    usage = Usage.from_api(
+        {
+            "input_tokens": reported,
+            "output_tokens": reported,
+            "server_tool_use": {"web_search_requests": reported},
+            "cache_creation": {"ephemeral_1h_input_tokens": reported},
+        }
+    )
+    assert usage.input_tokens == usage.output_tokens == counted
+    assert usage.web_search_requests == usage.cache_creation_1h_input_tokens == counted
+    cost = pricing.price_call("claude-sonnet-4-6", usage, on=NOV)
+    assert cost is not None and cost >= 0

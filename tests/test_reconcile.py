@@ -23,6 +23,7 @@ SONNET, HAIKU = "claude-sonnet-4-6", "claude-haiku-4-5-20251001"
 @pytest.fixture
 def admin_api(fake_anthropic, settings):
     settings.DJANGO_CLAUDE_ADMIN_API_KEY = "sk-ant-admin-test-0000"
+    settings.DJANGO_CLAUDE_ADMIN_BASE_URL = fake_anthropic.url
     settings.ADMINS = [("Ops", "ops@example.com")]
     return fake_anthropic.admin
 
@@ -230,3 +231,52 @@ def test_the_daily_task_without_an_admin_key_reads_nothing(fake_anthropic, setti
     assert tasks.reconcile_costs() == 0
     assert fake_anthropic.admin.requests == []
     assert not Reconciliation.objects.exists()
+
+
+def test_the_admin_key_never_goes_to_the_messages_gateway(settings):
+    """BASE_URL may be a proxy for the Messages API (LiteLLM, a company
+    gateway): the organization's admin key goes to Anthropic, or where
+    ADMIN_BASE_URL says, over https."""
+    settings.DJANGO_CLAUDE_BASE_URL = "https://llm-gateway.example.com"
+    settings.DJANGO_CLAUDE_ADMIN_BASE_URL = None
+    assert reconcile.admin_base_url() == "https://api.anthropic.com"
+    settings.DJANGO_CLAUDE_ADMIN_BASE_URL = "http://admin-proxy.example.com"
+    with pytest.raises(reconcile.ReconcileError, match="https"):
+        reconcile.admin_base_url()
+    settings.DJANGO_CLAUDE_ADMIN_BASE_URL = "http://127.0.0.1:8765"
+    assert reconcile.admin_base_url() == "http://127.0.0.1:8765"
+
+
+@pytest.mark.django_db
+def test_an_amount_that_is_not_a_number_is_a_clear_error(admin_api, monkeypatch):
+    from django_claude.testing import admin_api as fake_admin
+
+    monkeypatch.setattr(fake_admin, "_result", lambda usd, model: {"amount": "NaN", "model": model})
+    admin_api.costs[NOV[0]] = {SONNET: Decimal("1")}
+    with pytest.raises(CommandError, match="finite amount"):
+        call_command("claude_reconcile", "--date", str(NOV[0]), stdout=StringIO())
+    assert not Reconciliation.objects.exists()
+
+
+@pytest.mark.django_db
+def test_web_search_fees_are_compared_where_anthropic_reports_them(admin_api, fake_anthropic):
+    """The cost report puts server-tool fees under no model; a call's cost
+    includes its searches: they are moved to the same row before comparing."""
+    import django_claude
+
+    fake_anthropic.usage = {
+        "input_tokens": 1000,
+        "output_tokens": 100,
+        "server_tool_use": {"web_search_requests": 3, "web_fetch_requests": 0},
+    }
+    result = django_claude.call("search", feature="reconcile")
+    day = CallRecord.objects.get(id=result.request_id).created_at.astimezone(datetime.UTC).date()
+    admin_api.costs[day] = {SONNET: Decimal("0.0045")}  # 1000*3 + 100*15 per million
+    admin_api.web_search[day] = Decimal("0.03")
+    lines = {line.model: line for line in reconcile.reconcile(day, day)}
+    assert (lines[SONNET].ours, lines[SONNET].theirs) == (Decimal("0.0045"), Decimal("0.0045"))
+    assert (lines["(no model)"].ours, lines["(no model)"].theirs) == (
+        Decimal("0.03"),
+        Decimal("0.03"),
+    )
+    assert all(line.difference == 0 for line in lines.values())

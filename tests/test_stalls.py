@@ -112,8 +112,8 @@ def test_a_stall_and_a_cancellation_together_stay_a_cancellation():
     class ClientLeavesAsItStalls(StallWatch):
         def _check(self) -> None:
             super()._check()
-            assert self._task is not None
-            self._task.cancel()  # the client goes away at the same moment
+            assert self._reader is not None
+            self._reader.cancel()  # the client goes away at the same moment
 
     async def reader() -> None:
         watch = ClientLeavesAsItStalls(Quiet(0.05).until)
@@ -127,3 +127,31 @@ def test_a_stall_and_a_cancellation_together_stay_a_cancellation():
             await asyncio.create_task(reader())
 
     asyncio.run(main())
+
+
+def test_a_stall_ends_the_read_of_the_task_reading_not_the_one_that_opened_it():
+    """A stream opened in one task and read in another (or in a new task per
+    read, as wait_for does): the stall ends the read, and leaves the opener be."""
+
+    async def main() -> tuple[bool, bool]:
+        quiet = Quiet(0.2)
+        holder: dict[str, StallWatch] = {}
+
+        async def opener() -> None:
+            holder["watch"] = StallWatch(quiet.until)
+            await asyncio.sleep(1.0)  # unrelated work, long after the stall
+
+        opening = asyncio.create_task(opener())
+        await asyncio.sleep(0.01)
+        watch = holder["watch"]
+        stalled = False
+        try:
+            await asyncio.wait_for(watch.read(asyncio.sleep(5)), 3)
+        except TimeoutError:
+            stalled = True
+        watch.close()
+        await opening  # not cancelled
+        return stalled, opening.cancelled()
+
+    stalled, opener_cancelled = asyncio.run(main())
+    assert stalled and not opener_cancelled

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -28,29 +28,28 @@ class StallWatch:
     def __init__(self, quiet_until: Callable[[], float]) -> None:
         self._quiet_until = quiet_until
         self._loop = asyncio.get_running_loop()
-        self._task = asyncio.current_task()
         self._handle: asyncio.TimerHandle | None = None
-        self._reading = False
+        self._reader: asyncio.Task[Any] | None = None  # the task of the read in progress
         self._fired = False
 
     async def read(self, awaitable: Awaitable[T]) -> T:
-        task = self._task
+        # The task of this read: a stream may be read from another task than
+        # the one that opened it, or from a new task each time (wait_for).
+        task = asyncio.current_task()
         if task is None:  # not in a task (cannot be cancelled): no watch
             return await awaitable
         if self._handle is None:  # (a moment already past fires at the next turn)
             self._arm()
         base = task.cancelling()
-        self._reading = True
+        self._reader, self._fired = task, False
         try:
             return await awaitable
         except asyncio.CancelledError:
-            if self._fired:
-                self._fired = False
-                if task.uncancel() <= base:  # our cancellation, and no one else's
-                    raise TimeoutError("no text within the stream's timeout") from None
+            if self._fired and task.uncancel() <= base:  # ours, and no one else's
+                raise TimeoutError("no text within the stream's timeout") from None
             raise
         finally:
-            self._reading = False
+            self._reader, self._fired = None, False
 
     def close(self) -> None:
         if self._handle is not None:
@@ -65,7 +64,7 @@ class StallWatch:
         self._handle = None
         if self._quiet_until() > time.monotonic():
             self._arm()  # text came since the timer was set: watch the new moment
-        elif self._reading and self._task is not None and not self._task.done():
+        elif self._reader is not None and not self._reader.done():
             self._fired = True
-            self._task.cancel()
+            self._reader.cancel()
         # Quiet too long but not reading: the next read raises at once.

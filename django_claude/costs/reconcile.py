@@ -21,14 +21,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx2
 from django.core.mail import mail_admins
 from django.db import transaction
-from django.db.models import Count, Q, Sum
-from django.db.models.functions import TruncDate
+from django.db.models import Count, DecimalField, Q, Sum
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast, TruncDate
 
-from django_claude.conf import conf
+from django_claude.conf import conf, is_loopback_url
 from django_claude.models import CallRecord, Reconciliation
 from django_claude.signals import reconciliation_drift
 
@@ -39,7 +41,8 @@ ANTHROPIC_API = "https://api.anthropic.com"
 PAGE_DAYS = 31  # the API's largest page
 TIMEOUT = 30.0  # seconds per request
 MAX_PAGES = 60
-NO_MODEL = "(no model)"  # their costs not tied to a model (a tool, a session)
+NO_MODEL = "(no model)"  # costs not tied to a model: server tools (web search), sessions
+TOOLS_FIELD = DecimalField(max_digits=18, decimal_places=10)
 
 
 class ReconcileError(Exception):
@@ -110,14 +113,24 @@ def our_costs(
         )
         .annotate(day=TruncDate("created_at", tzinfo=datetime.UTC))
         .values("day", "model")
-        .annotate(cost=Sum("cost_usd"), unpriced=Count("id", filter=Q(cost_usd__isnull=True)))
+        .annotate(
+            cost=Sum("cost_usd"),
+            tools=Sum(Cast(KeyTextTransform("tools", "cost_breakdown"), TOOLS_FIELD)),
+            unpriced=Count("id", filter=Q(cost_usd__isnull=True)),
+        )
     )
     costs: dict[tuple[datetime.date, str], Decimal] = {}
     unpriced: dict[tuple[datetime.date, str], int] = {}
     for row in rows:
         key = (row["day"], row["model"] or NO_MODEL)
         if row["cost"] is not None:
-            costs[key] = costs.get(key, Decimal(0)) + row["cost"]
+            # Anthropic's report puts server-tool fees (web search) under no
+            # model: so do we, to compare like with like.
+            tools = row["tools"] or Decimal(0)
+            costs[key] = costs.get(key, Decimal(0)) + row["cost"] - tools
+            if tools:
+                nomodel = (row["day"], NO_MODEL)
+                costs[nomodel] = costs.get(nomodel, Decimal(0)) + tools
         if row["unpriced"]:
             unpriced[key] = unpriced.get(key, 0) + row["unpriced"]
     return costs, unpriced
@@ -140,7 +153,9 @@ def their_costs(
             try:
                 cents = Decimal(str(result["amount"]))
             except (KeyError, InvalidOperation):
-                raise ReconcileError("the cost report has a result without an amount") from None
+                cents = Decimal("NaN")
+            if not cents.is_finite():
+                raise ReconcileError("the cost report has a result without a finite amount")
             totals[(day, str(result.get("model") or NO_MODEL))] += cents / 100
     return dict(totals)
 
@@ -149,7 +164,7 @@ def _buckets(first: datetime.date, last: datetime.date) -> Iterator[dict[str, An
     key = conf.ADMIN_API_KEY
     if not key:
         raise ReconcileError("no admin key: set DJANGO_CLAUDE_ADMIN_API_KEY (sk-ant-admin...)")
-    base = (conf.ADMIN_BASE_URL or conf.BASE_URL or ANTHROPIC_API).rstrip("/")
+    base = admin_base_url()
     params: dict[str, Any] = {
         "starting_at": f"{first.isoformat()}T00:00:00Z",
         "ending_at": f"{(last + datetime.timedelta(days=1)).isoformat()}T00:00:00Z",
@@ -166,6 +181,16 @@ def _buckets(first: datetime.date, last: datetime.date) -> Iterator[dict[str, An
                 return
             params["page"] = page["next_page"]
     raise ReconcileError(f"the cost report ran past {MAX_PAGES} pages")
+
+
+def admin_base_url() -> str:
+    """``DJANGO_CLAUDE_ADMIN_BASE_URL``, else Anthropic's: never ``BASE_URL``,
+    which may be a gateway for the Messages API that must not see an
+    organization's admin key; and https, but on this machine."""
+    url = (conf.ADMIN_BASE_URL or ANTHROPIC_API).rstrip("/")
+    if urlsplit(url).scheme != "https" and not is_loopback_url(url):
+        raise ReconcileError("DJANGO_CLAUDE_ADMIN_BASE_URL must be https (or on this machine)")
+    return url
 
 
 def _get(client: httpx2.Client, params: dict[str, Any]) -> dict[str, Any]:

@@ -103,12 +103,10 @@ _loaded = threading.Event()
 def _look_up(model: str, on: datetime.date, variant: Variant) -> ListPrice | None:
     from genai_prices import data_snapshot  # 1.6 MB of data: imported when first needed
 
+    snapshot = data_snapshot.get_snapshot()
     _loaded.set()
-
     try:
-        _provider, info = data_snapshot.get_snapshot().find_provider_model(
-            model, None, PROVIDER, None
-        )
+        _provider, info = snapshot.find_provider_model(model, None, PROVIDER, None)
     except LookupError:
         return None
     moment = datetime.datetime.combine(on, datetime.time(12), tzinfo=datetime.UTC)

@@ -77,9 +77,9 @@ class Usage:
         five_min = None
         if creation is not None:
             cget = _getter(creation)
-            one_hour = int(cget("ephemeral_1h_input_tokens") or 0)
-            five_min = int(cget("ephemeral_5m_input_tokens") or 0)
-        total_creation = int(get("cache_creation_input_tokens") or 0)
+            one_hour = _count(cget("ephemeral_1h_input_tokens"))
+            five_min = _count(cget("ephemeral_5m_input_tokens"))
+        total_creation = _count(get("cache_creation_input_tokens"))
         if five_min is not None:
             if late_write_ttl == "1h" and total_creation > five_min + one_hour:
                 one_hour = total_creation - five_min
@@ -87,13 +87,13 @@ class Usage:
         tools = get("server_tool_use")
         tget = _getter(tools) if tools is not None else lambda k: None
         return cls(
-            input_tokens=int(get("input_tokens") or 0),
-            output_tokens=int(get("output_tokens") or 0),
-            cache_read_input_tokens=int(get("cache_read_input_tokens") or 0),
+            input_tokens=_count(get("input_tokens")),
+            output_tokens=_count(get("output_tokens")),
+            cache_read_input_tokens=_count(get("cache_read_input_tokens")),
             cache_creation_input_tokens=total_creation,
             cache_creation_1h_input_tokens=one_hour,
-            web_search_requests=int(tget("web_search_requests") or 0),
-            web_fetch_requests=int(tget("web_fetch_requests") or 0),
+            web_search_requests=_count(tget("web_search_requests")),
+            web_fetch_requests=_count(tget("web_fetch_requests")),
             inference_geo=_label(get("inference_geo")),
             speed=_label(get("speed")),
             service_tier=_label(get("service_tier")),
@@ -109,6 +109,21 @@ class Usage:
             "web_search_requests": self.web_search_requests,
             "web_fetch_requests": self.web_fetch_requests,
         }
+
+
+MAX_COUNT = 2_147_483_647  # what a record's counter column holds
+
+
+def _count(value: Any) -> int:
+    """A count as upstream reported it, made a count: a number that is not
+    one, negative or beyond the column is 0 or clamped, never an exception."""
+    if isinstance(value, bool):
+        return 0
+    try:
+        number = int(value or 0)
+    except (TypeError, ValueError, OverflowError):
+        return 0
+    return max(0, min(number, MAX_COUNT))
 
 
 def _getter(value: Any) -> Any:
@@ -214,8 +229,9 @@ def price_book() -> PriceBook:
     database is down)."""
     global _book, _loaded_at
     now = time.monotonic()
-    if _book is not None and now - _loaded_at < RELOAD_SECONDS:
-        return _book
+    book = _book  # once: invalidate() may clear it meanwhile
+    if book is not None and now - _loaded_at < RELOAD_SECONDS:
+        return book
     with _lock:
         if _book is None or now - _loaded_at >= RELOAD_SECONDS:
             try:
@@ -226,7 +242,8 @@ def price_book() -> PriceBook:
                 if _book is None:
                     _book = PriceBook([])
             _loaded_at = now
-    return _book
+        book = _book
+    return book
 
 
 def price_book_is_fresh() -> bool:

@@ -32,6 +32,8 @@ class FakeAdminAPI:
     """What ``cost_report`` answers: ``costs[day][model]`` in USD."""
 
     costs: dict[datetime.date, dict[str, Decimal]] = field(default_factory=dict)
+    # Web search fees per day, reported as the real API does: no model.
+    web_search: dict[datetime.date, Decimal] = field(default_factory=dict)
     key_prefix: str = "sk-ant-admin"
     fault: Fault | None = None
     requests: list[dict[str, list[str]]] = field(default_factory=list)
@@ -80,11 +82,15 @@ class FakeAdminAPI:
 
     def _bucket(self, day: datetime.date, grouped: bool) -> dict[str, Any]:
         costs = self.costs.get(day, {})
+        search = self.web_search.get(day)
         start = datetime.datetime.combine(day, datetime.time(), tzinfo=datetime.UTC)
         if grouped:
             results = [_result(usd, model) for model, usd in sorted(costs.items())]
+            if search:
+                results.append(dict(_result(search, None), cost_type="web_search"))
         else:
-            results = [_result(sum(costs.values(), Decimal(0)), None)] if costs else []
+            total = sum(costs.values(), search or Decimal(0))
+            results = [_result(total, None)] if costs or search else []
         return {
             "starting_at": start.isoformat().replace("+00:00", "Z"),
             "ending_at": (start + datetime.timedelta(days=1)).isoformat().replace("+00:00", "Z"),
