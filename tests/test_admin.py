@@ -11,6 +11,7 @@ from django.urls import reverse
 
 import django_claude
 from django_claude.models import CallRecord, ModelPrice
+from tests.prices import site_price
 
 
 @pytest.fixture
@@ -73,14 +74,8 @@ def test_view_permission_sees_records(claude, client, staff_viewer):
 
 
 def test_prices_are_added_not_edited(db, admin_client):
-    price = ModelPrice.objects.create(  # a site's own price (list prices need no row)
-        model="claude-sonnet-4-6",
-        effective_from=datetime.date(2026, 1, 1),
-        input_per_mtok=Decimal("3"),
-        output_per_mtok=Decimal("15"),
-        cache_write_5m_per_mtok=Decimal("3.75"),
-        cache_write_1h_per_mtok=Decimal("6"),
-        cache_read_per_mtok=Decimal("0.30"),
+    price = site_price(
+        "claude-sonnet-4-6", datetime.date(2026, 1, 1), "3", "15", "3.75", "6", "0.30"
     )
     change = admin_client.get(reverse("admin:django_claude_modelprice_change", args=[price.pk]))
     assert change.status_code == 200

@@ -10,7 +10,8 @@ import pytest
 from django.urls import reverse
 
 from django_claude.admin.base import usd, usd_exact
-from django_claude.models import BudgetAlert, DailyCost, ModelPrice
+from django_claude.models import BudgetAlert, DailyCost
+from tests.prices import site_price
 
 PER_MTOK = "USD / million tokens"
 
@@ -70,14 +71,8 @@ def test_daily_cost_and_budget_lists_round_costs(admin_client, db):
 
 
 def test_every_price_says_its_unit(admin_client, db):
-    price = ModelPrice.objects.create(  # a site's own price (list prices need no row)
-        model="claude-sonnet-4-6",
-        effective_from=datetime.date(2026, 1, 1),
-        input_per_mtok=Decimal("3"),
-        output_per_mtok=Decimal("15"),
-        cache_write_5m_per_mtok=Decimal("3.75"),
-        cache_write_1h_per_mtok=Decimal("6"),
-        cache_read_per_mtok=Decimal("0.30"),
+    price = site_price(
+        "claude-sonnet-4-6", datetime.date(2026, 1, 1), "3", "15", "3.75", "6", "0.30"
     )
     listing = admin_client.get(reverse("admin:django_claude_modelprice_changelist")).content
     page = listing.decode()
@@ -96,14 +91,8 @@ def test_every_price_says_its_unit(admin_client, db):
 
 
 def test_a_precise_price_keeps_every_digit_on_its_page(admin_client, db):
-    price = ModelPrice.objects.create(
-        model="claude-precise",
-        effective_from=datetime.date(2026, 1, 1),
-        input_per_mtok=Decimal("123.4567"),
-        output_per_mtok=Decimal("1"),
-        cache_write_5m_per_mtok=Decimal("1"),
-        cache_write_1h_per_mtok=Decimal("1"),
-        cache_read_per_mtok=Decimal("0.0001"),
+    price = site_price(
+        "claude-precise", datetime.date(2026, 1, 1), "123.4567", "1", "1", "1", "0.0001"
     )
     listing = admin_client.get(
         reverse("admin:django_claude_modelprice_changelist"), {"q": "claude-precise"}

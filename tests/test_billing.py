@@ -31,9 +31,10 @@ from decimal import Decimal
 import pytest
 
 import django_claude
-from django_claude.models import CallRecord, ModelPrice
+from django_claude.models import CallRecord
 from django_claude.recording import pricing
 from django_claude.recording.pricing import Usage
+from tests.prices import site_price
 
 NOV = datetime.date(2026, 11, 1)
 JAN = datetime.date(2026, 1, 15)  # Sonnet 4.5's long-context tier still billed
@@ -170,15 +171,7 @@ def test_every_modifier_and_their_combinations(model, on, usage, expected):
 
 @pytest.mark.django_db
 def test_a_site_price_takes_the_batch_discount_and_the_geo_premium():
-    ModelPrice.objects.create(
-        model="claude-opus-5",
-        effective_from=datetime.date(2026, 10, 1),
-        input_per_mtok=Decimal("4"),
-        output_per_mtok=Decimal("20"),
-        cache_write_5m_per_mtok=Decimal("5"),
-        cache_write_1h_per_mtok=Decimal("8"),
-        cache_read_per_mtok=Decimal("0.4"),
-    )
+    site_price("claude-opus-5", datetime.date(2026, 10, 1), "4", "20", "5", "8", "0.4")
     # (1000*4 + 1000*20) * 0.5 = 12000
     batch = cost("claude-opus-5", input_tokens=1000, output_tokens=1000, service_tier="batch")
     assert batch == Decimal("0.012")
@@ -299,15 +292,7 @@ def test_reprice_prices_the_modifiers_the_record_kept(settings):
         web_search_requests=2,
         inference_geo="us",
     )
-    ModelPrice.objects.create(
-        model="claude-new-1",
-        effective_from=datetime.date(2026, 1, 1),
-        input_per_mtok=Decimal("2"),
-        output_per_mtok=Decimal("8"),
-        cache_write_5m_per_mtok=Decimal("2.5"),
-        cache_write_1h_per_mtok=Decimal("4"),
-        cache_read_per_mtok=Decimal("0.2"),
-    )
+    site_price("claude-new-1", datetime.date(2026, 1, 1), "2", "8", "2.5", "4", "0.2")
     since = timezone.now().date().isoformat()
     call_command("claude_reprice", "--since", since, stdout=StringIO())
     record = CallRecord.objects.get(model="claude-new-1")

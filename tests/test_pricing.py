@@ -11,6 +11,7 @@ import pytest
 from django_claude.models import ModelPrice
 from django_claude.recording import catalog, pricing
 from django_claude.recording.pricing import Price, Usage, cost_of
+from tests.prices import site_price
 
 SONNET = Price(
     model="claude-sonnet-4-6",
@@ -138,15 +139,7 @@ def test_a_price_change_applies_from_its_day():
 
 @pytest.mark.django_db
 def test_a_sites_own_price_overrides_the_list_price():
-    ModelPrice.objects.create(
-        model="claude-opus-5",
-        effective_from=datetime.date(2026, 10, 1),
-        input_per_mtok=Decimal("4"),
-        output_per_mtok=Decimal("20"),
-        cache_write_5m_per_mtok=Decimal("5"),
-        cache_write_1h_per_mtok=Decimal("8"),
-        cache_read_per_mtok=Decimal("0.4"),
-    )
+    site_price("claude-opus-5", datetime.date(2026, 10, 1), "4", "20", "5", "8", "0.4")
     usage = Usage(input_tokens=1_000_000)
     assert pricing.price_call("claude-opus-5", usage, on=datetime.date(2026, 9, 30)) == 5
     assert pricing.price_call("claude-opus-5", usage, on=datetime.date(2026, 10, 1)) == 4
@@ -154,15 +147,7 @@ def test_a_sites_own_price_overrides_the_list_price():
 
 @pytest.mark.django_db
 def test_a_new_price_never_rewrites_the_past():
-    ModelPrice.objects.create(
-        model="claude-sonnet-4-6",
-        effective_from=datetime.date(2026, 7, 1),
-        input_per_mtok=Decimal("2"),
-        output_per_mtok=Decimal("10"),
-        cache_write_5m_per_mtok=Decimal("2.5"),
-        cache_write_1h_per_mtok=Decimal("4"),
-        cache_read_per_mtok=Decimal("0.2"),
-    )
+    site_price("claude-sonnet-4-6", datetime.date(2026, 7, 1), "2", "10", "2.5", "4", "0.2")
     usage = Usage(input_tokens=1_000_000)
     june = pricing.price_call("claude-sonnet-4-6", usage, on=datetime.date(2026, 6, 30))
     july = pricing.price_call("claude-sonnet-4-6", usage, on=datetime.date(2026, 7, 1))
@@ -272,15 +257,7 @@ def test_claude_prices_says_what_prices_each_model_in_use(settings):
 
     from django_claude.models import CallRecord
 
-    ModelPrice.objects.create(
-        model="claude-opus-5",
-        effective_from=datetime.date(2026, 10, 1),
-        input_per_mtok=Decimal("4"),
-        output_per_mtok=Decimal("25"),
-        cache_write_5m_per_mtok=Decimal("6.25"),
-        cache_write_1h_per_mtok=Decimal("10"),
-        cache_read_per_mtok=Decimal("0.5"),
-    )
+    site_price("claude-opus-5", datetime.date(2026, 10, 1), "4", "25", "6.25", "10", "0.5")
     CallRecord.objects.create(
         created_at=timezone.now(),
         feature="f",

@@ -16,9 +16,10 @@ from django.db import connection
 
 import django_claude
 from django_claude.costs import days, reports, rollups, totals
-from django_claude.models import CallRecord, DailyCost, ModelPrice
+from django_claude.models import CallRecord, DailyCost
 from django_claude.recording import logfiles
 from django_claude.testing import Fault
+from tests.prices import site_price
 
 UTC = datetime.UTC
 DAY = datetime.date(2026, 11, 20)
@@ -276,15 +277,7 @@ def test_reprice(db, settings):
     record(at(10), model="claude-newer-2", cost_usd=None)
     rollups.rollup_day(DAY)
     assert DailyCost.objects.get(model="claude-new-1").unpriced_calls == 1
-    ModelPrice.objects.create(
-        model="claude-new-1",
-        effective_from=datetime.date(2026, 1, 1),
-        input_per_mtok=Decimal("2"),
-        output_per_mtok=Decimal("8"),
-        cache_write_5m_per_mtok=Decimal("2.5"),
-        cache_write_1h_per_mtok=Decimal("4"),
-        cache_read_per_mtok=Decimal("0.2"),
-    )
+    site_price("claude-new-1", datetime.date(2026, 1, 1), "2", "8", "2.5", "4", "0.2")
     out = StringIO()
     call_command("claude_reprice", "--since", "2026-11-01", stdout=out)
     assert "1 calls priced, 1 still without a price" in out.getvalue()
