@@ -26,6 +26,7 @@ million tokens times tokens, then divided by a million.
 from __future__ import annotations
 
 import datetime
+import logging
 from decimal import Decimal
 
 import pytest
@@ -399,3 +400,16 @@ def test_a_hostile_usage_count_is_a_count(reported, counted):
     assert usage.web_search_requests == usage.cache_creation_1h_input_tokens == counted
     cost = pricing.price_call("claude-sonnet-4-6", usage, on=NOV)
     assert cost is not None and cost >= 0
+
+
+@pytest.mark.django_db
+def test_a_site_price_past_a_long_context_tier_says_so_once(caplog):
+    site_price("claude-sonnet-4-5", datetime.date(2026, 1, 1), "3", "15", "3.75", "6", "0.3")
+    long = Usage(input_tokens=250_000, output_tokens=10)
+    with caplog.at_level(logging.WARNING, logger="django_claude.recording.pricing"):
+        first = pricing.price_call("claude-sonnet-4-5", long, on=JAN)
+        pricing.price_call("claude-sonnet-4-5", long, on=JAN)
+        pricing.price_call("claude-sonnet-4-5", Usage(input_tokens=10), on=JAN)
+    assert first == Decimal("0.75015")  # the site's one rate: 250000*3 + 10*15
+    warned = [r for r in caplog.records if "long-context" in r.getMessage()]
+    assert len(warned) == 1

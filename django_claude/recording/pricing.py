@@ -302,6 +302,7 @@ def price_detail(model: str, usage: Usage, *, on: datetime.date) -> Priced | Non
     search_per_k = WEB_SEARCH_PER_K
     if own is not None:
         scale *= BATCH_DISCOUNT if batch else 1
+        _warn_if_past_a_tier(model, usage, on)
     else:
         variant = ("speed", "fast") if fast else ("processing", "batch") if batch else None
         listed = catalog.list_price(model, on, variant)
@@ -319,6 +320,24 @@ def price_detail(model: str, usage: Usage, *, on: datetime.date) -> Priced | Non
         cost=sum(parts.values(), Decimal(0)),
         breakdown={kind: format(value.normalize(), "f") for kind, value in parts.items()},
     )
+
+
+def _warn_if_past_a_tier(model: str, usage: Usage, on: datetime.date) -> None:
+    """A site's price is one rate: a request past the list's long-context
+    threshold is billed by Anthropic at the tier rate. Say so, once."""
+    listed = catalog.list_price(model, on)
+    if listed is None or not listed.tiers or f"{model} tier" in _warned:
+        return
+    start = listed.tiers[0][0]
+    if total_input_tokens(usage) > start:
+        _warned.add(f"{model} tier")
+        logger.warning(
+            "claude pricing: the ModelPrice of %r has no long-context rate; a request over "
+            "%d input tokens is priced at its base rate, where Anthropic's list bills every "
+            "token at the tier rate. Check the cost against the bill (claude_reconcile).",
+            model,
+            start,
+        )
 
 
 def _warn_unpriced(model: str, usage: Usage) -> None:
