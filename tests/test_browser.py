@@ -15,6 +15,7 @@ from django.utils import timezone
 import django_claude
 from django_claude.models import CallRecord, DailyCost, ModelRoute, ModelRouteChange
 from django_claude.routing import rollback, set_route
+from tests.prices import site_price
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
@@ -209,6 +210,15 @@ def realistic_rows(user) -> None:
                 {"model": models[(i + 1) % 3], "latency_ms": 350 + 913 * i, "status": 200},
             ][: 1 + (i % 4 > 0)],
             smell_verdict=["pass", "fail", "not_sampled", "pending", "error"][i % 5],
+        )
+        site_price(  # a site's own prices: a negotiated rate a quarter, per model
+            models[i % 3],
+            datetime.date(2026, 1 + i // 3, 1),
+            str(3 - i * Decimal("0.1")),
+            "15",
+            "3.75",
+            "6",
+            "0.3",
         )
         DailyCost.objects.create(
             day=now.date() - datetime.timedelta(days=1 + i % 3),
