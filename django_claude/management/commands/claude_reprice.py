@@ -1,4 +1,4 @@
-"""Price calls that were recorded unpriced, once their model has a ModelPrice."""
+"""Price calls that were recorded unpriced, once their model has a price."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from django_claude.management.options import check_tz
 
 class Command(BaseCommand):
     help = (
-        "Price calls recorded with no cost since --since whose model now has a "
-        "ModelPrice, and re-save the DailyCost rows of the days they fall on."
+        "Price calls recorded with no cost since --since whose model now has a price "
+        "(a ModelPrice, or a list price in an upgraded genai-prices), and re-save the "
+        "DailyCost rows of the days they fall on."
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
