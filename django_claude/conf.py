@@ -53,6 +53,7 @@ DEFAULTS: dict[str, Any] = {
     "ADMIN_API_KEY": None,
     "ADMIN_BASE_URL": None,
     "RECONCILE_TOLERANCE": "0.01",
+    "RECONCILE_WORKSPACE": None,
 }
 
 PREFIX_CHARS_CEILING = 100
@@ -180,6 +181,9 @@ class ClaudeSettings:
     ADMIN_API_KEY = _Setting(lambda value: str(value) if value else None)
     ADMIN_BASE_URL = _Setting(lambda value: str(value) if value else None)
     RECONCILE_TOLERANCE = _Setting(lambda value: Decimal(str(value)))
+    # The workspace whose costs are this site's ("default": the default one);
+    # None: the whole organization.
+    RECONCILE_WORKSPACE = _Setting(lambda value: str(value) if value else None)
 
 
 conf = ClaudeSettings()

@@ -280,3 +280,21 @@ def test_web_search_fees_are_compared_where_anthropic_reports_them(admin_api, fa
         Decimal("0.03"),
     )
     assert all(line.difference == 0 for line in lines.values())
+
+
+@pytest.mark.django_db
+def test_other_workspaces_of_the_organization_are_left_out_when_told_which_is_ours(
+    admin_api, settings
+):
+    spend(NOV[0], SONNET, "1.00")
+    admin_api.costs[NOV[0]] = {SONNET: Decimal("1.00")}  # the default workspace: this site
+    admin_api.workspaces["wrkspc_batch_jobs"] = {NOV[0]: {SONNET: Decimal("7.50")}}
+    [whole_org] = reconcile.reconcile(NOV[0], NOV[0])
+    assert whole_org.theirs == Decimal("8.50") and not whole_org.within(Decimal("0.01"))
+    settings.DJANGO_CLAUDE_RECONCILE_WORKSPACE = "default"
+    [ours] = reconcile.reconcile(NOV[0], NOV[0])
+    assert (ours.ours, ours.theirs) == (Decimal("1.00"), Decimal("1.00"))
+    assert admin_api.requests[-1]["group_by[]"] == ["description", "workspace_id"]
+    settings.DJANGO_CLAUDE_RECONCILE_WORKSPACE = "wrkspc_batch_jobs"
+    [theirs] = reconcile.reconcile(NOV[0], NOV[0])
+    assert theirs.theirs == Decimal("7.50")

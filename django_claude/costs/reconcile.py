@@ -141,13 +141,16 @@ def their_costs(
 ) -> dict[tuple[datetime.date, str], Decimal]:
     """Anthropic's cost per UTC day and model, in USD, every page read."""
     totals: dict[tuple[datetime.date, str], Decimal] = defaultdict(Decimal)
-    for bucket in _buckets(first, last):
+    workspace = conf.RECONCILE_WORKSPACE
+    for bucket in _buckets(first, last, by_workspace=workspace is not None):
         day = _bucket_day(bucket)
         if not first <= day <= last:
             continue
         for result in bucket.get("results") or []:
             if not isinstance(result, dict):
                 raise ReconcileError("the cost report has a result that is not an object")
+            if workspace is not None and (result.get("workspace_id") or "default") != workspace:
+                continue  # another workspace of the organization: not this site's
             if str(result.get("currency") or "USD") != "USD":
                 raise ReconcileError(f"the cost report is in {result.get('currency')!r}, not USD")
             try:
@@ -160,7 +163,9 @@ def their_costs(
     return dict(totals)
 
 
-def _buckets(first: datetime.date, last: datetime.date) -> Iterator[dict[str, Any]]:
+def _buckets(
+    first: datetime.date, last: datetime.date, *, by_workspace: bool
+) -> Iterator[dict[str, Any]]:
     key = conf.ADMIN_API_KEY
     if not key:
         raise ReconcileError("no admin key: set DJANGO_CLAUDE_ADMIN_API_KEY (sk-ant-admin...)")
@@ -169,7 +174,7 @@ def _buckets(first: datetime.date, last: datetime.date) -> Iterator[dict[str, An
         "starting_at": f"{first.isoformat()}T00:00:00Z",
         "ending_at": f"{(last + datetime.timedelta(days=1)).isoformat()}T00:00:00Z",
         "bucket_width": "1d",
-        "group_by[]": "description",
+        "group_by[]": ["description", "workspace_id"] if by_workspace else "description",
         "limit": PAGE_DAYS,
     }
     headers = {"x-api-key": key, "anthropic-version": "2023-06-01"}

@@ -34,6 +34,9 @@ class FakeAdminAPI:
     costs: dict[datetime.date, dict[str, Decimal]] = field(default_factory=dict)
     # Web search fees per day, reported as the real API does: no model.
     web_search: dict[datetime.date, Decimal] = field(default_factory=dict)
+    # Other workspaces of the organization: workspace id -> day -> model -> USD
+    # (``costs`` and ``web_search`` are the default workspace's: id null).
+    workspaces: dict[str, dict[datetime.date, dict[str, Decimal]]] = field(default_factory=dict)
     key_prefix: str = "sk-ant-admin"
     fault: Fault | None = None
     requests: list[dict[str, list[str]]] = field(default_factory=list)
@@ -74,23 +77,37 @@ class FakeAdminAPI:
         while day < end and len(days) < limit:
             days.append(day)
             day += datetime.timedelta(days=1)
-        grouped = "description" in query.get("group_by[]", [])
-        data = [self._bucket(d, grouped) for d in days]
+        group_by = query.get("group_by[]", [])
+        grouped, by_workspace = "description" in group_by, "workspace_id" in group_by
+        data = [self._bucket(d, grouped, by_workspace) for d in days]
         more = day < end
         token = "page_" + base64.b64encode(day.isoformat().encode()).decode() if more else None
         return {"data": data, "has_more": more, "next_page": token}
 
-    def _bucket(self, day: datetime.date, grouped: bool) -> dict[str, Any]:
-        costs = self.costs.get(day, {})
+    def _bucket(self, day: datetime.date, grouped: bool, by_workspace: bool) -> dict[str, Any]:
+        spaces: dict[str | None, dict[str, Decimal]] = {None: dict(self.costs.get(day, {}))}
+        for workspace, days in self.workspaces.items():
+            spaces[workspace] = dict(days.get(day, {}))
+        if not by_workspace:  # the organization's total per model
+            merged: dict[str, Decimal] = {}
+            for costs in spaces.values():
+                for model, usd in costs.items():
+                    merged[model] = merged.get(model, Decimal(0)) + usd
+            spaces = {None: merged}
         search = self.web_search.get(day)
         start = datetime.datetime.combine(day, datetime.time(), tzinfo=datetime.UTC)
+        results: list[dict[str, Any]] = []
         if grouped:
-            results = [_result(usd, model) for model, usd in sorted(costs.items())]
+            for space, costs in spaces.items():
+                for model, usd in sorted(costs.items()):
+                    results.append(dict(_result(usd, model), workspace_id=space))
             if search:
                 results.append(dict(_result(search, None), cost_type="web_search"))
         else:
-            total = sum(costs.values(), search or Decimal(0))
-            results = [_result(total, None)] if costs or search else []
+            total = sum(
+                (sum(c.values(), Decimal(0)) for c in spaces.values()), search or Decimal(0)
+            )
+            results = [_result(total, None)] if total else []
         return {
             "starting_at": start.isoformat().replace("+00:00", "Z"),
             "ending_at": (start + datetime.timedelta(days=1)).isoformat().replace("+00:00", "Z"),
