@@ -3,6 +3,7 @@ fresh process does when its first calls come from many threads at once."""
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -177,4 +178,6 @@ def test_a_fresh_process_answers_its_first_calls_from_many_threads(tmp_path):
         DATABASE_URL=f"sqlite:///{tmp_path}/first.sqlite3",
         CACHE_URL="locmemcache://",
     )
-    assert out.split("\n")[-2] == "['ok'] 24 24"
+    outcomes, answered, recorded = out.split("\n")[-2].rsplit(" ", 2)
+    assert (answered, recorded) == ("24", "24")  # none raised, every one recorded
+    assert set(ast.literal_eval(outcomes)) <= {"ok", "fallback"}, outcomes  # each answered

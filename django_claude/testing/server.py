@@ -56,7 +56,7 @@ class FakeAnthropic:
         self.unknown_models: set[str] = set()
         self.admin = FakeAdminAPI()  # the Usage & Cost Admin API (admin_api.py)
         handler = type("Handler", (_Handler,), {"fake": self})
-        self._httpd = ThreadingHTTPServer((host, port), handler)
+        self._httpd = _Server((host, port), handler)
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -228,6 +228,12 @@ def stream_events(message: dict[str, Any], fault: Fault) -> list[tuple[str, dict
                     break
                 deltas += 1
     return events[:stop_at]
+
+
+class _Server(ThreadingHTTPServer):
+    # The stdlib listens with a backlog of 5: a test's burst of concurrent
+    # calls would find connections refused, as no real API does.
+    request_queue_size = 128
 
 
 class _Handler(BaseHTTPRequestHandler):
