@@ -125,11 +125,10 @@ class StreamSession:
         return not (self.degraded or self.saw_stop or self.ended)
 
     def usage(self) -> Usage:
-        raw = getattr(self.snapshot, "usage", None)
-        usage = Usage.from_api(raw)
-        if usage.cache_creation_input_tokens > _split_writes(raw):  # later writes, unsplit
-            ttl = requested_cache_ttl(self.call.req.params)
-            usage = Usage.from_api(raw, late_write_ttl=ttl)
+        usage = Usage.from_api(
+            getattr(self.snapshot, "usage", None),
+            late_write_ttl=lambda: requested_cache_ttl(self.call.req.params),
+        )
         if not self.saw_stop and self.parts:
             # No final usage: never fewer output tokens than the text we saw.
             estimate = math.ceil(len(self.text) / 4)
@@ -163,16 +162,6 @@ class StreamSession:
             interrupted=interrupted,
             background=background,
         )
-
-
-def _split_writes(usage: Any) -> int:
-    """The cache writes a usage splits into 5-minute and 1-hour ones."""
-    split = getattr(usage, "cache_creation", None)
-    if split is None:
-        return 0
-    five = getattr(split, "ephemeral_5m_input_tokens", 0) or 0
-    hour = getattr(split, "ephemeral_1h_input_tokens", 0) or 0
-    return int(five) + int(hour)
 
 
 def _session(prompt: str | None, kwargs: dict[str, Any], *, route: Any = None) -> StreamSession:
@@ -311,9 +300,8 @@ class AsyncClaudeStream:
             while session.more and self._events is not None:
                 try:
                     texts = session.live(await watch.read(anext(self._events)))
-                except (
-                    Exception
-                ) as exc:  # the end (StopAsyncIteration), or a failure after it began
+                # The end (StopAsyncIteration), or a failure after it began.
+                except Exception as exc:
                     session.stopped(exc)
                 else:
                     for text in texts:

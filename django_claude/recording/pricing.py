@@ -18,7 +18,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
@@ -62,13 +62,14 @@ class Usage:
     service_tier: str = ""  # "batch": the Message Batches API, half price
 
     @classmethod
-    def from_api(cls, usage: Any, *, late_write_ttl: str = "5m") -> Usage:
+    def from_api(cls, usage: Any, *, late_write_ttl: Callable[[], str] | None = None) -> Usage:
         """Read the SDK's ``Usage`` (or a dict of the same shape).
 
         Cache writes counted in ``cache_creation_input_tokens`` beyond its
         5-minute/1-hour split (a stream's later writes, whose total comes in
         ``message_delta`` while the SDK keeps the first split) are priced at
-        ``late_write_ttl``: the TTL the request asked for."""
+        the TTL ``late_write_ttl()`` says the request asked for (asked only
+        when there are such writes); 5 minutes without it."""
         if usage is None:
             return cls()
         get = _getter(usage)
@@ -81,7 +82,8 @@ class Usage:
             five_min = _count(cget("ephemeral_5m_input_tokens"))
         total_creation = _count(get("cache_creation_input_tokens"))
         if five_min is not None:
-            if late_write_ttl == "1h" and total_creation > five_min + one_hour:
+            late = total_creation > five_min + one_hour
+            if late and late_write_ttl is not None and late_write_ttl() == "1h":
                 one_hour = total_creation - five_min
             total_creation = max(total_creation, five_min + one_hour)
         tools = get("server_tool_use")
