@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
@@ -79,6 +80,11 @@ class CallRecord(models.Model):
     cost_usd = models.DecimalField(
         _("cost (USD)"), max_digits=18, decimal_places=10, null=True, blank=True
     )
+    # Server-tool fees (web search) in cost_usd: a column of its own, so the
+    # daily report sums it from the covering index.
+    tool_cost_usd = models.DecimalField(
+        _("tool fees (USD)"), max_digits=18, decimal_places=10, default=Decimal(0)
+    )
     # USD of input, output, cache reads, 5-minute and 1-hour writes, tools.
     cost_breakdown = models.JSONField(_("cost breakdown (USD)"), default=dict, blank=True)
     prompt_prefix = models.CharField(_("prompt prefix (redacted)"), max_length=100, blank=True)
@@ -116,6 +122,8 @@ class CallRecord(models.Model):
                     "output_tokens",
                     "cache_read_input_tokens",
                     "cache_creation_input_tokens",
+                    "web_search_requests",
+                    "tool_cost_usd",
                 ],
             ),
             models.Index(fields=["model", "created_at"], name="dc_call_model_created"),
@@ -254,72 +262,6 @@ class ModelRouteChange(models.Model):
         return f"{self.feature or '(default)'} {verb}: {self.old_model} -> {self.new_model}"
 
 
-class DailyCost(models.Model):
-    """One day's calls and cost for one feature and model (the site's time zone).
-
-    Written by the rollup (``claude_cost_report --save``, the beat task):
-    rerunning a day replaces its rows, never duplicates them.
-    """
-
-    day = models.DateField(_("day"))
-    feature = models.CharField(_("feature"), max_length=100)
-    model = models.CharField(_("model"), max_length=100, blank=True)
-    calls = models.PositiveIntegerField(_("calls"), default=0)
-    input_tokens = models.BigIntegerField(_("input tokens"), default=0)
-    output_tokens = models.BigIntegerField(_("output tokens"), default=0)
-    cache_read_input_tokens = models.BigIntegerField(_("cache read tokens"), default=0)
-    cache_creation_input_tokens = models.BigIntegerField(_("cache write tokens"), default=0)
-    cost_usd = models.DecimalField(_("cost (USD)"), max_digits=20, decimal_places=10, default=0)
-    unpriced_calls = models.PositiveIntegerField(_("unpriced calls"), default=0)
-    fallback_calls = models.PositiveIntegerField(_("fallback calls"), default=0)
-    degraded_calls = models.PositiveIntegerField(_("degraded calls"), default=0)
-    error_calls = models.PositiveIntegerField(_("error calls"), default=0)
-    cached_calls = models.PositiveIntegerField(_("cached calls"), default=0)
-    smell_passed = models.PositiveIntegerField(_("smell tests passed"), default=0)
-    smell_judged = models.PositiveIntegerField(_("smell tests judged"), default=0)
-    latency_p50_ms = models.FloatField(_("latency p50 (ms)"), null=True, blank=True)
-    latency_p95_ms = models.FloatField(_("latency p95 (ms)"), null=True, blank=True)
-    computed_at = models.DateTimeField(_("computed at"), auto_now=True)
-
-    class Meta:
-        ordering = ["-day", "feature", "model"]
-        verbose_name = _("daily cost")
-        verbose_name_plural = _("daily costs")
-        constraints = [
-            models.UniqueConstraint(
-                fields=["day", "feature", "model"], name="dc_dailycost_day_feature_model"
-            )
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.day} {self.feature} {self.model}: ${self.cost_usd}"
-
-
-class BudgetAlert(models.Model):
-    """A budget threshold crossed: one row per feature, day and threshold, so
-    each alert goes out once whatever process checks."""
-
-    day = models.DateField(_("day"))
-    feature = models.CharField(_("feature"), max_length=100)
-    threshold = models.PositiveSmallIntegerField(_("threshold (%)"))
-    cost_usd = models.DecimalField(_("cost (USD)"), max_digits=20, decimal_places=10)
-    budget_usd = models.DecimalField(_("budget (USD)"), max_digits=14, decimal_places=4)
-    created_at = models.DateTimeField(_("sent at"), auto_now_add=True)
-
-    class Meta:
-        ordering = ["-day", "feature", "threshold"]
-        verbose_name = _("budget alert")
-        verbose_name_plural = _("budget alerts")
-        constraints = [
-            models.UniqueConstraint(
-                fields=["day", "feature", "threshold"], name="dc_budgetalert_once"
-            )
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.feature} {self.day}: {self.threshold}% of ${self.budget_usd}"
-
-
 class SmellFailure(models.Model):
     """A call the judge failed: its full request and answer, redacted, for review.
 
@@ -397,4 +339,5 @@ class SmellAlert(models.Model):
         return f"{self.feature} since {self.started_at:%Y-%m-%d %H:%M}"
 
 
-from django_claude.ledger import Reconciliation  # noqa: E402, F401 (in its own module)
+# The cost ledger, in its own module: rollups, budget alerts, reconciliations.
+from django_claude.ledger import BudgetAlert, DailyCost, Reconciliation  # noqa: E402, F401

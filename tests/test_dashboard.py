@@ -277,7 +277,7 @@ def test_dashboard_charts_have_round_ticks_and_full_legends(admin_client, histor
     set_route(feature="chat", model="claude-opus-4-7", fallback_model="claude-haiku-4-5")
     page = admin_client.get(reverse(URL), {"feature": "chat"}).content.decode()
     figures = dict(re.findall(r'<figure id="chart-(\w+)">(.*?)</svg>', page, re.S))
-    assert sorted(figures) == ["cost", "latency", "outcomes", "quality"]
+    assert sorted(figures) == ["cost", "fees", "latency", "outcomes", "quality"]
     for name, svg in figures.items():
         assert all(on == "on" for _, on in axis(svg)), name
     assert [label for label, _ in axis(figures["quality"])] == ["0%", "25%", "50%", "75%", "100%"]
@@ -292,3 +292,70 @@ def test_costs_on_the_dashboard_read_as_in_the_lists(admin_client, history):
     assert 'id="claude-total-cost">$1.80<' in page
     top = page.split('id="claude-top-features"')[1].split("</table>")[0]
     assert "<td>$1.53</td>" in top and "<td>$0.27</td>" in top
+
+
+def test_tool_fees_are_their_own_series(admin_client, history):
+    yesterday = today() - datetime.timedelta(days=1)
+    DailyCost.objects.filter(feature="support").update(
+        web_search_requests=20, tool_cost_usd=Decimal("0.20")
+    )
+    record("research", cost="0.05", web_search_requests=3, tool_cost_usd=Decimal("0.03"))
+    data = build_dashboard(days=7)
+    assert data.days[-2].day == yesterday
+    assert data.days[-2].tool_cost == Decimal("0.20") and data.days[-2].web_search_requests == 20
+    assert data.days[-1].tool_cost == Decimal("0.03") and data.days[-1].web_search_requests == 3
+    assert data.total_tool_cost == Decimal("0.23")
+    page = admin_client.get(reverse(URL)).content.decode()
+    assert 'aria-label="Cost per day: tokens and tool fees (USD)' in page
+    fees = page.split('id="chart-fees"')[1].split("</figure>")[0]
+    assert "tool fees (web search): $0.20<" in fees  # yesterday's bar, from the rollup
+    assert "tokens: $1.55<" in fees  # 1.75 - 0.20
+    assert 'id="claude-tool-fees">$0.23<' in page
+    assert "23 web searches" in page
+
+
+def test_the_reconciliation_panel_puts_drift_first(admin_client, history):
+    from django_claude.models import Reconciliation
+
+    yesterday = today() - datetime.timedelta(days=1)
+    common = {"our_cost_usd": Decimal("1"), "unpriced_calls": 0}
+    Reconciliation.objects.create(
+        day=yesterday,
+        model="claude-opus-5",
+        their_cost_usd=Decimal("1"),
+        difference_usd=Decimal(0),
+        within_tolerance=True,
+        **common,
+    )
+    Reconciliation.objects.create(
+        day=yesterday - datetime.timedelta(days=1),
+        model="claude-sonnet-5",
+        their_cost_usd=Decimal("1.25"),
+        difference_usd=Decimal("-0.25"),
+        within_tolerance=False,
+        **common,
+    )
+    Reconciliation.objects.create(  # outside the period: not shown
+        day=yesterday - datetime.timedelta(days=30),
+        model="claude-haiku-4-5",
+        their_cost_usd=Decimal("9"),
+        difference_usd=Decimal("-8"),
+        within_tolerance=False,
+        **common,
+    )
+    page = admin_client.get(reverse(URL), {"days": 7}).content.decode()
+    panel = page.split('id="claude-reconciliation"')[1].split("</div>")[0]
+    assert "2 UTC days and models checked in this period, 1 over the tolerance." in panel
+    assert panel.index("claude-sonnet-5") < panel.index("claude-opus-5")  # drift first
+    assert "-$0.25" in panel and "no: drift" in panel
+    assert "claude-haiku-4-5" not in panel
+    assert reverse("admin:django_claude_reconciliation_changelist") in panel
+    # Anthropic's bill is not split by feature: no panel for one feature.
+    one = admin_client.get(reverse(URL), {"days": 7, "feature": "chat"}).content.decode()
+    assert 'id="claude-reconciliation"' not in one
+
+
+def test_the_reconciliation_panel_says_how_to_start(admin_client, history):
+    page = admin_client.get(reverse(URL)).content.decode()
+    panel = page.split('id="claude-reconciliation"')[1].split("</div>")[0]
+    assert "Not reconciled yet" in panel and "DJANGO_CLAUDE_ADMIN_API_KEY" in panel

@@ -95,6 +95,8 @@ def test_report_numbers_by_feature(day_of_calls):
         "cache_read_input_tokens": 2000,
         "cache_creation_input_tokens": 400,
         "cost_usd": "0.0130430000",  # 0.012825 + 0.000018 + 0.0002; unpriced not counted
+        "web_search_requests": 0,
+        "tool_cost_usd": "0.0000000000",
         "unpriced_calls": 1,
         "fallback_calls": 1,
         "degraded_calls": 1,

@@ -20,12 +20,19 @@ from django.utils import timezone
 
 from django_claude.costs.days import day_bounds
 from django_claude.costs.totals import Percentile
-from django_claude.models import CallRecord, DailyCost, ModelRouteChange, SmellBaseline
+from django_claude.models import (
+    CallRecord,
+    DailyCost,
+    ModelRouteChange,
+    Reconciliation,
+    SmellBaseline,
+)
 from django_claude.querysets import JUDGED
 from django_claude.types import Outcome, SmellVerdict
 
 COUNT_FIELDS = (
     "calls",
+    "web_search_requests",
     "fallback_calls",
     "degraded_calls",
     "error_calls",
@@ -40,7 +47,9 @@ COUNT_FIELDS = (
 class DayStats:
     day: datetime.date
     cost_by_feature: dict[str, Decimal] = field(default_factory=dict)
+    tool_cost: Decimal = Decimal(0)  # server-tool fees (web search), part of the cost
     calls: int = 0
+    web_search_requests: int = 0
     fallback_calls: int = 0
     degraded_calls: int = 0
     error_calls: int = 0
@@ -74,6 +83,7 @@ class DayStats:
     def add(self, feature: str, values: dict[str, Any]) -> None:
         cost = Decimal(values.get("cost_usd") or 0)
         self.cost_by_feature[feature] = self.cost_by_feature.get(feature, Decimal(0)) + cost
+        self.tool_cost += Decimal(values.get("tool_cost_usd") or 0)
         for name in COUNT_FIELDS:
             setattr(self, name, getattr(self, name) + int(values.get(name) or 0))
         self._latency_weights.append(
@@ -108,10 +118,21 @@ class Dashboard:
     baseline: float | None
     route_changes: list[ModelRouteChange]
     latency_kind: str  # "percentiles" (PostgreSQL) or "average" (SQLite)
+    # claude_reconcile's rows for the period's UTC days, worst drift first
+    # (only for all features: Anthropic's bill is not split by feature).
+    reconciliations: list[Reconciliation] = field(default_factory=list)
 
     @property
     def total_cost(self) -> Decimal:
         return sum((d.cost for d in self.days), Decimal(0))
+
+    @property
+    def total_tool_cost(self) -> Decimal:
+        return sum((d.tool_cost for d in self.days), Decimal(0))
+
+    @property
+    def drifting(self) -> list[Reconciliation]:
+        return [row for row in self.reconciliations if not row.within_tolerance]
 
     @property
     def totals(self) -> dict[str, int]:
@@ -143,6 +164,8 @@ def _live(
     aggregates: dict[str, Any] = {
         "calls": Count("created_at"),
         "cost_usd": Sum("cost_usd"),
+        "tool_cost_usd": Sum("tool_cost_usd"),
+        "web_search_requests": Sum("web_search_requests"),
         "fallback_calls": Count("created_at", filter=Q(outcome=Outcome.FALLBACK)),
         "degraded_calls": Count("created_at", filter=Q(outcome=Outcome.DEGRADED)),
         "error_calls": Count("created_at", filter=Q(outcome=Outcome.ERROR)),
@@ -194,7 +217,13 @@ def build_dashboard(
     cost_by_feature: dict[str, Decimal] = defaultdict(Decimal)
     calls_by_feature: dict[str, int] = defaultdict(int)
     for row in rolled.values(
-        "day", "feature", "cost_usd", "latency_p50_ms", "latency_p95_ms", *COUNT_FIELDS
+        "day",
+        "feature",
+        "cost_usd",
+        "tool_cost_usd",
+        "latency_p50_ms",
+        "latency_p95_ms",
+        *COUNT_FIELDS,
     ):
         rolled_days.add(row["day"])
         stats[row["day"]].add(row["feature"], row)
@@ -227,4 +256,11 @@ def build_dashboard(
         baseline=baseline,
         route_changes=list(changes.select_related("changed_by")),
         latency_kind="percentiles" if connection.vendor == "postgresql" else "average",
+        reconciliations=[] if feature else _reconciliations(since, today),
     )
+
+
+def _reconciliations(since: datetime.date, until: datetime.date) -> list[Reconciliation]:
+    """The period's reconciliation rows: drift first, then newest day first."""
+    rows = Reconciliation.objects.filter(day__gte=since, day__lte=until)
+    return sorted(rows, key=lambda r: (r.within_tolerance, -r.day.toordinal(), r.model))

@@ -201,14 +201,22 @@ class CallRecordAdmin(ReadOnlyAdmin):
             ),
             "charts": dashboard_charts(data) if not data.empty else {},
             "total_cost": usd(data.total_cost),
+            "total_tool_cost": usd(data.total_tool_cost),
+            "reconciliations": [
+                (row, usd(row.our_cost_usd), usd(row.their_cost_usd), usd(row.difference_usd))
+                for row in data.reconciliations[:RECONCILIATIONS_SHOWN]
+            ],
             "top_features": [(name, usd(cost), calls) for name, cost, calls in data.top_features],
         }
         request.current_app = self.admin_site.name
         return TemplateResponse(request, "admin/django_claude/dashboard.html", context)
 
 
+RECONCILIATIONS_SHOWN = 10  # the rest are one click away, in their admin list
+
+
 def dashboard_charts(data: dashboard.Dashboard) -> dict[str, str]:
-    """The dashboard's four charts (SVG markup) from its numbers."""
+    """The dashboard's charts (SVG markup) from its numbers."""
     labels = [day.day.strftime("%b %d") for day in data.days]
     features = data.features[:7]
     series: dict[str, list[float]] = {
@@ -250,6 +258,17 @@ def dashboard_charts(data: dashboard.Dashboard) -> dict[str, str]:
             y_label="USD",
             labels=labels,
             series=series,
+            fmt=usd,
+            prefix="$",
+        ),
+        "fees": charts.stacked_bars(
+            title="Cost per day: tokens and tool fees (USD)",
+            y_label="USD",
+            labels=labels,
+            series={
+                "tokens": [float(day.cost - day.tool_cost) for day in data.days],
+                "tool fees (web search)": [float(day.tool_cost) for day in data.days],
+            },
             fmt=usd,
             prefix="$",
         ),

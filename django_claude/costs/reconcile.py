@@ -26,9 +26,8 @@ from urllib.parse import urlsplit
 import httpx2
 from django.core.mail import mail_admins
 from django.db import transaction
-from django.db.models import Count, DecimalField, Q, Sum
-from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Cast, TruncDate
+from django.db.models import Count, Q, Sum
+from django.db.models.functions import TruncDate
 
 from django_claude.conf import conf, is_loopback_url
 from django_claude.models import CallRecord, Reconciliation
@@ -42,7 +41,6 @@ PAGE_DAYS = 31  # the API's largest page
 TIMEOUT = 30.0  # seconds per request
 MAX_PAGES = 60
 NO_MODEL = "(no model)"  # costs not tied to a model: server tools (web search), sessions
-TOOLS_FIELD = DecimalField(max_digits=18, decimal_places=10)
 
 
 class ReconcileError(Exception):
@@ -115,7 +113,7 @@ def our_costs(
         .values("day", "model")
         .annotate(
             cost=Sum("cost_usd"),
-            tools=Sum(Cast(KeyTextTransform("tools", "cost_breakdown"), TOOLS_FIELD)),
+            tools=Sum("tool_cost_usd"),
             unpriced=Count("id", filter=Q(cost_usd__isnull=True)),
         )
     )

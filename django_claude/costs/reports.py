@@ -33,14 +33,13 @@ class CostReport:
     rows: list[CostRow] = field(default_factory=list)
     corrupt_lines: int = 0
     latency: str = "percentiles"  # or "average" where the database has no percentile
+    breakdown: bool = False  # rows carry their cost breakdown
 
     @property
     def total(self) -> CostRow:
-        total = CostRow(key="TOTAL")
+        total = CostRow(key="TOTAL", breakdown={} if self.breakdown else None)
         for row in self.rows:
-            for name in CostRow.COUNTS:
-                setattr(total, name, getattr(total, name) + getattr(row, name))
-            total.cost_usd += row.cost_usd
+            total.add(row)
         return total
 
     def as_csv(self) -> list[dict[str, Any]]:
@@ -55,10 +54,21 @@ class CostReport:
         for row in self.rows:
             data = row.as_json(self.by)
             data[self.by] = inert_csv_text(row.key)
+            for part, value in data.pop("cost_breakdown", {}).items():
+                data[f"{part}_cost_usd"] = value
             rows.append(data)
         return rows
 
+    def csv_header(self) -> list[str]:
+        """The CSV's columns: ``as_csv``'s keys, also when there are no rows."""
+        sample = CostRow(key="", breakdown={} if self.breakdown else None)
+        header = list(sample.as_json(self.by))
+        if header[-1] == "cost_breakdown":
+            header[-1:] = [f"{part}_cost_usd" for part in sample.breakdown_with_other()]
+        return header
+
     def as_json(self) -> dict[str, Any]:
+        total = self.total
         data: dict[str, Any] = {"date": self.since.isoformat()}
         if self.until != self.since:
             data["until"] = self.until.isoformat()
@@ -66,8 +76,13 @@ class CostReport:
             timezone=self.timezone,
             by=self.by,
             rows=[row.as_json(self.by) for row in self.rows],
-            total_cost_usd=format_cost(self.total.cost_usd),
+            total_cost_usd=format_cost(total.cost_usd),
+            total_tool_cost_usd=format_cost(total.tool_cost_usd),
         )
+        if self.breakdown:
+            data["total_cost_breakdown"] = {
+                part: format_cost(value) for part, value in total.breakdown_with_other().items()
+            }
         return data
 
 
@@ -98,9 +113,12 @@ def cost_report(
     until: datetime.date | None = None,
     by: str = "feature",
     tz: str | None = None,
+    breakdown: bool = False,
 ) -> CostReport:
     """The report for ``since``..``until`` (inclusive), grouped in the database,
-    most expensive first. Raises ``ValueError`` for an unknown ``by`` or ``tz``."""
+    most expensive first; with ``breakdown``, each row's cost split into input,
+    output, cache reads, 5-minute and 1-hour writes, tools and other. Raises
+    ``ValueError`` for an unknown ``by`` or ``tz``."""
     column = _grouping(by)
     until = until or since
     zone = resolve_tz(tz)
@@ -109,7 +127,7 @@ def cost_report(
     grouped = (
         CallRecord.objects.filter(created_at__gte=start, created_at__lt=end)
         .values(column)
-        .annotate(**aggregates(percentiles=percentiles))
+        .annotate(**aggregates(percentiles=percentiles, breakdown=breakdown))
         .order_by(column)
     )
     return CostReport(
@@ -120,6 +138,7 @@ def cost_report(
         source="database",
         rows=_by_cost(row_from_aggregates(str(values[column]), values) for values in grouped),
         latency="percentiles" if percentiles else "average",
+        breakdown=breakdown,
     )
 
 
@@ -130,6 +149,7 @@ def cost_report_from_lines(
     until: datetime.date | None = None,
     by: str = "feature",
     tz: str | None = None,
+    breakdown: bool = False,
 ) -> CostReport:
     """The same report computed from ``django_claude.calls`` log lines.
 
@@ -146,7 +166,9 @@ def cost_report_from_lines(
             if not since <= line_day(line, zone) <= until:
                 continue
             key = str(line.get(column) or "")
-            groups.setdefault(key, LineTotals(CostRow(key=key))).add(line)
+            totals = groups.get(key) or LineTotals(CostRow(key=key), breakdown=breakdown)
+            totals.add(line)  # first, so a line it cannot add leaves no empty group
+            groups[key] = totals
         except LINE_ERRORS:
             corrupt += 1
     return CostReport(
@@ -157,4 +179,5 @@ def cost_report_from_lines(
         source="log",
         rows=_by_cost(totals.finish() for totals in groups.values()),
         corrupt_lines=corrupt,
+        breakdown=breakdown,
     )

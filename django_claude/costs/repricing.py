@@ -10,6 +10,8 @@ from django_claude.costs.rollups import rollup_day
 from django_claude.models import CallRecord
 from django_claude.recording import pricing
 
+REPRICED_FIELDS = ["cost_usd", "cost_breakdown", "tool_cost_usd"]
+
 
 @dataclass
 class RepriceSummary:
@@ -53,14 +55,15 @@ def reprice(
             still += 1
             continue
         record.cost_usd, record.cost_breakdown = priced.cost, priced.breakdown
+        record.tool_cost_usd = priced.tool_cost
         changed.append(record)
         days.add(record.created_at.astimezone(zone).date())
         if len(changed) >= batch_size:
-            CallRecord.objects.bulk_update(changed, ["cost_usd", "cost_breakdown"])
+            CallRecord.objects.bulk_update(changed, REPRICED_FIELDS)
             repriced += len(changed)
             changed.clear()
     if changed:
-        CallRecord.objects.bulk_update(changed, ["cost_usd", "cost_breakdown"])
+        CallRecord.objects.bulk_update(changed, REPRICED_FIELDS)
         repriced += len(changed)
     for day in sorted(days):
         rollup_day(day, tz=tz)

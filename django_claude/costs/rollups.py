@@ -24,7 +24,7 @@ from django_claude.models import CallRecord, DailyCost
 DAILY_FIELDS = [
     *CostRow.COUNTS,
     *CostRow.EXTRA_COUNTS,
-    "cost_usd",
+    *CostRow.AMOUNTS,
     "latency_p50_ms",
     "latency_p95_ms",
 ]
@@ -108,7 +108,9 @@ def rollup_from_lines(
             if not since <= day <= until:
                 continue
             key = (str(line.get("feature") or ""), str(line.get("model") or ""))
-            days.setdefault(day, {}).setdefault(key, LineTotals(CostRow(key=""))).add(line)
+            totals = days.get(day, {}).get(key) or LineTotals(CostRow(key=""))
+            totals.add(line)  # first, so a line it cannot add leaves no empty row
+            days.setdefault(day, {})[key] = totals
         except LINE_ERRORS:
             continue
     saved = 0

@@ -10,12 +10,15 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connection
-from django.db.models import Aggregate, Avg, Count, FloatField, Q, Sum
+from django.db.models import Aggregate, Avg, Count, DecimalField, FloatField, Q, Sum
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast
 
 from django_claude.querysets import JUDGED
 from django_claude.types import Outcome, SmellVerdict
 
 COST_PLACES = Decimal("1e-10")
+PART_FIELD = DecimalField(max_digits=18, decimal_places=10)
 
 
 class Percentile(Aggregate):
@@ -50,6 +53,11 @@ def format_cost(value: Decimal) -> str:
     return format(Decimal(value).quantize(COST_PLACES), "f")
 
 
+# The parts of a cost, as ``CallRecord.cost_breakdown`` names them; "other" is
+# what they leave of the cost (calls recorded before breakdowns, rounding).
+BREAKDOWN_PARTS = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h", "tools")
+
+
 @dataclass
 class CostRow:
     """Totals for one group (a feature, a model or a user) over the period."""
@@ -61,6 +69,8 @@ class CostRow:
     cache_read_input_tokens: int = 0
     cache_creation_input_tokens: int = 0
     cost_usd: Decimal = Decimal(0)
+    web_search_requests: int = 0
+    tool_cost_usd: Decimal = Decimal(0)
     unpriced_calls: int = 0
     fallback_calls: int = 0
     degraded_calls: int = 0
@@ -71,6 +81,8 @@ class CostRow:
     cached_calls: int = 0
     smell_passed: int = 0
     smell_judged: int = 0
+    # USD per part (BREAKDOWN_PARTS), when the report was asked for it.
+    breakdown: dict[str, Decimal] | None = None
 
     # Counted for the dashboard's rollups, not printed in the report.
     EXTRA_COUNTS = ("cached_calls", "smell_passed", "smell_judged")
@@ -80,28 +92,58 @@ class CostRow:
         "output_tokens",
         "cache_read_input_tokens",
         "cache_creation_input_tokens",
+        "web_search_requests",
         "unpriced_calls",
         "fallback_calls",
         "degraded_calls",
         "error_calls",
     )
+    AMOUNTS = ("cost_usd", "tool_cost_usd")
+
+    def add(self, other: CostRow) -> None:
+        """Add ``other``'s counts and amounts (not its latency) to this row."""
+        for name in (*self.COUNTS, *self.EXTRA_COUNTS):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for name in self.AMOUNTS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        if other.breakdown is not None:
+            mine = self.breakdown if self.breakdown is not None else {}
+            for part, value in other.breakdown.items():
+                mine[part] = mine.get(part, Decimal(0)) + value
+            self.breakdown = mine
+
+    def breakdown_with_other(self) -> dict[str, Decimal]:
+        """The breakdown's parts and "other", which is what they leave of the cost."""
+        parts = {part: (self.breakdown or {}).get(part, Decimal(0)) for part in BREAKDOWN_PARTS}
+        parts["other"] = self.cost_usd - sum(parts.values(), Decimal(0))
+        return {part: value.quantize(COST_PLACES) for part, value in parts.items()}
 
     def as_json(self, by: str) -> dict[str, Any]:
         data: dict[str, Any] = {by: self.key}
         for name in self.COUNTS[:5]:
             data[name] = getattr(self, name)
         data["cost_usd"] = format_cost(self.cost_usd)
-        for name in self.COUNTS[5:]:
+        data["web_search_requests"] = self.web_search_requests
+        data["tool_cost_usd"] = format_cost(self.tool_cost_usd)
+        for name in self.COUNTS[6:]:
             data[name] = getattr(self, name)
+        if self.breakdown is not None:
+            data["cost_breakdown"] = {
+                part: format_cost(value) for part, value in self.breakdown_with_other().items()
+            }
         return data
 
 
 # -- from the database ---------------------------------------------------------------------
 
 
-def aggregates(*, percentiles: bool, for_rollup: bool = False) -> dict[str, Any]:
+def aggregates(
+    *, percentiles: bool, for_rollup: bool = False, breakdown: bool = False
+) -> dict[str, Any]:
     """Aggregates named ``agg_<CostRow field>`` (a name may not shadow a column),
-    for ``.annotate()`` on CallRecords grouped with ``.values()``."""
+    for ``.annotate()`` on CallRecords grouped with ``.values()``. With
+    ``breakdown``, also ``agg_part_<part>``: the cost breakdown's parts, summed
+    from the JSON field (outside the covering index, so slower)."""
     named: dict[str, Any] = {
         "calls": Count("*"),
         "input_tokens": Sum("input_tokens"),
@@ -109,6 +151,8 @@ def aggregates(*, percentiles: bool, for_rollup: bool = False) -> dict[str, Any]
         "cache_read_input_tokens": Sum("cache_read_input_tokens"),
         "cache_creation_input_tokens": Sum("cache_creation_input_tokens"),
         "cost_usd": Sum("cost_usd"),
+        "web_search_requests": Sum("web_search_requests"),
+        "tool_cost_usd": Sum("tool_cost_usd"),
         "unpriced_calls": Count("created_at", filter=Q(cost_usd__isnull=True) & ~Q(model="")),
         "fallback_calls": Count("created_at", filter=Q(outcome=Outcome.FALLBACK)),
         "degraded_calls": Count("created_at", filter=Q(outcome=Outcome.DEGRADED)),
@@ -120,6 +164,9 @@ def aggregates(*, percentiles: bool, for_rollup: bool = False) -> dict[str, Any]
         named["cached_calls"] = Count("created_at", filter=Q(outcome=Outcome.CACHED))
         named["smell_passed"] = Count("created_at", filter=Q(smell_verdict=SmellVerdict.PASS))
         named["smell_judged"] = Count("created_at", filter=Q(smell_verdict__in=JUDGED))
+    if breakdown:
+        for part in BREAKDOWN_PARTS:
+            named[f"part_{part}"] = Sum(Cast(KeyTextTransform(part, "cost_breakdown"), PART_FIELD))
     if percentiles:
         named["latency_p50_ms"] = Percentile("latency_ms", 0.5)
         named["latency_p95_ms"] = Percentile("latency_ms", 0.95)
@@ -131,7 +178,12 @@ def row_from_aggregates(key: str, values: Mapping[str, Any]) -> CostRow:
     row = CostRow(key=key)
     for name in (*CostRow.COUNTS, *CostRow.EXTRA_COUNTS):
         setattr(row, name, int(values.get(f"agg_{name}") or 0))
-    row.cost_usd = Decimal(values.get("agg_cost_usd") or 0).quantize(COST_PLACES)
+    for name in CostRow.AMOUNTS:
+        setattr(row, name, Decimal(values.get(f"agg_{name}") or 0).quantize(COST_PLACES))
+    if "agg_part_input" in values:
+        row.breakdown = {
+            part: Decimal(values.get(f"agg_part_{part}") or 0) for part in BREAKDOWN_PARTS
+        }
     for name in ("latency_p50_ms", "latency_p95_ms", "latency_avg_ms"):
         value = values.get(f"agg_{name}")
         setattr(row, name, None if value is None else float(value))
@@ -154,12 +206,24 @@ def _count(line: Mapping[str, Any], name: str) -> int:
     return count
 
 
+def _amount(value: Any, name: str) -> Decimal | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"{name}: {value} is not a number")
+    amount = Decimal(str(value))
+    if not amount.is_finite():
+        raise ValueError(f"{name}: {amount} is not a number")
+    return amount
+
+
 @dataclass
 class LineTotals:
     """Adds up ``django_claude.calls`` log lines into one CostRow."""
 
     row: CostRow
     latencies: list[float] = field(default_factory=list)
+    breakdown: bool = False  # add up the cost breakdown's parts too
 
     TOKENS = (
         "input_tokens",
@@ -172,19 +236,28 @@ class LineTotals:
         """Count ``line`` in the row. Raises one of ``LINE_ERRORS`` (leaving the
         row as it was) for a count, cost or latency that is not a number, or is negative."""
         tokens = {name: _count(line, name) for name in self.TOKENS}
-        cost = line.get("cost_usd")
-        cost = None if cost is None else Decimal(str(cost))
-        if cost is not None and not cost.is_finite():
-            raise ValueError(f"cost_usd: {cost} is not a number")
+        cost = _amount(line.get("cost_usd"), "cost_usd")
+        parts = line.get("cost_breakdown") or {}
+        if not isinstance(parts, Mapping):
+            raise ValueError("cost_breakdown is not an object")
+        amounts = {part: _amount(parts.get(part), part) or Decimal(0) for part in BREAKDOWN_PARTS}
         latency = float(line.get("latency_ms") or 0)
         if not (math.isfinite(latency) and latency >= 0):
             raise ValueError(f"latency_ms: {latency} is not a duration")
+        searches = _count(line, "web_search_requests")
         row = self.row
         row.calls += 1
         for name, value in tokens.items():
             setattr(row, name, getattr(row, name) + value)
+        row.web_search_requests += searches
         if cost is not None:
             row.cost_usd += cost
+            row.tool_cost_usd += amounts["tools"]
+            if self.breakdown:
+                whole = row.breakdown if row.breakdown is not None else {}
+                for part, amount in amounts.items():
+                    whole[part] = whole.get(part, Decimal(0)) + amount
+                row.breakdown = whole
         elif line.get("model"):
             row.unpriced_calls += 1
         outcome = line.get("outcome")
@@ -200,6 +273,9 @@ class LineTotals:
     def finish(self) -> CostRow:
         """The row, its cost rounded and its latency percentiles computed."""
         self.row.cost_usd = self.row.cost_usd.quantize(COST_PLACES)
+        self.row.tool_cost_usd = self.row.tool_cost_usd.quantize(COST_PLACES)
+        if self.breakdown and self.row.breakdown is None:
+            self.row.breakdown = {}
         self.row.latency_p50_ms = percentile_cont(self.latencies, 0.5)
         self.row.latency_p95_ms = percentile_cont(self.latencies, 0.95)
         if self.latencies:

@@ -274,20 +274,32 @@ def record_from_line(line: Mapping[str, Any]) -> CallRecord:
     for name in ("tags", "cost_breakdown"):
         if name in values:
             values[name] = _storable(values[name])
-    cost = line.get("cost_usd")
-    try:
-        cost_usd = None if cost is None else Decimal(str(cost))
-    except ArithmeticError:
-        raise ValueError("cost_usd is not a number") from None
-    if cost_usd is not None and not cost_usd.is_finite():
-        raise ValueError("cost_usd is not a finite number")
+    cost_usd = _usd("cost_usd", line.get("cost_usd"))
+    tool_fee = _usd("cost_breakdown.tools", values.get("cost_breakdown", {}).get("tools"))
     return CallRecord(
         id=request_id,
         created_at=_timestamp(line.get("created_at")),
         user_id=_user_id(line.get("user_id")),
         cost_usd=cost_usd,
+        tool_cost_usd=Decimal(0) if tool_fee is None else tool_fee,
         **values,
     )
+
+
+def _usd(name: str, value: Any) -> Decimal | None:
+    """An amount of a line as a Decimal (None when absent). Raises
+    ``ValueError`` for one that is not a finite number."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"{name} is not a number")
+    try:
+        amount = Decimal(str(value))
+    except ArithmeticError:
+        raise ValueError(f"{name} is not a number") from None
+    if not amount.is_finite():
+        raise ValueError(f"{name} is not a finite number")
+    return amount
 
 
 def _user_id(value: Any) -> Any:

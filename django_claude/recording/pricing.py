@@ -282,6 +282,11 @@ class Priced:
     cost: Decimal
     breakdown: dict[str, str]
 
+    @property
+    def tool_cost(self) -> Decimal:
+        """The server-tool fees (web search) in ``cost``."""
+        return Decimal(self.breakdown.get("tools", "0"))
+
 
 def price_call(model: str, usage: Usage, *, on: datetime.date) -> Decimal | None:
     """Cost of a call, or None (with one WARNING per model per process) when

@@ -22,6 +22,15 @@ from django_claude.recording.redaction import escape_controls
 # start a job of seven hundred thousand days.
 MAX_SAVE_DAYS = 3660
 SHOWN_BAD_LINES = 10
+# The table's --breakdown columns (tool fees have their own column already).
+BREAKDOWN_HEADERS = {
+    "input": "input USD",
+    "output": "output USD",
+    "cache_read": "read USD",
+    "cache_write_5m": "5m write USD",
+    "cache_write_1h": "1h write USD",
+    "other": "other USD",
+}
 
 
 def _day(option: str, value: str) -> datetime.date:
@@ -48,6 +57,12 @@ class Command(BaseCommand):
         parser.add_argument("--tz", help="time zone of the days (default: TIME_ZONE)")
         parser.add_argument("--save", action="store_true", help="upsert DailyCost rows")
         parser.add_argument(
+            "--breakdown",
+            action="store_true",
+            help="split each cost into input, output, cache reads, 5-minute and 1-hour "
+            "cache writes, tool fees and other",
+        )
+        parser.add_argument(
             "--from-log", nargs="+", metavar="FILE", help="read log files (.gz too) instead"
         )
 
@@ -61,6 +76,7 @@ class Command(BaseCommand):
         format: str,  # noqa: A002
         tz: str | None,
         save: bool,
+        breakdown: bool,
         from_log: list[str] | None,
         **options: Any,
     ) -> None:
@@ -96,12 +112,14 @@ class Command(BaseCommand):
                     + "; ".join(f"{p.path}: {p.reason}" for p in stats.unreadable)
                     + ")"
                 )
-            report = reports.cost_report_from_lines(lines, since=first, until=last, by=by, tz=tz)
+            report = reports.cost_report_from_lines(
+                lines, since=first, until=last, by=by, tz=tz, breakdown=breakdown
+            )
             report.corrupt_lines += stats.corrupt
             if save:
                 rollups.rollup_from_lines(lines, since=first, until=last, tz=tz)
         else:
-            report = reports.cost_report(since=first, until=last, by=by, tz=tz)
+            report = reports.cost_report(since=first, until=last, by=by, tz=tz, breakdown=breakdown)
             if save:
                 rollups.rollup_days(since=first, until=last, tz=tz)
         {"table": self._table, "csv": self._csv, "json": self._json}[format](report)
@@ -126,7 +144,7 @@ class Command(BaseCommand):
         self.stdout.write(json.dumps(report.as_json(), indent=2))
 
     def _csv(self, report: CostReport) -> None:
-        header = list(CostRow(key="").as_json(report.by))
+        header = report.csv_header()
         # CRLF (RFC 4180): the csv module quotes a cell holding CR or LF only
         # when both are line terminators, so a name with a CR stays one cell.
         writer = csv.DictWriter(self.stdout, fieldnames=header, lineterminator="\r\n")
@@ -156,11 +174,14 @@ def _table_lines(report: CostReport) -> tuple[list[str], str, list[str]]:
         "cache read",
         "cache write",
         "cost USD",
+        "searches",
+        "tools USD",
         "unpriced",
         "fallback",
         "degraded",
         "errors",
         *latency_headers,
+        *(BREAKDOWN_HEADERS.values() if report.breakdown else []),
     ]
 
     def cells(row: CostRow, latency: bool = True) -> list[str]:
@@ -178,12 +199,21 @@ def _table_lines(report: CostReport) -> tuple[list[str], str, list[str]]:
             str(row.cache_read_input_tokens),
             str(row.cache_creation_input_tokens),
             f"{row.cost_usd:.6f}",
+            str(row.web_search_requests),
+            f"{row.tool_cost_usd:.6f}",
             str(row.unpriced_calls),
             str(row.fallback_calls),
             str(row.degraded_calls),
             str(row.error_calls),
             *lat,
+            *(f"{value:.6f}" for value in parts(row)),
         ]
+
+    def parts(row: CostRow) -> list[Any]:
+        if not report.breakdown:
+            return []
+        values = row.breakdown_with_other()
+        return [values[part] for part in BREAKDOWN_HEADERS]
 
     table = [cells(row) for row in report.rows]
     total = cells(report.total, latency=False)
