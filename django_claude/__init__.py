@@ -17,8 +17,11 @@ __all__ = [
     "stream",
     "astream",
     "flush_records",
+    "quota_status",
     "ClaudeResult",
     "ClaudeUnavailable",
+    "ClaudeLimited",
+    "QuotaStoreUnavailable",
 ]
 
 _EXPORTS = {
@@ -29,13 +32,18 @@ _EXPORTS = {
     "flush_records": "django_claude.recording.writer",
     "ClaudeResult": "django_claude.types",
     "ClaudeUnavailable": "django_claude.types",
+    "ClaudeLimited": "django_claude.types",
+    "quota_status": "django_claude.client.allowance",
+    "QuotaStoreUnavailable": "django_claude.quotas.counters",
 }
 
 if TYPE_CHECKING:
+    from django_claude.client.allowance import quota_status
     from django_claude.client.calls import acall, call
     from django_claude.client.streams import astream, stream
+    from django_claude.quotas.counters import QuotaStoreUnavailable
     from django_claude.recording.writer import flush_records
-    from django_claude.types import ClaudeResult, ClaudeUnavailable
+    from django_claude.types import ClaudeLimited, ClaudeResult, ClaudeUnavailable
 
 
 def __getattr__(name: str) -> Any:

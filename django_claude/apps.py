@@ -12,7 +12,7 @@ class DjangoClaudeConfig(AppConfig):
 
     def ready(self) -> None:
         from django_claude import checks as claude_checks
-        from django_claude import logs
+        from django_claude import logs, shared_cache
         from django_claude.judging import judge_sampled_call
         from django_claude.models import ModelPrice
         from django_claude.recording import pricing, shutdown
@@ -39,3 +39,5 @@ class DjangoClaudeConfig(AppConfig):
         logs.show_call_lines()
         # SIGTERM: the records still queued are written before the process goes.
         shutdown.drain_on_sigterm()
+        # The shared cache's client library is loaded here, not in the first call.
+        shared_cache.warm()

@@ -17,6 +17,7 @@ from django.utils.module_loading import import_string
 
 from django_claude.conf import PREFIX_CHARS_CEILING, conf
 from django_claude.judging import celery_configured
+from django_claude.quotas import config as quota_config
 from django_claude.recording import pricing
 from django_claude.recording.catalog import list_price
 
@@ -28,12 +29,19 @@ E005 = "django_claude.E005"  # a smell-test rate outside [0, 1]
 E006 = "django_claude.E006"  # DEFAULT_MODEL empty
 E007 = "django_claude.E007"  # a budget that is not a positive number
 E008 = "django_claude.E008"  # WRITE_BEHIND not True, False or None
+E009 = "django_claude.E009"  # a malformed quota
+E010 = "django_claude.E010"  # TENANT neither a dotted path nor a callable
+E011 = "django_claude.E011"  # QUOTAS_WHEN_CACHE_DOWN neither "refuse" nor "allow"
 W001 = "django_claude.W001"  # no API key anywhere
 W002 = "django_claude.W002"  # a model in use has no price
 W003 = "django_claude.W003"  # a per-process cache: the breaker is not shared
 W004 = "django_claude.W004"  # DEADLINE shorter than TIMEOUT
 W005 = "django_claude.W005"  # smell tests judged by a Celery worker that cannot read the stash
 W006 = "django_claude.W006"  # (--deploy) smell tests judged in the web process, no Celery
+W007 = "django_claude.W007"  # quotas on a cache that cannot hold them across processes
+
+# Caches whose ``incr`` is not atomic across processes, or that keep nothing.
+UNSAFE_FOR_QUOTAS = ("DatabaseCache", "FileBasedCache", "DummyCache")
 
 
 def _positive(name: str, value: Any, *, integer: bool = False) -> list[CheckMessage]:
@@ -98,19 +106,7 @@ def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
             messages.append(Error(f"{name} must be between 0 and 1, not {rate!r}.", id=E005))
     if not str(get("DEFAULT_MODEL") or "").strip():
         messages.append(Error("DJANGO_CLAUDE_DEFAULT_MODEL must name a model.", id=E006))
-    for feature, budget in dict(get("BUDGETS")).items():
-        if (
-            isinstance(budget, bool)
-            or not isinstance(budget, (int, float, str))
-            or not _is_positive(budget)
-        ):
-            messages.append(
-                Error(
-                    f"DJANGO_CLAUDE_BUDGETS[{feature!r}] must be a positive USD amount, "
-                    f"not {budget!r}.",
-                    id=E007,
-                )
-            )
+    messages += check_quotas()
     write_behind = get("WRITE_BEHIND")
     if write_behind is not None and not isinstance(write_behind, bool):
         messages.append(
@@ -134,11 +130,42 @@ def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
     return messages
 
 
-def _is_positive(value: Any) -> bool:
-    try:
-        return float(value) > 0
-    except (TypeError, ValueError):
-        return False
+def check_quotas() -> list[CheckMessage]:
+    """Every malformed quota, budget and tenant setting, and a cache quotas
+    cannot rely on."""
+    ids = {"DJANGO_CLAUDE_BUDGETS": E007, "DJANGO_CLAUDE_TENANT": E010}
+    messages: list[CheckMessage] = [
+        Error(
+            f"{problem.name}: {problem.message}.",
+            hint=problem.hint,
+            id=ids.get(problem.name.split("[")[0], E009),
+        )
+        for problem in quota_config.problems()
+    ]
+    mode = conf._get("QUOTAS_WHEN_CACHE_DOWN")
+    if mode not in ("refuse", "allow"):
+        messages.append(
+            Error(
+                f'DJANGO_CLAUDE_QUOTAS_WHEN_CACHE_DOWN must be "refuse" or "allow", not {mode!r}.',
+                id=E011,
+            )
+        )
+    if quota_config.quotas():
+        backend = str(getattr(settings, "CACHES", {}).get(conf.CACHE, {}).get("BACKEND", ""))
+        if backend.endswith(UNSAFE_FOR_QUOTAS) or (
+            backend.endswith("LocMemCache") and not settings.DEBUG
+        ):
+            messages.append(
+                Warning(
+                    f"DJANGO_CLAUDE_QUOTAS are counted in the cache {conf.CACHE!r} "
+                    f"({backend.rsplit('.', 1)[-1]}), which cannot hold them across processes: "
+                    "workers could spend past a limit (or, with DummyCache, every call is "
+                    "refused).",
+                    hint="Use Redis (one Lua script per call) or Memcached for that cache.",
+                    id=W007,
+                )
+            )
+    return messages
 
 
 def _sampling() -> bool:

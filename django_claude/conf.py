@@ -37,6 +37,10 @@ DEFAULTS: dict[str, Any] = {
     "BREAKER_COOLDOWN": 30.0,
     "DEGRADED_MESSAGE": "Sorry, that didn't work. Please try again.",
     "RAISE_ON_FAILURE": False,
+    "LIMITED_MESSAGE": "You have reached your limit for now. Please try again later.",
+    "QUOTAS": {},
+    "TENANT": None,
+    "QUOTAS_WHEN_CACHE_DOWN": "refuse",
     "PROMPT_PREFIX_CHARS": 80,
     "REDACTOR": "django_claude.recording.redaction.redact",
     "SMELL_TEST_RATE": 0.01,
@@ -79,6 +83,15 @@ def is_loopback_url(url: str | None) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def budget_amount(value: Any) -> Decimal:
+    """A ``DJANGO_CLAUDE_BUDGETS`` value's USD: ``25``, ``"25"`` or ``{"usd": "25", ...}``."""
+    if isinstance(value, dict):
+        value = value.get("usd")
+    if isinstance(value, float):
+        value = repr(value)
+    return Decimal(str(value))
 
 
 class _Setting(Generic[T]):
@@ -163,13 +176,20 @@ class ClaudeSettings:
     BREAKER_COOLDOWN = _Setting(float)
     DEGRADED_MESSAGE = _Setting(str)
     RAISE_ON_FAILURE = _Setting(bool)
+    # Quotas (django_claude.quotas reads QUOTAS itself, parsed once per value):
+    # the text of a limited call, the callable deriving a tenant from a user,
+    # and what a quota does when the cache does not answer ("refuse"/"allow").
+    LIMITED_MESSAGE = _Setting(str)
+    TENANT = _Setting(lambda value: value or None)
+    QUOTAS_WHEN_CACHE_DOWN = _Setting(str)
     PROMPT_PREFIX_CHARS = _Setting(lambda value: max(0, min(PREFIX_CHARS_CEILING, int(value))))
     REDACTOR = _Setting(str)
     SMELL_TEST_RATE = _Setting(float)
     SMELL_TEST_MODEL = _Setting(str)
     SMELL_TEST_RATES = _Setting(dict)
     SMELL_ALERT_DROP = _Setting(float)
-    BUDGETS = _Setting(lambda value: {k: Decimal(str(v)) for k, v in dict(value).items()})
+    # A feature's USD a day: 25, "25", or {"usd": "25", "block": True} (a quota too).
+    BUDGETS = _Setting(lambda value: {k: budget_amount(v) for k, v in dict(value).items()})
     RETENTION_DAYS = _Setting(int)
     FAILURE_RETENTION_DAYS = _Setting(int)
     CACHE = _Setting(str)

@@ -35,6 +35,7 @@ class DailyCost(models.Model):
     fallback_calls = models.PositiveIntegerField(_("fallback calls"), default=0)
     degraded_calls = models.PositiveIntegerField(_("degraded calls"), default=0)
     error_calls = models.PositiveIntegerField(_("error calls"), default=0)
+    limited_calls = models.PositiveIntegerField(_("calls refused by a quota"), default=0)
     cached_calls = models.PositiveIntegerField(_("cached calls"), default=0)
     smell_passed = models.PositiveIntegerField(_("smell tests passed"), default=0)
     smell_judged = models.PositiveIntegerField(_("smell tests judged"), default=0)

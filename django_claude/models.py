@@ -24,6 +24,7 @@ OUTCOME_LABELS = {
     Outcome.DEGRADED: _("degraded"),
     Outcome.ERROR: _("caller error"),
     Outcome.INTERRUPTED: _("interrupted"),
+    Outcome.LIMITED: _("limited by a quota"),
 }
 VERDICT_LABELS = {
     SmellVerdict.NOT_SAMPLED: _("not sampled"),

@@ -124,9 +124,11 @@ def _for_workers(alias: str) -> BaseCache:
     return instance
 
 
-def cache_op(operation: str, fn: Callable[[BaseCache], T], *, default: T) -> T:
-    """``fn(cache)`` within the budget; ``default`` if the cache fails, is slow
-    or is marked down. Never raises."""
+def cache_op(
+    operation: str, fn: Callable[[BaseCache], T], *, default: T, budget: float | None = None
+) -> T:
+    """``fn(cache)`` within ``budget`` seconds (default ``CACHE_BUDGET``);
+    ``default`` if the cache fails, is slow or is marked down. Never raises."""
     alias = conf.CACHE
     try:
         cache = caches[alias]
@@ -142,10 +144,11 @@ def cache_op(operation: str, fn: Callable[[BaseCache], T], *, default: T) -> T:
     if _health.down_until > time.monotonic():
         return default
     future = _health.workers.submit(lambda: fn(_for_workers(alias)))
+    budget = conf.CACHE_BUDGET if budget is None else budget
     try:
-        value = future.result(timeout=conf.CACHE_BUDGET)
+        value = future.result(timeout=budget)
     except concurrent.futures.TimeoutError:
-        _health.trip(operation, f"did not answer within {conf.CACHE_BUDGET:g}s")
+        _health.trip(operation, f"did not answer within {budget:g}s")
         return default
     except Exception as exc:
         _health.trip(operation, f"failed ({type(exc).__name__})")
@@ -154,9 +157,53 @@ def cache_op(operation: str, fn: Callable[[BaseCache], T], *, default: T) -> T:
     return value
 
 
+def cache_op_later(operation: str, fn: Callable[[BaseCache], Any]) -> None:
+    """``fn(cache)`` without waiting for it (the local-memory cache: now).
+    For work that must not block, such as the event loop's; never raises."""
+    alias = conf.CACHE
+    try:
+        cache = caches[alias]
+    except Exception:
+        _health.trip(operation, "is not configured")
+        return
+    if isinstance(cache, LocMemCache):
+        cache_op(operation, fn, default=None)
+        return
+    if _health.down_until > time.monotonic():
+        return
+
+    def run() -> None:
+        try:
+            fn(_for_workers(alias))
+        except Exception as exc:
+            _health.trip(operation, f"failed ({type(exc).__name__})")
+
+    _health.workers.submit(run)
+
+
+def warm() -> None:
+    """Build the cache's client now, at startup: redis-py alone takes about
+    0.3 s to import, which inside a process's first call would exceed the
+    cache budget and mark a healthy cache down. Connects to nothing."""
+    try:
+        instance = _for_workers(conf.CACHE)
+        for lazy in ("_cache", "client"):  # Django's backends; django-redis
+            getattr(instance, lazy, None)
+    except Exception:  # a cache that cannot even be built: its first use says so
+        logger.debug("claude cache %r could not be prepared", conf.CACHE, exc_info=True)
+
+
+def cache_is_local() -> bool:
+    """Is django-claude's cache the local-memory one (which never blocks)?"""
+    try:
+        return isinstance(caches[conf.CACHE], LocMemCache)
+    except Exception:
+        return False
+
+
 def reset() -> None:
     """Forget that the cache was down (tests, or after fixing it)."""
     _health.recovered()
 
 
-__all__ = ["cache_op", "reset"]
+__all__ = ["cache_is_local", "cache_op", "cache_op_later", "reset", "warm"]

@@ -23,6 +23,7 @@ class Outcome(enum.StrEnum):
     DEGRADED = "degraded"  # nothing answered: the degraded message
     ERROR = "error"  # the API called the request invalid: recorded, then raised
     INTERRUPTED = "interrupted"  # a stream cut off after its first token, or a cancelled call
+    LIMITED = "limited"  # a quota refused the call: nothing was sent
 
     @property
     def answered(self) -> bool:
@@ -48,7 +49,10 @@ class ClaudeResult:
     ``fallback`` (the fallback model answered), ``cached`` (a recent identical
     answer or an idempotent replay, no upstream request), ``degraded``
     (nothing answered: ``text`` is ``DJANGO_CLAUDE_DEGRADED_MESSAGE``) or, for
-    streams and cancelled async calls, ``interrupted``.
+    streams and cancelled async calls, ``interrupted``; ``limited`` when a
+    quota refused the call before anything was sent (``text`` is
+    ``DJANGO_CLAUDE_LIMITED_MESSAGE``, ``quota`` names the quota and
+    ``retry_after`` says in how many seconds its window resets).
     """
 
     text: str
@@ -60,6 +64,8 @@ class ClaudeResult:
     usage: dict[str, int] = field(default_factory=dict)
     message: Any = None
     stop_reason: str = ""
+    retry_after: float | None = None  # a limited call: seconds until its quota resets
+    quota: str = ""  # a limited call: the quota that refused it
 
     @property
     def ok(self) -> bool:
@@ -69,6 +75,10 @@ class ClaudeResult:
     @property
     def degraded(self) -> bool:
         return self.outcome == Outcome.DEGRADED
+
+    @property
+    def limited(self) -> bool:
+        return self.outcome == Outcome.LIMITED
 
 
 class ClaudeUnavailable(Exception):
@@ -83,3 +93,22 @@ class ClaudeUnavailable(Exception):
         super().__init__(message)
         self.request_id = request_id
         self.error_type = error_type
+
+
+class ClaudeLimited(ClaudeUnavailable):
+    """A quota refused the call (nothing was sent), raised instead of the
+    limited answer when ``DJANGO_CLAUDE_RAISE_ON_FAILURE = True``. ``quota``
+    names the quota; ``retry_after`` is the seconds until its window resets."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        request_id: uuid.UUID,
+        quota: str,
+        retry_after: float,
+        error_type: str = "QuotaExceeded",
+    ) -> None:
+        super().__init__(message, request_id=request_id, error_type=error_type)
+        self.quota = quota
+        self.retry_after = retry_after

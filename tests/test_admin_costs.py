@@ -117,6 +117,6 @@ def test_daily_cost_list_shares_cells_to_fit_a_laptop(admin_client, db):
         output_tokens=310_000,
     )
     page = admin_client.get(reverse("admin:django_claude_dailycost_changelist")).content.decode()
-    assert '<td class="field-failures">36 / 12 / 3</td>' in page
+    assert '<td class="field-failures">36 / 12 / 3 / 0</td>' in page
     assert '<td class="field-tokens">2,400,000 / 310,000</td>' in page
     assert '$12.3457<div class="help">without 2 unpriced calls</div>' in page

@@ -126,6 +126,7 @@ def test_dashboard_in_the_browser(
     )
     assert labels == [
         "Cost per day by feature (USD)",
+        "Cost per day: tokens and tool fees (USD)",
         "Calls per day by outcome",
         "Latency per day (average, ms)"
         if "average" in page.content()

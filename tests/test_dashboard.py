@@ -282,7 +282,14 @@ def test_dashboard_charts_have_round_ticks_and_full_legends(admin_client, histor
         assert all(on == "on" for _, on in axis(svg)), name
     assert [label for label, _ in axis(figures["quality"])] == ["0%", "25%", "50%", "75%", "100%"]
     assert legend(figures["quality"]) == ["pass rate", "baseline", "model change"]
-    assert legend(figures["outcomes"]) == ["ok", "cached", "fallback", "degraded", "errors"]
+    assert legend(figures["outcomes"]) == [
+        "ok",
+        "cached",
+        "fallback",
+        "degraded",
+        "errors",
+        "limited",
+    ]
     calls = [label for label, _ in axis(figures["outcomes"])]
     assert all(label.isdigit() for label in calls) and calls[0] == "0"
 

@@ -101,6 +101,7 @@ def test_report_numbers_by_feature(day_of_calls):
         "fallback_calls": 1,
         "degraded_calls": 1,
         "error_calls": 0,
+        "limited_calls": 0,
     }
     assert rows["search"]["cost_usd"] == "0.5000000000"
     assert rows["search"]["error_calls"] == 1

@@ -32,6 +32,7 @@ OUTCOME_COLOURS = {
     Outcome.FALLBACK: "#c5a34b",
     Outcome.DEGRADED: "#d97757",
     "errors": "#b03a2e",
+    Outcome.LIMITED: "#8e8e8e",
 }
 
 WIDTH, HEIGHT = 720, 240

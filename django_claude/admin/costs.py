@@ -130,9 +130,12 @@ class DailyCostAdmin(ReadOnlyAdmin):
             % {"count": obj.unpriced_calls},
         )
 
-    @admin.display(description=_("fallback / degraded / error"))
+    @admin.display(description=_("fallback / degraded / error / limited"))
     def failures(self, obj: DailyCost) -> str:
-        return f"{obj.fallback_calls:,} / {obj.degraded_calls:,} / {obj.error_calls:,}"
+        return (
+            f"{obj.fallback_calls:,} / {obj.degraded_calls:,} / {obj.error_calls:,}"
+            f" / {obj.limited_calls:,}"
+        )
 
     @admin.display(description=_("tokens in / out"))
     def tokens(self, obj: DailyCost) -> str:

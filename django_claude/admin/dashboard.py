@@ -37,6 +37,7 @@ COUNT_FIELDS = (
     "degraded_calls",
     "error_calls",
     "cached_calls",
+    "limited_calls",
     "unpriced_calls",
     "smell_passed",
     "smell_judged",
@@ -54,6 +55,7 @@ class DayStats:
     degraded_calls: int = 0
     error_calls: int = 0
     cached_calls: int = 0
+    limited_calls: int = 0
     unpriced_calls: int = 0
     smell_passed: int = 0
     smell_judged: int = 0
@@ -73,7 +75,8 @@ class DayStats:
             - self.fallback_calls
             - self.degraded_calls
             - self.error_calls
-            - self.cached_calls,
+            - self.cached_calls
+            - self.limited_calls,
         )
 
     @property
@@ -170,6 +173,7 @@ def _live(
         "degraded_calls": Count("created_at", filter=Q(outcome=Outcome.DEGRADED)),
         "error_calls": Count("created_at", filter=Q(outcome=Outcome.ERROR)),
         "cached_calls": Count("created_at", filter=Q(outcome=Outcome.CACHED)),
+        "limited_calls": Count("created_at", filter=Q(outcome=Outcome.LIMITED)),
         "unpriced_calls": Count("created_at", filter=Q(cost_usd__isnull=True) & ~Q(model="")),
         "smell_passed": Count("created_at", filter=Q(smell_verdict=SmellVerdict.PASS)),
         "smell_judged": Count("created_at", filter=Q(smell_verdict__in=JUDGED)),

@@ -234,6 +234,7 @@ def dashboard_charts(data: dashboard.Dashboard) -> dict[str, str]:
         Outcome.FALLBACK: [day.fallback_calls for day in data.days],
         Outcome.DEGRADED: [day.degraded_calls for day in data.days],
         "errors": [day.error_calls for day in data.days],
+        Outcome.LIMITED: [day.limited_calls for day in data.days],
     }
     index = {day.day: i for i, day in enumerate(data.days)}
     markers = [

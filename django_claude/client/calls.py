@@ -48,6 +48,7 @@ def call(
     idempotency_key: str | None = None,
     smell_test: bool | None = None,
     tags: Mapping[str, Any] | None = None,
+    tenant: str | None = None,
     **create_kwargs: Any,
 ) -> ClaudeResult:
     """Ask Claude, survive what the API does, and record the call.
@@ -71,6 +72,7 @@ def call(
         tags=tags,
         smell_test=smell_test,
         create_kwargs=create_kwargs,
+        tenant=tenant,
     )
     return _call(req, route=active_route(req.feature))
 
@@ -126,10 +128,11 @@ def _call(req: CallRequest, *, route: Route) -> ClaudeResult:
                 )
             )
 
-        run_plan(state.start(), attempt)
+        run_plan(state.start(), attempt, state.admit)
         return _conclude(state, reuse)
     finally:
         reuse.release()
+        state.release()
 
 
 def _takes_arguments_of(
@@ -178,7 +181,7 @@ async def acall(prompt: str | None = None, **kwargs: Any) -> ClaudeResult:
                 )
             )
 
-        await arun_plan(plan, attempt)
+        await arun_plan(plan, attempt, state.admit)
         if _ends_on_the_loop(state, reuse):
             return _conclude(state, reuse)  # nothing in it blocks: no thread hop
         return await recording_off_loop(_conclude)(state, reuse)
@@ -186,6 +189,7 @@ async def acall(prompt: str | None = None, **kwargs: Any) -> ClaudeResult:
         outcome.cancelled(state)
         raise
     finally:
+        state.release()  # settled by its ending; this covers any other way out
         if reuse is not None and reuse.lock is not None:
             with contextlib.suppress(BaseException):
                 await off_loop(reuse.release)()

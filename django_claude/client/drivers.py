@@ -18,7 +18,15 @@ from django.db import close_old_connections, router
 
 from django_claude.client.breaker import Breakers
 from django_claude.client.deadline import AttemptTimedOut, bounded
-from django_claude.client.engine import Attempt, AttemptPlan, BreakerStep, Done, Sleep, Step
+from django_claude.client.engine import (
+    Admit,
+    Attempt,
+    AttemptPlan,
+    BreakerStep,
+    Done,
+    Sleep,
+    Step,
+)
 from django_claude.client.outcome import CallState
 from django_claude.conf import DEFAULTS, conf
 from django_claude.models import CallRecord
@@ -27,6 +35,7 @@ from django_claude.recording.pricing import price_book_is_fresh
 from django_claude.recording.transactions import under_test_runner
 from django_claude.recording.writer import writes_behind
 from django_claude.routing import Route, active_route, route_table_is_fresh
+from django_claude.shared_cache import cache_is_local
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -74,12 +83,19 @@ def ending_cannot_block(state: CallState) -> bool:
     )
 
 
-def run_plan(plan: AttemptPlan, attempt: Callable[[Attempt], Any]) -> None:
-    """Carry out ``plan`` in this thread until it is done."""
+def run_plan(
+    plan: AttemptPlan,
+    attempt: Callable[[Attempt], Any],
+    admit: Callable[[], Any] = lambda: None,
+) -> None:
+    """Carry out ``plan`` in this thread until it is done; ``admit`` reserves
+    the call's quotas (``CallState.admit``)."""
     breakers = Breakers()
     step: Step = plan.first()
     while not isinstance(step, Done):
-        if isinstance(step, BreakerStep):
+        if isinstance(step, Admit):
+            step = plan.send(admit())
+        elif isinstance(step, BreakerStep):
             step = plan.send(breakers.perform(step))
         elif isinstance(step, Sleep):
             time.sleep(step.seconds)
@@ -94,14 +110,22 @@ def run_plan(plan: AttemptPlan, attempt: Callable[[Attempt], Any]) -> None:
                 step = plan.succeeded(answer)
 
 
-async def arun_plan(plan: AttemptPlan, attempt: Callable[[Attempt], Awaitable[Any]]) -> None:
-    """Carry out ``plan`` on the event loop; breaker I/O goes to a thread only
-    when it touches the cache. A cancelled attempt is logged, then re-raised."""
+async def arun_plan(
+    plan: AttemptPlan,
+    attempt: Callable[[Attempt], Awaitable[Any]],
+    admit: Callable[[], Any] = lambda: None,
+) -> None:
+    """Carry out ``plan`` on the event loop; breaker and quota I/O goes to a
+    thread only when it touches a cache that can block. A cancelled attempt is
+    logged, then re-raised."""
     breakers = Breakers()
     step: Step = plan.first()
     try:
         while not isinstance(step, Done):
-            if not isinstance(step, (BreakerStep, Sleep)):
+            if isinstance(step, Admit):
+                refusal = admit() if cache_is_local() else await off_loop(admit)()
+                step = plan.send(refusal)
+            elif not isinstance(step, (BreakerStep, Sleep)):
                 step = await _settle(plan, attempt(step), seconds=step.timeout)
             elif isinstance(step, Sleep):
                 await asyncio.sleep(step.seconds)

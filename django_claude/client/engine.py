@@ -4,6 +4,8 @@ The plan owns the deadline, the retry decision, the primary-then-fallback
 order and when the breaker is consulted or told; it performs no I/O. A driver
 asks it for a step and does what the step says:
 
+- ``Admit``: reserve the call's worst case against its quotas (first, and
+  only when some quota applies); the driver answers with the refusal, or None;
 - ``BreakerStep``: consult the model's breaker (``ALLOW``), or tell it how an
   attempt went (``SUCCEEDED``/``FAILED``);
 - ``Attempt``: send one request to ``model`` with ``timeout`` seconds;
@@ -141,8 +143,14 @@ class Done:
     pass
 
 
-Step = BreakerStep | Attempt | Sleep | Done
+@dataclass(frozen=True)
+class Admit:
+    pass
+
+
+Step = Admit | BreakerStep | Attempt | Sleep | Done
 DONE = Done()
+ADMIT = Admit()
 
 
 @dataclass
@@ -208,8 +216,11 @@ class AttemptPlan:
         deadline: Deadline,
         policy: Policy,
         rng: random.Random | None = None,
+        admit: bool = False,
     ) -> None:
         self.deadline = deadline
+        self.refusal: Any = None  # what refused the call at ``Admit`` (nothing was sent)
+        self._admit = admit
         self.policy = policy
         self.runs: list[ModelRun] = []
         self._models = [(model, policy.max_attempts)]
@@ -240,11 +251,19 @@ class AttemptPlan:
     # -- the protocol -----------------------------------------------------------------
 
     def first(self) -> Step:
+        if self._admit:
+            return self._go(ADMIT)
         return self._go(self._start_run(self._models[0][0]))
 
     def send(self, value: Any = None) -> Step:
-        """Report how a breaker step or a sleep went; returns the next step."""
+        """Report how an admission, a breaker step or a sleep went (a refusal
+        or None, whether the breaker allows, None); returns the next step."""
         step = self._step
+        if isinstance(step, Admit):
+            if value is not None:
+                self.refusal = value
+                return self._go(DONE)
+            return self._go(self._start_run(self._models[0][0]))
         if isinstance(step, BreakerStep) and step.event is BreakerEvent.ALLOW:
             return self._allowed(bool(value))
         if isinstance(step, BreakerStep):

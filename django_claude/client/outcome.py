@@ -26,11 +26,19 @@ from django_claude.client.engine import AttemptPlan, Deadline, ModelRun, Policy
 from django_claude.client.errors import ErrorKind, error_status, error_type
 from django_claude.client.request import CallRequest
 from django_claude.conf import conf
+from django_claude.quotas.config import Quota
+from django_claude.quotas.enforce import NOTHING_HELD, Refusal, Reservation, Scope, admit, applying
 from django_claude.recording import sampling
 from django_claude.recording.facts import CallFacts, record_call
 from django_claude.recording.pricing import Usage
 from django_claude.routing import Route
-from django_claude.types import ClaudeResult, ClaudeUnavailable, Outcome, SmellVerdict
+from django_claude.types import (
+    ClaudeLimited,
+    ClaudeResult,
+    ClaudeUnavailable,
+    Outcome,
+    SmellVerdict,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +74,8 @@ class CallState:
     deadline: Deadline = field(default_factory=lambda: Deadline(conf.DEADLINE))
     plan: AttemptPlan | None = None
     sampled: bool | None = None  # the smell test's draw, once made (``draw_sample``)
+    # What the call's quotas hold for it, settled by its ending.
+    reservation: Reservation = field(default_factory=lambda: NOTHING_HELD)
 
     def draw_sample(self) -> bool:
         """Is this call judged? Drawn once, whoever asks first."""
@@ -81,8 +91,32 @@ class CallState:
             fallback_model=self.route.fallback_model,
             deadline=self.deadline,
             policy=policy(),
+            admit=bool(self._quotas()),
         )
         return self.plan
+
+    def _quotas(self) -> list[tuple[Quota, str]]:
+        """The quotas that apply to this call, each with its scope key."""
+        req = self.req
+        return applying(Scope(feature=req.feature, user=req.user_ref, tenant=req.tenant))
+
+    def admit(self) -> Refusal | None:
+        """Reserve the call's worst case on its route's models (the plan's
+        ``Admit`` step); the refusal, if a quota refuses it. Blocking (cache)."""
+        admitted = admit(
+            self._quotas(),
+            self.req.params,
+            [self.route.model, self.route.fallback_model],
+        )
+        if isinstance(admitted, Refusal):
+            return admitted
+        self.reservation = admitted
+        return None
+
+    def release(self) -> None:
+        """Give back whatever the call still holds (an ending settles first;
+        this is for a call that ended some other way)."""
+        self.reservation.settle(None, None, billed=False)
 
     @property
     def runs(self) -> list[ModelRun]:
@@ -155,12 +189,16 @@ def answered(
         message=message if interrupted is None else None,
         after_write=after_write,
         background=background,
+        reservation=call.reservation,
     )
 
 
 def failed(call: CallState) -> ClaudeResult:
     """Nothing answered: record it, then raise the caller's error, raise
-    ``ClaudeUnavailable`` (``RAISE_ON_FAILURE``) or return the degraded answer."""
+    ``ClaudeUnavailable`` (``RAISE_ON_FAILURE``) or return the degraded answer
+    (or the limited one, when a quota refused the call)."""
+    if call.plan is not None and call.plan.refusal is not None:
+        return limited(call, call.plan.refusal)
     failed = call.plan.failed_run if call.plan is not None else None
     error = failed.error if failed is not None else None
     facts = call.facts(Outcome.DEGRADED, upstream=error)
@@ -176,6 +214,7 @@ def failed(call: CallState) -> ClaudeResult:
     if failed is not None and failed.kind is ErrorKind.CALLER and error is not None:
         facts.outcome = Outcome.ERROR
         record_call(facts)
+        call.release()
         raise error
     if failed is not None and failed.kind is ErrorKind.AUTH:
         logger.error(
@@ -183,7 +222,7 @@ def failed(call: CallState) -> ClaudeResult:
             facts.request_id,
             facts.error_type,
         )
-    result = _result(facts, text=conf.DEGRADED_MESSAGE, message=None)
+    result = _result(facts, text=conf.DEGRADED_MESSAGE, message=None, reservation=call.reservation)
     if conf.RAISE_ON_FAILURE:
         raise ClaudeUnavailable(
             f"Claude is unavailable for {call.req.feature!r} ({facts.error_type})",
@@ -206,7 +245,43 @@ def cancelled(
         facts.usage = usage
     else:
         facts.billable = False
-    _result(facts, text=partial, message=None, background=True)
+    _result(facts, text=partial, message=None, background=True, reservation=call.reservation)
+
+
+# Why a quota refused a call, as its record's error type.
+REFUSAL_ERRORS = {
+    "limit": "QuotaExceeded",
+    "unpriced": "QuotaUnpriced",
+    "cache down": "QuotaStoreDown",
+}
+
+
+def limited(call: CallState, refusal: Refusal) -> ClaudeResult:
+    """A quota refused the call: nothing was sent. Record it, then raise
+    ``ClaudeLimited`` (``RAISE_ON_FAILURE``) or return the limited answer."""
+    facts = call.facts(Outcome.LIMITED)
+    facts.billable = False
+    facts.error_type = REFUSAL_ERRORS.get(refusal.reason, "QuotaExceeded")
+    retry_after = round(refusal.retry_after, 3)
+    facts.attempt_log = [
+        {"quota": refusal.quota, "error": "limited", "retry_after": round(refusal.retry_after)}
+    ]
+    result = _result(
+        facts,
+        text=conf.LIMITED_MESSAGE,
+        message=None,
+        refusal=(refusal.quota, retry_after),
+    )
+    if conf.RAISE_ON_FAILURE:
+        raise ClaudeLimited(
+            f"quota {refusal.quota!r} refuses this call for {call.req.feature!r}; "
+            f"retry in {retry_after:.0f}s",
+            request_id=facts.request_id,
+            quota=refusal.quota,
+            retry_after=retry_after,
+            error_type=facts.error_type,
+        )
+    return result
 
 
 def replayed(call: CallState, stored: StoredAnswer) -> ClaudeResult:
@@ -227,10 +302,14 @@ def _result(
     usage: dict[str, int] | None = None,
     after_write: Callable[[], None] | None = None,
     background: bool = False,
+    reservation: Reservation | None = None,
+    refusal: tuple[str, float] | None = None,
 ) -> ClaudeResult:
-    """Record the call and build what the caller gets: the one place a
-    ``ClaudeResult`` is made."""
+    """Record the call, settle what its quotas reserved, and build what the
+    caller gets: the one place a ``ClaudeResult`` is made."""
     cost = record_call(facts, after_write=after_write, background=background)
+    if reservation is not None:
+        reservation.settle(facts.usage, cost, billed=facts.billable)
     answered = facts.outcome in (Outcome.OK, Outcome.FALLBACK, Outcome.INTERRUPTED)
     if usage is None:
         usage = facts.usage.as_dict() if answered else {}
@@ -244,4 +323,6 @@ def _result(
         usage=usage,
         message=message,
         stop_reason=facts.stop_reason,
+        quota=refusal[0] if refusal else "",
+        retry_after=refusal[1] if refusal else None,
     )

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.utils.module_loading import import_string
 
 from django_claude.conf import conf
 
@@ -41,6 +42,7 @@ class CallRequest:
     idempotency_key: str
     tags: dict[str, Any]
     smell_test: bool | None = None  # True/False: judge this call, or not, whatever the rate
+    tenant: str = ""  # whom per-tenant quotas charge (``tenant=`` or DJANGO_CLAUDE_TENANT)
 
 
 def _check_text(value: Any, where: str) -> None:
@@ -151,6 +153,34 @@ def _user_refs(user: Any) -> tuple[Any, str]:
     return user_id, str(user.pk)
 
 
+def _tenant(user: Any, tenant: Any) -> str:
+    """The call's tenant: ``tenant=`` as given, else ``DJANGO_CLAUDE_TENANT(user)``."""
+    if tenant is None:
+        derive = conf.TENANT
+        if derive is None or user is None:
+            return ""
+        function = import_string(derive) if isinstance(derive, str) else derive
+        tenant = function(user)
+        if tenant is None or tenant == "":
+            return ""
+        if isinstance(tenant, int) and not isinstance(tenant, bool):
+            tenant = str(tenant)
+        if not isinstance(tenant, str):
+            raise TypeError(
+                f"DJANGO_CLAUDE_TENANT returned a {type(tenant).__name__}: return a str, or None"
+            )
+        return _check_label(tenant, "the tenant DJANGO_CLAUDE_TENANT returned", limit=200)
+    if isinstance(tenant, int) and not isinstance(tenant, bool):
+        tenant = str(tenant)
+    return _check_label(tenant, "tenant", limit=200)
+
+
+def scope_of(user: Any, tenant: Any) -> tuple[str, str]:
+    """(user reference, tenant) that quotas charge a call of ``user=`` and ``tenant=`` to."""
+    _, user_ref = _user_refs(user)
+    return user_ref, _tenant(user, tenant)
+
+
 def _check_tags(tags: Any) -> dict[str, Any]:
     if tags is None:
         return {}
@@ -202,6 +232,7 @@ def prepare(
     tags: Mapping[str, Any] | None,
     create_kwargs: dict[str, Any],
     smell_test: bool | None = None,
+    tenant: str | None = None,
 ) -> CallRequest:
     """Validate the arguments of a call. Every mistake raises ``TypeError`` or
     ``ValueError`` naming the argument, before any request is made."""
@@ -249,6 +280,7 @@ def prepare(
         idempotency_key=idempotency_key or "",
         tags=clean_tags,
         smell_test=smell_test,
+        tenant=_tenant(user, tenant),
     )
 
 
@@ -263,6 +295,7 @@ CALL_ARGUMENTS = (
     "idempotency_key",
     "tags",
     "smell_test",
+    "tenant",
 )
 
 

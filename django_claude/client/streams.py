@@ -115,8 +115,8 @@ class StreamSession:
 
     def unhanded(self) -> list[str]:
         """The text read while connecting, once; then what follows streams live."""
-        if self.degraded:
-            return [conf.DEGRADED_MESSAGE]
+        if self.degraded:  # or limited: the ending's text
+            return [self.result.text if self.result is not None else conf.DEGRADED_MESSAGE]
         parts, self.handed = self.parts[self.handed :], len(self.parts)
         return parts
 
@@ -138,7 +138,14 @@ class StreamSession:
 
     def finish(self, *, exit_error: BaseException | None, background: bool = False) -> None:
         """Record the stream and set ``result``. Blocking (DB) unless
-        ``background`` hands the row to the writer thread."""
+        ``background`` hands the row to the writer thread. Whatever happens,
+        its quotas hold nothing after."""
+        try:
+            self._finish(exit_error=exit_error, background=background)
+        finally:
+            self.call.release()
+
+    def _finish(self, *, exit_error: BaseException | None, background: bool) -> None:
         if self.degraded or self.result is not None:
             return  # a degraded stream was recorded when its last attempt failed
         if isinstance(exit_error, asyncio.CancelledError) and not self.parts:
@@ -187,7 +194,7 @@ class ClaudeStream:
 
     def __enter__(self) -> ClaudeStream:
         session = self._session
-        run_plan(session.call.start(), self._connect)
+        run_plan(session.call.start(), self._connect, session.call.admit)
         if session.call.plan is None or session.call.plan.answer is None:
             session.degraded = True
             session.result = outcome.failed(session.call)  # raises a caller error
@@ -257,7 +264,7 @@ class AsyncClaudeStream:
         try:
             session.call.start(await aroute(session.call.req.feature))
             assert session.call.plan is not None
-            await arun_plan(session.call.plan, self._connect)
+            await arun_plan(session.call.plan, self._connect, session.call.admit)
             if session.call.plan.answer is None:
                 session.degraded = True
                 session.result = await recording_off_loop(outcome.failed)(session.call)

@@ -75,6 +75,7 @@ class CostRow:
     fallback_calls: int = 0
     degraded_calls: int = 0
     error_calls: int = 0
+    limited_calls: int = 0
     latency_p50_ms: float | None = None
     latency_p95_ms: float | None = None
     latency_avg_ms: float | None = None
@@ -97,6 +98,7 @@ class CostRow:
         "fallback_calls",
         "degraded_calls",
         "error_calls",
+        "limited_calls",
     )
     AMOUNTS = ("cost_usd", "tool_cost_usd")
 
@@ -157,6 +159,7 @@ def aggregates(
         "fallback_calls": Count("created_at", filter=Q(outcome=Outcome.FALLBACK)),
         "degraded_calls": Count("created_at", filter=Q(outcome=Outcome.DEGRADED)),
         "error_calls": Count("created_at", filter=Q(outcome=Outcome.ERROR)),
+        "limited_calls": Count("created_at", filter=Q(outcome=Outcome.LIMITED)),
         "latency_avg_ms": Avg("latency_ms"),
     }
     if for_rollup:
@@ -264,6 +267,7 @@ class LineTotals:
         row.fallback_calls += outcome == Outcome.FALLBACK
         row.degraded_calls += outcome == Outcome.DEGRADED
         row.error_calls += outcome == Outcome.ERROR
+        row.limited_calls += outcome == Outcome.LIMITED
         row.cached_calls += outcome == Outcome.CACHED
         verdict = line.get("smell_verdict")
         row.smell_passed += verdict == SmellVerdict.PASS

@@ -180,6 +180,7 @@ def _table_lines(report: CostReport) -> tuple[list[str], str, list[str]]:
         "fallback",
         "degraded",
         "errors",
+        "limited",
         *latency_headers,
         *(BREAKDOWN_HEADERS.values() if report.breakdown else []),
     ]
@@ -205,6 +206,7 @@ def _table_lines(report: CostReport) -> tuple[list[str], str, list[str]]:
             str(row.fallback_calls),
             str(row.degraded_calls),
             str(row.error_calls),
+            str(row.limited_calls),
             *lat,
             *(f"{value:.6f}" for value in parts(row)),
         ]

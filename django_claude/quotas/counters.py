@@ -1,0 +1,197 @@
+"""Quota counters in the shared cache, changed atomically across processes.
+
+``reserve`` adds a call's worst case to every counter it is charged to, all
+or none: when one would pass its limit, none is changed and the caller learns
+which. ``adjust`` later moves each counter by what the call really used minus
+what it reserved (never below zero).
+
+On Redis (Django's ``RedisCache`` or django-redis) each is one Lua script,
+one round trip, whatever the number of quotas. On any other cache it is
+``add`` then ``incr`` per counter, and a counter that passes its limit is
+decremented back: never an overspend where ``incr`` is atomic (Memcached,
+the local-memory cache within its process), at the price of refusing a call
+that raced one being rolled back. The database and file caches have no
+atomic ``incr``: ``check`` warns (W010) when quotas sit on one.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.cache import BaseCache
+
+from django_claude.conf import conf
+from django_claude.shared_cache import cache_op, cache_op_later
+
+# KEYS: the counters; ARGV: amount, limit, ttl for each. Returns 0 when all
+# were charged, else the 1-based index of the first that would pass its limit.
+RESERVE = """
+for i = 1, #KEYS do
+  local used = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if used + tonumber(ARGV[3 * i - 2]) > tonumber(ARGV[3 * i - 1]) then
+    return i
+  end
+end
+for i = 1, #KEYS do
+  redis.call('INCRBY', KEYS[i], ARGV[3 * i - 2])
+  if redis.call('TTL', KEYS[i]) < 0 then
+    redis.call('EXPIRE', KEYS[i], ARGV[3 * i])
+  end
+end
+return 0
+"""
+
+# KEYS: the counters; ARGV: the change for each. A counter whose window is
+# over (gone) is left gone; none goes below zero.
+ADJUST = """
+for i = 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    if redis.call('INCRBY', KEYS[i], ARGV[i]) < 0 then
+      redis.call('SET', KEYS[i], 0, 'KEEPTTL')
+    end
+  end
+end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class Charge:
+    """One counter a call is charged to."""
+
+    key: str  # the cache key, before the cache's own prefix and version
+    amount: int
+    limit: int
+    ttl: int  # seconds until the counter's window ends, and a little more
+
+
+class QuotaStoreUnavailable(Exception):
+    """The cache did not answer: nothing could be reserved."""
+
+
+_UNAVAILABLE = object()
+# A refused reservation refuses the call: give the cache longer to answer than
+# the breaker's lookups get (a process's first calls wait on its connections).
+RESERVE_BUDGET = 1.0
+_scripts: dict[tuple[int, str], Any] = {}
+_scripts_lock = threading.Lock()
+
+
+def _redis(cache: BaseCache) -> tuple[Any, Any] | None:
+    """``(client, make_key)`` when ``cache`` is Redis, else None."""
+    inner = getattr(cache, "_cache", None)
+    if (
+        inner is not None
+        and hasattr(inner, "get_client")
+        and hasattr(cache, "make_and_validate_key")
+    ):
+        return inner.get_client(None, write=True), cache.make_and_validate_key
+    client_wrapper = getattr(cache, "client", None)
+    if client_wrapper is not None and hasattr(client_wrapper, "get_client"):
+        return client_wrapper.get_client(write=True), cache.make_and_validate_key
+    return None
+
+
+def _script(client: Any, source: str) -> Any:
+    key = (id(client), source)
+    script = _scripts.get(key)
+    if script is None:
+        with _scripts_lock:
+            script = _scripts[key] = client.register_script(source)
+    return script
+
+
+def _reserve_in(cache: BaseCache, charges: Sequence[Charge]) -> int:
+    """0 when every charge was made, else the 1-based index of the one refused."""
+    redis = _redis(cache)
+    if redis is not None:
+        client, make_key = redis
+        args: list[int] = []
+        for charge in charges:
+            args += [charge.amount, charge.limit, charge.ttl]
+        return int(_script(client, RESERVE)(keys=[make_key(c.key) for c in charges], args=args))
+    made: list[Charge] = []
+    for index, charge in enumerate(charges, start=1):
+        cache.add(charge.key, 0, timeout=charge.ttl)
+        try:
+            total = cache.incr(charge.key, charge.amount)
+        except ValueError:  # expired between add and incr: a new window
+            cache.add(charge.key, 0, timeout=charge.ttl)
+            total = cache.incr(charge.key, charge.amount)
+        made.append(charge)
+        if total > charge.limit:
+            for undo in made:
+                _decrement(cache, undo.key, undo.amount)
+            return index
+    return 0
+
+
+def _decrement(cache: BaseCache, key: str, amount: int) -> None:
+    try:
+        left = cache.decr(key, amount)
+        if left < 0:  # never a credit for the next calls
+            cache.incr(key, -left)
+    except ValueError:
+        pass  # its window ended meanwhile
+
+
+def reserve(charges: Sequence[Charge]) -> int:
+    """Charge every counter its amount, or none. Returns 0 when charged, else
+    the 1-based index of the first charge that would pass its limit. Raises
+    ``QuotaStoreUnavailable`` when the cache fails or does not answer in time."""
+    if not charges:
+        return 0
+    refused = cache_op(
+        "quota reserve",
+        lambda cache: _reserve_in(cache, charges),
+        default=_UNAVAILABLE,
+        budget=max(conf.CACHE_BUDGET, RESERVE_BUDGET),
+    )
+    if refused is _UNAVAILABLE:
+        raise QuotaStoreUnavailable
+    return int(refused)  # type: ignore[call-overload]
+
+
+def _adjust_in(cache: BaseCache, changes: Sequence[tuple[str, int]]) -> None:
+    redis = _redis(cache)
+    if redis is not None:
+        client, make_key = redis
+        _script(client, ADJUST)(
+            keys=[make_key(key) for key, _ in changes], args=[delta for _, delta in changes]
+        )
+        return
+    for key, delta in changes:
+        try:
+            if delta >= 0:
+                cache.incr(key, delta)
+            else:
+                _decrement(cache, key, -delta)
+        except ValueError:
+            pass  # the window ended: its counter is gone, and stays gone
+
+
+def adjust(changes: Sequence[tuple[str, int]]) -> None:
+    """Move each counter by its change (what was used minus what was
+    reserved); a counter whose window ended is left alone."""
+    changes = [(key, delta) for key, delta in changes if delta]
+    if changes:
+        cache_op("quota settle", lambda cache: _adjust_in(cache, changes), default=None)
+
+
+def adjust_later(changes: Sequence[tuple[str, int]]) -> None:
+    """``adjust`` without waiting for the cache (from the event loop)."""
+    changes = [(key, delta) for key, delta in changes if delta]
+    if changes:
+        cache_op_later("quota settle", lambda cache: _adjust_in(cache, changes))
+
+
+def read(keys: Sequence[str]) -> dict[str, int]:
+    """The counters' values (a missing one is 0). Raises ``QuotaStoreUnavailable``."""
+    values = cache_op("quota read", lambda cache: cache.get_many(list(keys)), default=_UNAVAILABLE)
+    if values is _UNAVAILABLE:
+        raise QuotaStoreUnavailable
+    assert isinstance(values, dict)
+    return {key: max(0, int(values.get(key) or 0)) for key in keys}

@@ -1,0 +1,182 @@
+"""Admit a call against its quotas (reserve its worst case), settle it after.
+
+``admit`` charges every quota that applies to the call (by feature, user and
+tenant) its worst case, all or none. A refused call is not sent: it gets a
+``Refusal`` naming the quota and when its window resets. ``Reservation.settle``
+moves each counter to what the call really used, whatever its ending (an
+unanswered call used nothing), so that no reservation outlives its call.
+
+When the cache does not answer, nothing can be reserved: the call is refused
+(``DJANGO_CLAUDE_QUOTAS_WHEN_CACHE_DOWN = "refuse"``, the default: no money
+is spent that was not reserved) or let through unreserved (``"allow"``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import hashlib
+import logging
+import math
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.utils import timezone
+
+from django_claude.conf import conf
+from django_claude.quotas import counters
+from django_claude.quotas.config import NANO, Quota, quotas
+from django_claude.quotas.estimate import WorstCase, worst_case
+from django_claude.quotas.windows import window_bounds, window_label
+from django_claude.recording.pricing import Usage
+from django_claude.shared_cache import COOLDOWN
+
+logger = logging.getLogger(__name__)
+
+TTL_SLACK = 60  # seconds a counter outlives its window
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a call was not sent, and when to try again."""
+
+    quota: str  # the quota's name
+    retry_after: float  # seconds
+    reason: str  # "limit", "unpriced" (a USD quota, a model without a price) or "cache down"
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Whom a call is charged to."""
+
+    feature: str
+    user: str = ""
+    tenant: str = ""
+
+    def key_of(self, quota: Quota) -> str | None:
+        """The scope's part of the quota's counter key; None if it does not apply."""
+        if not quota.covers(self.feature):
+            return None
+        if quota.per == "user":
+            return self.user or None
+        if quota.per == "tenant":
+            return self.tenant or None
+        return ""
+
+
+def counter_key(quota: Quota, scope_key: str, start: datetime.datetime) -> str:
+    """A counter's cache key: hashed, so no user id or tenant name is stored in
+    it, and safe for any cache backend (Memcached refuses spaces)."""
+    digest = hashlib.blake2b(f"{quota.name}\0{scope_key}".encode(), digest_size=12).hexdigest()
+    return f"django_claude:quota:{digest}:{window_label(start)}"
+
+
+def applying(scope: Scope) -> list[tuple[Quota, str]]:
+    """The quotas that apply to a call in ``scope``, each with its scope key."""
+    found = []
+    for quota in quotas():
+        key = scope.key_of(quota)
+        if key is not None:
+            found.append((quota, key))
+    return found
+
+
+def _amount(quota: Quota, worst: WorstCase) -> int | None:
+    if quota.unit == "calls":
+        return 1
+    if quota.unit == "tokens":
+        return worst.tokens
+    return None if worst.usd is None else math.ceil(worst.usd * NANO)
+
+
+def used_amount(unit: str, usage: Usage | None, cost: Decimal | None, billed: bool) -> int:
+    """What a finished call counts for in a quota's unit."""
+    if not billed:
+        return 0
+    if unit == "calls":
+        return 1
+    if unit == "tokens":
+        if usage is None:
+            return 0
+        return (
+            usage.input_tokens
+            + usage.output_tokens
+            + usage.cache_read_input_tokens
+            + usage.cache_creation_input_tokens
+        )
+    return 0 if cost is None else math.ceil(cost * NANO)
+
+
+@dataclass
+class Reservation:
+    """What a call reserved, to be settled once when it ends."""
+
+    held: list[tuple[Quota, counters.Charge]] = field(default_factory=list)
+    settled: bool = False
+
+    def settle(self, usage: Usage | None, cost: Decimal | None, *, billed: bool) -> None:
+        """Replace the reservation by what the call used (``billed``: it
+        reached Anthropic and was answered, even in part). Once; never raises."""
+        if self.settled or not self.held:
+            self.settled = True
+            return
+        self.settled = True
+        changes = [
+            (charge.key, used_amount(quota.unit, usage, cost, billed) - charge.amount)
+            for quota, charge in self.held
+        ]
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            counters.adjust(changes)
+        else:  # on the event loop: a cache round trip must not block it
+            counters.adjust_later(changes)
+
+
+NOTHING_HELD = Reservation(settled=True)
+
+
+def admit(
+    found: list[tuple[Quota, str]],
+    params: dict[str, Any],
+    models: list[str],
+    *,
+    now: datetime.datetime | None = None,
+) -> Reservation | Refusal:
+    """Reserve the call's worst case against the quotas ``found`` for it
+    (``applying``), or say which one refuses it."""
+    if not found:
+        return NOTHING_HELD
+    now = now or timezone.now()
+    worst = worst_case(params, models, on=now.astimezone(datetime.UTC).date())
+    held: list[tuple[Quota, counters.Charge]] = []
+    for quota, scope_key in found:
+        start, end = window_bounds(quota.window, now)
+        amount = _amount(quota, worst)
+        if amount is None:
+            return Refusal(quota.name, (end - now).total_seconds(), "unpriced")
+        charge = counters.Charge(
+            key=counter_key(quota, scope_key, start),
+            amount=amount,
+            limit=quota.counter_limit,
+            ttl=math.ceil((end - now).total_seconds()) + TTL_SLACK,
+        )
+        held.append((quota, charge))
+    try:
+        refused = counters.reserve([charge for _, charge in held])
+    except counters.QuotaStoreUnavailable:
+        if conf.QUOTAS_WHEN_CACHE_DOWN == "allow":
+            return NOTHING_HELD
+        return Refusal(held[0][0].name, COOLDOWN, "cache down")
+    if refused:
+        quota, charge = held[refused - 1]
+        _, end = window_bounds(quota.window, now)
+        if charge.amount > charge.limit:
+            logger.warning(
+                "claude quota %r: one call's worst case is more than the whole limit; "
+                "raise the limit or lower max_tokens",
+                quota.name,
+            )
+        return Refusal(quota.name, max(0.0, (end - now).total_seconds()), "limit")
+    return Reservation(held=held)

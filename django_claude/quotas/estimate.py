@@ -1,0 +1,124 @@
+"""A call's worst case, reserved against its quotas before it is sent.
+
+Input tokens are bounded from above without a tokenizer: a token covers at
+least one byte of text, so the UTF-8 length of every string in the request
+(messages, system, tool definitions) bounds them, plus a margin per message
+and for tool use. An image costs at most ``IMAGE_TOKENS`` (Anthropic
+resizes larger ones); a base64 document counts one token per decoded byte.
+Output is ``max_tokens`` (thinking included). The USD worst case prices
+that usage on the dearer of the model and its fallback, input at the 1-hour
+cache-write rate when the request caches anything, with its speed and
+inference geo, plus ``max_uses`` web searches (``DEFAULT_SEARCHES`` when the
+tool sets none).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django_claude.recording.pricing import Usage, price_detail
+
+IMAGE_TOKENS = 5_000
+MESSAGE_MARGIN = 16  # tokens of role and framing per message
+TOOLS_MARGIN = 1_000  # the tool-use system prompt Anthropic adds
+DEFAULT_SEARCHES = 10  # a web search tool without max_uses
+MAX_CONTEXT = 1_000_000
+
+
+@dataclass(frozen=True)
+class WorstCase:
+    input_tokens: int
+    output_tokens: int
+    usd: Decimal | None  # None: no model of the route has a price
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+def _text_tokens(value: Any) -> int:
+    """An upper bound on the tokens of a request's content."""
+    if isinstance(value, str):
+        return len(value) if value.isascii() else len(value.encode("utf-8"))
+    if isinstance(value, Mapping):
+        source = value.get("source")
+        if isinstance(source, Mapping) and value.get("type") in ("image", "document"):
+            if value.get("type") == "image":
+                return IMAGE_TOKENS
+            data = source.get("data")
+            if isinstance(data, str) and source.get("type") == "base64":
+                return len(data) * 3 // 4
+            return _text_tokens(data) if data is not None else MAX_CONTEXT // 10
+        return sum(_text_tokens(item) for key, item in value.items() if key != "cache_control")
+    if isinstance(value, (list, tuple)):
+        return sum(_text_tokens(item) for item in value)
+    if value is None or isinstance(value, (bool, int, float)):
+        return 0
+    try:  # an SDK object: its JSON
+        return len(json.dumps(value, default=str))
+    except (TypeError, ValueError):
+        return MAX_CONTEXT // 10
+
+
+def _asks_to_cache(value: Any) -> bool:
+    if isinstance(value, Mapping):
+        return "cache_control" in value or any(_asks_to_cache(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_asks_to_cache(item) for item in value)
+    return False
+
+
+def _searches(tools: Any) -> int:
+    total = 0
+    for tool in tools if isinstance(tools, (list, tuple)) else ():
+        kind = tool.get("type", "") if isinstance(tool, Mapping) else ""
+        if isinstance(kind, str) and kind.startswith("web_search"):
+            uses = tool.get("max_uses")
+            total += uses if isinstance(uses, int) and uses > 0 else DEFAULT_SEARCHES
+    return total
+
+
+def _option(params: Mapping[str, Any], name: str) -> str:
+    value = params.get(name)
+    extra = params.get("extra_body")
+    if value is None and isinstance(extra, Mapping):
+        value = extra.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def worst_case(params: Mapping[str, Any], models: list[str], *, on: datetime.date) -> WorstCase:
+    """The most a request with these ``messages.create`` arguments can cost
+    on any of ``models`` (the route's model and its fallback)."""
+    messages = params.get("messages") or []
+    tools = params.get("tools")
+    input_tokens = (
+        _text_tokens(messages)
+        + _text_tokens(params.get("system"))
+        + MESSAGE_MARGIN * (len(messages) + 1)
+    )
+    if tools:
+        input_tokens += _text_tokens(tools) + TOOLS_MARGIN
+    input_tokens = min(input_tokens, MAX_CONTEXT)
+    output_tokens = int(params.get("max_tokens") or 0)
+    caches = _asks_to_cache(params)
+    usage = Usage(
+        input_tokens=0 if caches else input_tokens,
+        output_tokens=output_tokens,
+        cache_creation_input_tokens=input_tokens if caches else 0,
+        cache_creation_1h_input_tokens=input_tokens if caches else 0,
+        web_search_requests=_searches(tools),
+        inference_geo=_option(params, "inference_geo"),
+        speed=_option(params, "speed"),
+    )
+    costs = []
+    for model in dict.fromkeys(m for m in models if m):
+        priced = price_detail(model, usage, on=on)
+        if priced is None:
+            return WorstCase(input_tokens, output_tokens, None)
+        costs.append(priced.cost)
+    return WorstCase(input_tokens, output_tokens, max(costs) if costs else None)

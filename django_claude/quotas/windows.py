@@ -1,0 +1,44 @@
+"""Calendar windows in the site's time zone: when one began and when it resets."""
+
+from __future__ import annotations
+
+import datetime
+
+from django.utils import timezone
+
+
+def window_bounds(
+    window: str, now: datetime.datetime | None = None
+) -> tuple[datetime.datetime, datetime.datetime]:
+    """The start and end (exclusive) of the ``window`` holding ``now``, as
+    aware datetimes in the site's ``TIME_ZONE``. A day is a calendar day, so
+    DST days last 23 or 25 hours; a month is a calendar month."""
+    local = timezone.localtime(now or timezone.now())
+    zone = local.tzinfo
+    if window in ("minute", "hour"):
+        start = local.replace(second=0, microsecond=0)
+        if window == "hour":
+            start = start.replace(minute=0)
+        # Elapsed time, not wall-clock time: the hour a DST change repeats is two hours.
+        length = datetime.timedelta(minutes=1 if window == "minute" else 60)
+        return start, (start.astimezone(datetime.UTC) + length).astimezone(zone)
+    if window == "day":
+        first = local.date()
+        following = first + datetime.timedelta(days=1)
+    elif window == "month":
+        first = local.date().replace(day=1)
+        following = (first + datetime.timedelta(days=32)).replace(day=1)
+    else:
+        raise ValueError(f"unknown window {window!r}")
+    return _midnight(first, zone), _midnight(following, zone)
+
+
+def _midnight(day: datetime.date, zone: datetime.tzinfo | None) -> datetime.datetime:
+    """The first moment of ``day`` in ``zone`` (zoneinfo resolves a gap forward)."""
+    naive = datetime.datetime.combine(day, datetime.time())
+    return timezone.make_aware(naive, zone) if zone is not None else naive
+
+
+def window_label(start: datetime.datetime) -> str:
+    """A window's start as a compact UTC stamp, for a counter's key."""
+    return start.astimezone(datetime.UTC).strftime("%Y%m%d%H%M")
