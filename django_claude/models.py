@@ -53,6 +53,7 @@ class CallRecord(models.Model):
         db_constraint=False,  # a record must never fail because a user was deleted
     )
     user_ref = models.CharField(_("user reference"), max_length=150, blank=True)
+    tenant = models.CharField(_("tenant"), max_length=200, blank=True)
     model_requested = models.CharField(_("model requested"), max_length=100)
     model = models.CharField(_("model"), max_length=100, blank=True)
     outcome = models.CharField(

@@ -125,10 +125,21 @@ def _for_workers(alias: str) -> BaseCache:
 
 
 def cache_op(
-    operation: str, fn: Callable[[BaseCache], T], *, default: T, budget: float | None = None
+    operation: str,
+    fn: Callable[[BaseCache], T],
+    *,
+    default: T,
+    budget: float | None = None,
+    force: bool = False,
+    late: Callable[[T], None] | None = None,
 ) -> T:
     """``fn(cache)`` within ``budget`` seconds (default ``CACHE_BUDGET``);
-    ``default`` if the cache fails, is slow or is marked down. Never raises."""
+    ``default`` if the cache fails, is slow or is marked down. Never raises.
+
+    ``force``: try even while the cache is marked down (work that must not be
+    dropped, such as giving back a quota's reservation). ``late(result)``:
+    called in the worker if ``fn`` finishes after the caller gave up on it
+    (to undo what the caller was told did not happen)."""
     alias = conf.CACHE
     try:
         cache = caches[alias]
@@ -141,7 +152,7 @@ def cache_op(
         except Exception as exc:
             logger.warning("claude cache %s failed (%s)", operation, type(exc).__name__)
             return default
-    if _health.down_until > time.monotonic():
+    if _health.down_until > time.monotonic() and not force:
         return default
     future = _health.workers.submit(lambda: fn(_for_workers(alias)))
     budget = conf.CACHE_BUDGET if budget is None else budget
@@ -149,6 +160,8 @@ def cache_op(
         value = future.result(timeout=budget)
     except concurrent.futures.TimeoutError:
         _health.trip(operation, f"did not answer within {budget:g}s")
+        if late is not None:
+            future.add_done_callback(lambda done: _run_late(done, late))
         return default
     except Exception as exc:
         _health.trip(operation, f"failed ({type(exc).__name__})")
@@ -157,9 +170,19 @@ def cache_op(
     return value
 
 
-def cache_op_later(operation: str, fn: Callable[[BaseCache], Any]) -> None:
+def _run_late(done: concurrent.futures.Future[T], late: Callable[[T], None]) -> None:
+    if done.cancelled() or done.exception() is not None:
+        return
+    try:
+        late(done.result())
+    except Exception:
+        logger.warning("claude cache: undoing a late operation failed", exc_info=True)
+
+
+def cache_op_later(operation: str, fn: Callable[[BaseCache], Any], *, force: bool = False) -> None:
     """``fn(cache)`` without waiting for it (the local-memory cache: now).
-    For work that must not block, such as the event loop's; never raises."""
+    For work that must not block, such as the event loop's; never raises.
+    ``force``: even while the cache is marked down."""
     alias = conf.CACHE
     try:
         cache = caches[alias]
@@ -169,7 +192,7 @@ def cache_op_later(operation: str, fn: Callable[[BaseCache], Any]) -> None:
     if isinstance(cache, LocMemCache):
         cache_op(operation, fn, default=None)
         return
-    if _health.down_until > time.monotonic():
+    if _health.down_until > time.monotonic() and not force:
         return
 
     def run() -> None:

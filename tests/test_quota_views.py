@@ -125,3 +125,60 @@ def test_the_drf_throttle_answers_429_with_retry_after(hourly):
     assert 1 <= int(refused["Retry-After"]) <= 3600
     assert ask_as("api-2").status_code == 200
     assert ask().status_code == 200  # anonymous: not under a per-user quota
+
+
+# -- the admin page ------------------------------------------------------------------------
+
+
+def test_the_admin_page_shows_each_quota_and_its_heaviest_users(admin_client, hourly, settings):
+    from django.urls import reverse
+
+    from django_claude.testing import Fault, rate_limit_headers
+
+    settings.DJANGO_CLAUDE_QUOTAS = {
+        **settings.DJANGO_CLAUDE_QUOTAS,
+        "user-daily": {"per": "user", "window": "day", "usd": "2"},
+        "site-minute": {"window": "minute", "tokens": 1000},
+    }
+    hourly.script(MODEL, [Fault(headers=rate_limit_headers(requests_remaining=41, reset_in=30))])
+    from django_claude.client import ratelimits
+
+    ratelimits._last_written.clear()
+    for user, times in (("heavy", 3), ("light", 1)):
+        for _ in range(times):
+            django_claude.call("hi", feature="search", user=user)
+    page = admin_client.get(reverse("admin:django_claude_quotas")).content.decode()
+    quotas = page.split('id="claude-quotas"')[1].split('id="claude-rate-limits"')[0]
+    assert "free-hourly" in quotas and "user-daily" in quotas and "site-minute" in quotas
+    daily = quotas.split("user-daily")[1].split("site-minute")[0]
+    assert daily.index("<td>heavy</td>") < daily.index("<td>light</td>")  # heaviest first
+    assert "<td>$0.000525</td>" in daily  # 3 calls of 10 in, 5 out at $5/$25 per million
+    minute = quotas.split("site-minute")[1]
+    assert "<td>60</td><td>6.0%</td>" in minute  # 4 calls of 15 tokens, of 1,000
+    limits = page.split('id="claude-rate-limits"')[1]
+    assert MODEL in limits and ">41<" in limits and ">50<" in limits
+    assert "alice" not in page
+
+
+def test_the_admin_page_needs_the_view_permission(client, django_user_model, db):
+    from django.urls import reverse
+
+    staff = django_user_model.objects.create_user("staff", password="pw", is_staff=True)
+    client.force_login(staff)
+    assert client.get(reverse("admin:django_claude_quotas")).status_code == 403
+
+
+def test_the_admin_page_lists_the_heaviest_tenants(admin_client, hourly, settings):
+    from django.urls import reverse
+
+    from django_claude.models import CallRecord
+
+    settings.DJANGO_CLAUDE_QUOTAS = {"org": {"per": "tenant", "window": "month", "calls": 10}}
+    for tenant, times in (("acme", 2), ("globex", 3)):
+        for _ in range(times):
+            django_claude.call("hi", feature="chat", tenant=tenant)
+    assert set(CallRecord.objects.values_list("tenant", flat=True)) == {"acme", "globex"}
+    page = admin_client.get(reverse("admin:django_claude_quotas")).content.decode()
+    org = page.split('id="claude-quotas"')[1].split('id="claude-rate-limits"')[0]
+    assert org.index("<td>globex</td>") < org.index("<td>acme</td>")
+    assert "<td>globex</td><td>3</td><td>30.0%</td>" in org

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import time
 import zoneinfo
 from decimal import Decimal
 
@@ -220,8 +221,8 @@ def test_counters_are_all_or_none(fake_anthropic, db):
     shared_cache.reset()  # an earlier test's outage is not this one's
     first = counters.Charge(key="django_claude:quota:t:a", amount=5, limit=10, ttl=60)
     second = counters.Charge(key="django_claude:quota:t:b", amount=5, limit=7, ttl=60)
-    assert counters.reserve([first, second]) == 0
-    assert counters.reserve([first, second]) == 2  # b would pass 7: neither moves
+    assert counters.reserve([first, second]) == []
+    assert counters.reserve([first, second]) == [2]  # b would pass 7: neither moves
     assert counters.read([first.key, second.key]) == {first.key: 5, second.key: 5}
     counters.adjust([(first.key, -5), (second.key, -9)])  # never below zero
     assert counters.read([first.key, second.key]) == {first.key: 0, second.key: 0}
@@ -353,3 +354,172 @@ def test_limited_calls_are_counted_in_the_report_and_the_dashboard(quota_site, s
     assert (row["calls"], row["limited_calls"], row["cost_usd"]) == (3, 2, "0.0017500000")
     day = build_dashboard(days=1).days[-1]
     assert (day.calls, day.limited_calls, day.ok_calls) == (3, 2, 1)
+
+
+# -- what the review found: no reservation is kept, none is lost -----------------------
+
+
+@pytest.fixture
+def slow_cache(quota_site, settings):
+    """django-claude's cache answers each incr after ``delay`` seconds."""
+
+    def use(delay: float) -> None:
+        settings.CACHES = {
+            **settings.CACHES,
+            "slow": {"BACKEND": "tests.broken_cache.SlowCache", "OPTIONS": {"DELAY": delay}},
+        }
+        settings.DJANGO_CLAUDE_CACHE = "slow"
+        shared_cache.reset()
+
+    yield use
+    settings.DJANGO_CLAUDE_CACHE = "default"
+    shared_cache.reset()
+
+
+def test_a_reservation_made_after_the_caller_gave_up_is_given_back(slow_cache, settings):
+    slow_cache(1.3)  # longer than a reservation may take
+    settings.DJANGO_CLAUDE_QUOTAS = {"slow-calls": {"window": "day", "calls": 100}}
+    refused = django_claude.call("q", feature="slow")
+    assert refused.outcome == "limited"
+    assert CallRecord.objects.get(id=refused.request_id).error_type == "QuotaStoreDown"
+    time.sleep(2.0)  # the cache answers late: charged, then given back
+    shared_cache.reset()
+    assert django_claude.quota_status(feature="slow")[0].used == 0
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_an_async_call_cancelled_while_reserving_gives_its_reservation_back(slow_cache, settings):
+    slow_cache(0.4)  # the reservation runs in a thread, off the event loop
+    settings.DJANGO_CLAUDE_QUOTAS = {"cancel-calls": {"window": "day", "calls": 100}}
+
+    async def cancel_while_reserving() -> None:
+        task = asyncio.ensure_future(django_claude.acall("q", feature="cancelled"))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(1.0)  # the thread finishes its reservation, then gives it back
+
+    asyncio.run(cancel_while_reserving())
+    shared_cache.reset()
+    assert django_claude.quota_status(feature="cancelled")[0].used == 0
+
+
+def test_retry_after_waits_for_every_quota_that_refuses(quota_site, settings):
+    settings.DJANGO_CLAUDE_QUOTAS = {
+        "per-minute": {"window": "minute", "calls": 1},
+        "per-day": {"window": "day", "calls": 1},
+    }
+    django_claude.call("one", feature="chat")
+    limited = django_claude.call("two", feature="chat")
+    _, end_of_day = window_bounds("day")
+    assert limited.quota == "per-day"
+    assert limited.retry_after == pytest.approx(
+        (end_of_day - timezone.now()).total_seconds(), abs=2
+    )
+
+
+def test_a_call_whose_cost_is_unknown_keeps_its_worst_case(quota_site, settings):
+    """A request that timed out may still be billed: its reservation stays."""
+    from django_claude.testing import Fault
+
+    settings.DJANGO_CLAUDE_QUOTAS = {"unknown": {"window": "day", "calls": 10}}
+    settings.DJANGO_CLAUDE_TIMEOUT = 0.2
+    settings.DJANGO_CLAUDE_DEADLINE = 0.3
+    quota_site.always(MODEL, Fault(delay=1.0))
+    result = django_claude.call("slow", feature="chat")
+    assert result.outcome == "degraded"
+    attempts = CallRecord.objects.get(id=result.request_id).attempts
+    assert attempts >= 1
+    # each attempt that timed out was reserved before it was sent, and stays charged
+    assert django_claude.quota_status(feature="chat")[0].used == attempts
+
+
+def test_a_retry_after_a_timeout_is_reserved_again_and_may_be_refused(quota_site, settings):
+    from django_claude.testing import Fault
+
+    settings.DJANGO_CLAUDE_QUOTAS = {"two-calls": {"window": "day", "calls": 2}}
+    settings.DJANGO_CLAUDE_TIMEOUT = 0.3
+    quota_site.script(MODEL, [Fault(delay=1.0), Fault(delay=1.0), Fault(delay=1.0)])
+    result = django_claude.call("slow", feature="chat")
+    assert quota_site.count(MODEL) == 2  # the third attempt would pass the quota
+    assert result.outcome == "limited" and result.quota == "two-calls"
+    assert django_claude.quota_status(feature="chat")[0].used == 2
+
+
+def test_a_retry_after_a_timeout_that_answers_settles_only_its_own_reservation(
+    quota_site, settings
+):
+    from django_claude.testing import Fault
+
+    settings.DJANGO_CLAUDE_QUOTAS = {"calls": {"window": "day", "calls": 10}}
+    settings.DJANGO_CLAUDE_TIMEOUT = 0.3
+    quota_site.script(MODEL, [Fault(delay=1.0)])  # then answers
+    assert django_claude.call("q", feature="chat").outcome == "ok"
+    # the timed-out attempt may be billed (kept), the answer is counted: 2
+    assert django_claude.quota_status(feature="chat")[0].used == 2
+
+
+def test_a_stream_cut_off_keeps_its_worst_case(quota_site, settings):
+    from django_claude.testing import Fault
+
+    settings.DJANGO_CLAUDE_QUOTAS = {"tokens": {"window": "day", "tokens": 10**9}}
+    quota_site.always(MODEL, Fault(cut_after=1))
+    with django_claude.stream("q", feature="chat", max_tokens=500) as stream:
+        "".join(stream.text_stream)
+    assert stream.result is not None and stream.result.outcome == "interrupted"
+    request = {"messages": [{"role": "user", "content": "q"}], "max_tokens": 500}
+    worst = worst_case(request, [MODEL], on=timezone.now().date())
+    assert django_claude.quota_status(feature="chat")[0].used == worst.tokens
+
+
+def test_windows_work_without_time_zone_support(settings):
+    settings.USE_TZ = False
+    settings.TIME_ZONE = "Europe/Paris"
+    start, end = window_bounds("day", datetime.datetime(2026, 3, 29, 12))
+    assert end.timestamp() - start.timestamp() == 23 * 3600
+
+
+def test_the_worst_case_counts_structure_not_only_text():
+    numbers = list(range(5000))
+    request = {
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "sum these"}]},
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": "t1", "name": "f", "input": {}}],
+            },
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": "t1", "content": str(numbers)}],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "and these"},
+                    {"type": "text", "text": repr(numbers)},
+                ],
+            },
+        ],
+        "max_tokens": 10,
+    }
+    worst = worst_case(request, [MODEL], on=timezone.now().date())
+    import json
+
+    assert worst.input_tokens >= len(json.dumps(request["messages"])) // 2
+    structured = {
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "x"}]}],
+        "tools": [
+            {
+                "name": "t",
+                "input_schema": {
+                    "type": "object",
+                    "properties": {str(i): {"type": "number", "default": i} for i in range(500)},
+                },
+            }
+        ],
+        "max_tokens": 1,
+    }
+    assert worst_case(structured, [MODEL], on=timezone.now().date()).input_tokens >= len(
+        json.dumps(structured["tools"])
+    )

@@ -24,6 +24,7 @@ LINE_FIELDS = {
     "feature",
     "user_id",
     "user_ref",
+    "tenant",
     "model_requested",
     "model",
     "outcome",

@@ -15,7 +15,7 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from django_claude.admin import charts, dashboard
+from django_claude.admin import charts, dashboard, quota_usage
 from django_claude.admin.base import (
     EstimatedCountPaginator,
     ReadOnlyAdmin,
@@ -174,8 +174,17 @@ class CallRecordAdmin(ReadOnlyAdmin):
                 self.admin_site.admin_view(self.dashboard_view),
                 name="django_claude_dashboard",
             ),
+            path(
+                "quotas/",
+                self.admin_site.admin_view(self.quotas_view),
+                name="django_claude_quotas",
+            ),
             *super().get_urls(),
         ]
+
+    def quotas_view(self, request: HttpRequest) -> HttpResponse:
+        """The quotas, who is nearest each, and Anthropic's rate limits."""
+        return quota_usage.quotas_page(self, request)
 
     def dashboard_view(self, request: HttpRequest) -> HttpResponse:
         """Cost, health and quality per day, as server-rendered SVG."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from django.core.cache import BaseCache
@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 class BreakerState:
     failures: int = 0
     open_until: float | None = None  # wall-clock seconds; None when closed
+    limited_until: float | None = None  # out of Anthropic's rate limit until (ratelimits.py)
 
 
 def breaker_allows(state: BreakerState, *, now: float) -> str:
@@ -72,8 +73,23 @@ class LocalView:
         return seen[1]
 
     def keep(self, model: str, state: BreakerState) -> None:
+        """Remember ``state`` (a rate limit this process noted meanwhile stays)."""
         with self._lock:
+            known = self._states.get(model)
+            noted = known[1].limited_until if known is not None else None
+            if noted is not None and noted > (state.limited_until or 0.0):
+                state = replace(state, limited_until=noted)
             self._states[model] = (time.monotonic(), state)
+
+    def limit(self, model: str, until: float) -> None:
+        """Note that ``model`` is out of rate limit until ``until`` (keeping
+        the rest of what is known of it, for as long as it was fresh)."""
+        with self._lock:
+            # A model not read yet stays stale (read at its next use), so its
+            # breaker state in the cache is not hidden behind a blank one.
+            when, state = self._states.get(model, (float("-inf"), BreakerState()))
+            later = max(until, state.limited_until or 0.0)
+            self._states[model] = (when, replace(state, limited_until=later))
 
     def forget(self, model: str | None = None) -> None:
         with self._lock:
@@ -101,6 +117,7 @@ class CircuitBreaker:
         self._failures_key = f"{self.PREFIX}{model}:failures"
         self._open_key = f"{self.PREFIX}{model}:open_until"
         self._probe_key = f"{self.PREFIX}{model}:probe"
+        self._limited_key = f"{self.PREFIX}{model}:limited_until"  # ratelimits.limited_key
         self.probing = False
         self._seen = BreakerState()
 
@@ -109,11 +126,13 @@ class CircuitBreaker:
         known = local_view.fresh(self.model)
         if known is not None:
             return known
-        keys = [self._failures_key, self._open_key]
+        keys = [self._failures_key, self._open_key, self._limited_key]
         values: dict[str, Any] = cache_op("breaker read", lambda c: c.get_many(keys), default={})
+        limited = values.get(self._limited_key)
         state = BreakerState(
             failures=int(values.get(self._failures_key) or 0),
             open_until=values.get(self._open_key),
+            limited_until=float(limited) if isinstance(limited, (int, float)) else None,
         )
         local_view.keep(self.model, state)
         return state
@@ -123,6 +142,12 @@ class CircuitBreaker:
         """Can ``allow`` answer without the cache? (Not when it may probe.)"""
         known = local_view.fresh(self.model)
         return known is not None and breaker_allows(known, now=time.time()) != "half-open"
+
+    def rate_wait(self, *, now: float | None = None) -> float | None:
+        """Seconds until the model's rate limit resets, when it is spent."""
+        until = self.state().limited_until
+        now = time.time() if now is None else now
+        return None if until is None or until <= now else until - now
 
     def allow(self, *, now: float | None = None) -> bool:
         """May a request go to this model now? Claims the probe when half-open."""
@@ -218,11 +243,13 @@ class Breakers:
             return not self._of(step.model).known_locally
         return True
 
-    def perform(self, step: BreakerStep) -> bool:
-        """Carry out ``step``; for ``ALLOW``, whether the model may take an attempt."""
+    def perform(self, step: BreakerStep) -> bool | float:
+        """Carry out ``step``; for ``ALLOW``, whether the model may take an
+        attempt, or the seconds until its spent rate limit resets."""
         breaker = self._of(step.model)
         if step.event is BreakerEvent.ALLOW:
-            return breaker.allow()
+            wait = breaker.rate_wait()
+            return breaker.allow() if wait is None else wait
         if step.event is BreakerEvent.SUCCEEDED:
             breaker.record_success()
         else:

@@ -28,6 +28,7 @@ from django_claude.client.engine import (
     Step,
 )
 from django_claude.client.outcome import CallState
+from django_claude.client.ratelimits import attempt_model
 from django_claude.conf import DEFAULTS, conf
 from django_claude.models import CallRecord
 from django_claude.recording import catalog
@@ -101,6 +102,7 @@ def run_plan(
             time.sleep(step.seconds)
             step = plan.send()
         else:
+            token = attempt_model.set(step.model)
             try:
                 with bounded(time.monotonic() + step.timeout):
                     answer = attempt(step)
@@ -108,6 +110,8 @@ def run_plan(
                 step = plan.failed(exc)
             else:
                 step = plan.succeeded(answer)
+            finally:
+                attempt_model.reset(token)
 
 
 async def arun_plan(
@@ -126,7 +130,11 @@ async def arun_plan(
                 refusal = admit() if cache_is_local() else await off_loop(admit)()
                 step = plan.send(refusal)
             elif not isinstance(step, (BreakerStep, Sleep)):
-                step = await _settle(plan, attempt(step), seconds=step.timeout)
+                token = attempt_model.set(step.model)
+                try:
+                    step = await _settle(plan, attempt(step), seconds=step.timeout)
+                finally:
+                    attempt_model.reset(token)
             elif isinstance(step, Sleep):
                 await asyncio.sleep(step.seconds)
                 step = plan.send()

@@ -5,7 +5,9 @@ order and when the breaker is consulted or told; it performs no I/O. A driver
 asks it for a step and does what the step says:
 
 - ``Admit``: reserve the call's worst case against its quotas (first, and
-  only when some quota applies); the driver answers with the refusal, or None;
+  only when some quota applies; again before any attempt that follows one
+  whose cost is unknown, such as a timeout, which Anthropic may still bill);
+  the driver answers with the refusal, or None;
 - ``BreakerStep``: consult the model's breaker (``ALLOW``), or tell it how an
   attempt went (``SUCCEEDED``/``FAILED``);
 - ``Attempt``: send one request to ``model`` with ``timeout`` seconds;
@@ -25,7 +27,7 @@ import enum
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from django_claude.client.errors import (
     UPSTREAM_ERRORS,
@@ -38,6 +40,9 @@ from django_claude.client.errors import (
 
 # An attempt needs at least this long to be worth starting.
 MIN_ATTEMPT_SECONDS = 0.05
+# A model out of rate limit is waited for this long at most when another
+# model could answer; the last model is waited for as long as the deadline allows.
+RATE_LIMIT_WAIT = 1.0
 
 
 class Deadline:
@@ -161,7 +166,7 @@ class ModelRun:
     answer: Any = None
     error: BaseException | None = None
     kind: ErrorKind | None = None
-    skipped: str = ""  # "breaker_open" or "deadline": no (further) request was sent
+    skipped: str = ""  # "breaker_open", "rate_limited" or "deadline": no (further) request
     attempts: int = 0
     log: list[dict[str, Any]] = field(default_factory=list)
 
@@ -188,6 +193,19 @@ class ModelRun:
         )
 
 
+def cost_unknown(exc: BaseException, kind: ErrorKind) -> bool:
+    """Might a failed attempt still be billed? When it reached Anthropic and
+    no status says otherwise: a timeout or a dropped connection."""
+    return kind is ErrorKind.TRANSIENT and error_status(exc) is None
+
+
+def waits_for(wait: float, deadline: Deadline, *, last: bool) -> bool:
+    """Wait ``wait`` seconds for a model's rate limit to reset? When it fits
+    the deadline, and is short or the ``last`` model (no fallback after it)."""
+    fits = wait <= deadline.remaining() - MIN_ATTEMPT_SECONDS
+    return fits and (wait <= RATE_LIMIT_WAIT or last)
+
+
 @dataclass(frozen=True)
 class Policy:
     """The limits a plan works within (from settings, as plain values)."""
@@ -197,6 +215,28 @@ class Policy:
     fallback_attempts: int
     backoff_base: float
     backoff_max: float
+
+    def after_failure(
+        self,
+        run: ModelRun,
+        exc: BaseException,
+        *,
+        max_attempts: int,
+        deadline: Deadline,
+        rng: random.Random | None,
+    ) -> RetryDecision:
+        """Whether ``run``'s model gets another attempt after ``exc``, and when."""
+        assert run.kind is not None
+        return decide_retry(
+            kind=run.kind,
+            attempts_made=run.attempts,
+            max_attempts=max_attempts,
+            remaining=deadline.remaining(),
+            backoff=backoff_delay(
+                run.attempts - 1, base=self.backoff_base, cap=self.backoff_max, rng=rng
+            ),
+            server_delay=retry_after_of(exc),
+        )
 
 
 class AttemptPlan:
@@ -219,8 +259,8 @@ class AttemptPlan:
         admit: bool = False,
     ) -> None:
         self.deadline = deadline
-        self.refusal: Any = None  # what refused the call at ``Admit`` (nothing was sent)
-        self._admit = admit
+        self.refusal: Any = None  # what refused the call at an ``Admit``
+        self._admit, self._after_admit = admit, cast(Step | None, None)  # a later Admit's next
         self.policy = policy
         self.runs: list[ModelRun] = []
         self._models = [(model, policy.max_attempts)]
@@ -251,21 +291,21 @@ class AttemptPlan:
     # -- the protocol -----------------------------------------------------------------
 
     def first(self) -> Step:
-        if self._admit:
-            return self._go(ADMIT)
-        return self._go(self._start_run(self._models[0][0]))
+        return self._go(ADMIT if self._admit else self._start_run(self._models[0][0]))
 
     def send(self, value: Any = None) -> Step:
         """Report how an admission, a breaker step or a sleep went (a refusal
         or None, whether the breaker allows, None); returns the next step."""
         step = self._step
         if isinstance(step, Admit):
+            then, self._after_admit = self._after_admit, None
             if value is not None:
                 self.refusal = value
                 return self._go(DONE)
-            return self._go(self._start_run(self._models[0][0]))
+            return self._go(then if then is not None else self._start_run(self._models[0][0]))
         if isinstance(step, BreakerStep) and step.event is BreakerEvent.ALLOW:
-            return self._allowed(bool(value))
+            # True/False, or the seconds until the model's rate limit resets
+            return self._allowed(value if isinstance(value, float) else bool(value))
         if isinstance(step, BreakerStep):
             return self._go(self._then)
         if isinstance(step, Sleep):
@@ -282,20 +322,12 @@ class AttemptPlan:
         run = self.run
         run.note(self._started, exc)
         run.error, run.kind = exc, kind_of(exc)
-        decision = decide_retry(
-            kind=run.kind,
-            attempts_made=run.attempts,
-            max_attempts=self._max_attempts,
-            remaining=self.deadline.remaining(),
-            backoff=backoff_delay(
-                run.attempts - 1,
-                base=self.policy.backoff_base,
-                cap=self.policy.backoff_max,
-                rng=self._rng,
-            ),
-            server_delay=retry_after_of(exc),
+        decision = self.policy.after_failure(
+            run, exc, max_attempts=self._max_attempts, deadline=self.deadline, rng=self._rng
         )
         after = Sleep(decision.delay) if decision.retry else self._next_model()
+        if self._admit and not isinstance(after, Done) and cost_unknown(exc, run.kind):
+            self._after_admit, after = after, ADMIT  # reserve the next attempt too
         if run.kind is ErrorKind.TRANSIENT:
             return self._go(BreakerStep(run.model, BreakerEvent.FAILED), then=after)
         return self._go(after)
@@ -322,8 +354,10 @@ class AttemptPlan:
         self.runs.append(ModelRun(model=model))
         return BreakerStep(model, BreakerEvent.ALLOW)
 
-    def _allowed(self, allowed: bool) -> Step:
+    def _allowed(self, allowed: bool | float) -> Step:
         run = self.run
+        if not isinstance(allowed, bool):  # out of rate limit for ``allowed`` seconds
+            return self._rate_limited(float(allowed))
         if not allowed:
             run.skipped = "breaker_open"
             run.log.append({"model": run.model, "error": "breaker_open"})
@@ -337,6 +371,15 @@ class AttemptPlan:
         run.attempts += 1
         self._started = time.monotonic()
         return self._go(Attempt(run.model, timeout))
+
+    def _rate_limited(self, wait: float) -> Step:
+        """Wait for the model's rate limit to reset, or skip it (``waits_for``)."""
+        run = self.run
+        if waits_for(wait, self.deadline, last=len(self.runs) >= len(self._models)):
+            return self._go(Sleep(wait))
+        run.skipped = "rate_limited"
+        run.log.append({"model": run.model, "error": "rate_limited"})
+        return self._go(self._next_model())
 
     def _gate(self) -> Step:
         return self._go(BreakerStep(self.run.model, BreakerEvent.ALLOW))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -41,6 +42,10 @@ from django_claude.types import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+# Attempt-log errors of steps that sent no request.
+NOT_SENT = frozenset({"breaker_open", "deadline", "rate_limited", "limited"})
 
 
 def policy() -> Policy:
@@ -76,6 +81,8 @@ class CallState:
     sampled: bool | None = None  # the smell test's draw, once made (``draw_sample``)
     # What the call's quotas hold for it, settled by its ending.
     reservation: Reservation = field(default_factory=lambda: NOTHING_HELD)
+    released: bool = False  # ``release`` ran: the call is over for its caller
+    _release_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def draw_sample(self) -> bool:
         """Is this call judged? Drawn once, whoever asks first."""
@@ -110,13 +117,39 @@ class CallState:
         )
         if isinstance(admitted, Refusal):
             return admitted
-        self.reservation = admitted
+        with self._release_lock:
+            released = self.released
+            if not released:
+                # A second reservation (before a retry that follows an attempt
+                # whose cost is unknown) leaves the first one charged.
+                self.reservation = admitted
+        if released:  # the caller went away while this reserved (an async cancel)
+            admitted.settle(None, None, billed=False)
         return None
 
     def release(self) -> None:
-        """Give back whatever the call still holds (an ending settles first;
-        this is for a call that ended some other way)."""
-        self.reservation.settle(None, None, billed=False)
+        """The call is over for its caller: give back what it still holds, if
+        nothing was sent (an ending settles first; this covers any other way
+        out). A request that was sent and never settled may have been billed:
+        its worst case stays charged. A reservation an ``admit`` still in
+        flight makes later is given back by it (``released``)."""
+        with self._release_lock:
+            self.released = True
+        if not self.sent_anything():
+            self.reservation.settle(None, None, billed=False)
+
+    def sent_anything(self) -> bool:
+        return any(run.attempts for run in self.runs)
+
+    def spend_unknown(self) -> bool:
+        """Did an attempt reach Anthropic without an answer that says it was
+        not billed (a timeout, a dropped connection, a cancel)? Then what
+        it cost is unknown, and its worst case stays charged."""
+        return any(
+            "status" not in entry and entry.get("error") not in NOT_SENT
+            for run in self.runs
+            for entry in run.log
+        )
 
     @property
     def runs(self) -> list[ModelRun]:
@@ -136,6 +169,7 @@ class CallState:
             prompt_text=self.req.prompt_text,
             user_id=self.req.user_id,
             user_ref=self.req.user_ref,
+            tenant=self.req.tenant,
             attempts=sum(run.attempts for run in runs),
             attempt_log=[entry for run in runs for entry in run.log],
             fallback_used=len(runs) > 1,
@@ -189,7 +223,8 @@ def answered(
         message=message if interrupted is None else None,
         after_write=after_write,
         background=background,
-        reservation=call.reservation,
+        # A stream cut off has no final usage: its worst case stays charged.
+        reservation=call.reservation if interrupted is None else None,
     )
 
 
@@ -209,12 +244,15 @@ def failed(call: CallState) -> ClaudeResult:
         facts.error_kind = failed.kind.value if failed.kind else ""
     elif call.runs and call.runs[-1].skipped == "breaker_open":
         facts.error_type = "BreakerOpen"
+    elif call.runs and call.runs[-1].skipped == "rate_limited":
+        facts.error_type = "RateLimited"
     else:
         facts.error_type = "DeadlineExceeded"
     if failed is not None and failed.kind is ErrorKind.CALLER and error is not None:
         facts.outcome = Outcome.ERROR
         record_call(facts)
-        call.release()
+        if not call.spend_unknown():  # refused with a status: nothing was billed
+            call.reservation.settle(None, None, billed=False)
         raise error
     if failed is not None and failed.kind is ErrorKind.AUTH:
         logger.error(
@@ -222,7 +260,12 @@ def failed(call: CallState) -> ClaudeResult:
             facts.request_id,
             facts.error_type,
         )
-    result = _result(facts, text=conf.DEGRADED_MESSAGE, message=None, reservation=call.reservation)
+    result = _result(
+        facts,
+        text=conf.DEGRADED_MESSAGE,
+        message=None,
+        reservation=None if call.spend_unknown() else call.reservation,
+    )
     if conf.RAISE_ON_FAILURE:
         raise ClaudeUnavailable(
             f"Claude is unavailable for {call.req.feature!r} ({facts.error_type})",
@@ -245,7 +288,15 @@ def cancelled(
         facts.usage = usage
     else:
         facts.billable = False
-    _result(facts, text=partial, message=None, background=True, reservation=call.reservation)
+    # A request cut off in flight may be billed: without usage, keep its worst case.
+    keep = usage is None and call.sent_anything()
+    _result(
+        facts,
+        text=partial,
+        message=None,
+        background=True,
+        reservation=None if keep else call.reservation,
+    )
 
 
 # Why a quota refused a call, as its record's error type.

@@ -13,6 +13,7 @@ import anthropic
 
 from django_claude.client.deadline import BoundedTransport
 from django_claude.client.errors import MissingCredentials
+from django_claude.client.ratelimits import note_response
 from django_claude.conf import conf
 
 R = TypeVar("R")
@@ -25,8 +26,14 @@ def _sync_client(api_key: str | None, base_url: str | None) -> anthropic.Anthrop
         api_key=api_key,
         base_url=base_url,
         max_retries=0,
-        http_client=anthropic.DefaultHttpxClient(transport=transport),
+        http_client=anthropic.DefaultHttpxClient(
+            transport=transport, event_hooks={"response": [note_response]}
+        ),
     )
+
+
+async def _note_response(response: Any) -> None:
+    note_response(response)
 
 
 # An async client's connection pool belongs to the event loop that opened it,
@@ -46,7 +53,14 @@ def get_async_client() -> anthropic.AsyncAnthropic:
     key = (conf.api_key_to_send(), conf.BASE_URL)
     clients = _async_clients.setdefault(asyncio.get_running_loop(), {})
     if key not in clients:
-        clients[key] = anthropic.AsyncAnthropic(api_key=key[0], base_url=key[1], max_retries=0)
+        clients[key] = anthropic.AsyncAnthropic(
+            api_key=key[0],
+            base_url=key[1],
+            max_retries=0,
+            http_client=anthropic.DefaultAsyncHttpxClient(
+                event_hooks={"response": [_note_response]}
+            ),
+        )
     return clients[key]
 
 

@@ -194,7 +194,11 @@ class ClaudeStream:
 
     def __enter__(self) -> ClaudeStream:
         session = self._session
-        run_plan(session.call.start(), self._connect, session.call.admit)
+        try:
+            run_plan(session.call.start(), self._connect, session.call.admit)
+        except BaseException:  # SystemExit, KeyboardInterrupt: no __exit__ will run
+            session.call.release()
+            raise
         if session.call.plan is None or session.call.plan.answer is None:
             session.degraded = True
             session.result = outcome.failed(session.call)  # raises a caller error

@@ -11,7 +11,11 @@ one round trip, whatever the number of quotas. On any other cache it is
 decremented back: never an overspend where ``incr`` is atomic (Memcached,
 the local-memory cache within its process), at the price of refusing a call
 that raced one being rolled back. The database and file caches have no
-atomic ``incr``: ``check`` warns (W010) when quotas sit on one.
+atomic ``incr``: ``check`` warns (W007) when quotas sit on one.
+
+A reservation the cache made after the caller stopped waiting is given back
+(``late``), and settling is tried even while the cache is marked down: a
+reservation is never kept by a slow or flapping cache.
 """
 
 from __future__ import annotations
@@ -26,14 +30,18 @@ from django.core.cache import BaseCache
 from django_claude.conf import conf
 from django_claude.shared_cache import cache_op, cache_op_later
 
-# KEYS: the counters; ARGV: amount, limit, ttl for each. Returns 0 when all
-# were charged, else the 1-based index of the first that would pass its limit.
+# KEYS: the counters; ARGV: amount, limit, ttl for each. Returns {} when all
+# were charged, else the 1-based indexes of every one that would pass its limit.
 RESERVE = """
+local refused = {}
 for i = 1, #KEYS do
   local used = tonumber(redis.call('GET', KEYS[i]) or '0')
   if used + tonumber(ARGV[3 * i - 2]) > tonumber(ARGV[3 * i - 1]) then
-    return i
+    refused[#refused + 1] = i
   end
+end
+if #refused > 0 then
+  return refused
 end
 for i = 1, #KEYS do
   redis.call('INCRBY', KEYS[i], ARGV[3 * i - 2])
@@ -41,7 +49,7 @@ for i = 1, #KEYS do
     redis.call('EXPIRE', KEYS[i], ARGV[3 * i])
   end
 end
-return 0
+return refused
 """
 
 # KEYS: the counters; ARGV: the change for each. A counter whose window is
@@ -50,7 +58,11 @@ ADJUST = """
 for i = 1, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 1 then
     if redis.call('INCRBY', KEYS[i], ARGV[i]) < 0 then
-      redis.call('SET', KEYS[i], 0, 'KEEPTTL')
+      local ttl = redis.call('PTTL', KEYS[i])
+      redis.call('SET', KEYS[i], 0)
+      if ttl > 0 then
+        redis.call('PEXPIRE', KEYS[i], ttl)
+      end
     end
   end
 end
@@ -76,7 +88,7 @@ _UNAVAILABLE = object()
 # A refused reservation refuses the call: give the cache longer to answer than
 # the breaker's lookups get (a process's first calls wait on its connections).
 RESERVE_BUDGET = 1.0
-_scripts: dict[tuple[int, str], Any] = {}
+_scripts: dict[str, Any] = {}
 _scripts_lock = threading.Lock()
 
 
@@ -95,24 +107,26 @@ def _redis(cache: BaseCache) -> tuple[Any, Any] | None:
     return None
 
 
-def _script(client: Any, source: str) -> Any:
-    key = (id(client), source)
-    script = _scripts.get(key)
+def _run_script(client: Any, source: str, keys: list[str], args: list[int]) -> Any:
+    """EVALSHA ``source`` (loading it when Redis does not know it) on ``client``.
+    One ``Script`` per source: Django's backend hands out a new client per call."""
+    script = _scripts.get(source)
     if script is None:
         with _scripts_lock:
-            script = _scripts[key] = client.register_script(source)
-    return script
+            script = _scripts.setdefault(source, client.register_script(source))
+    return script(keys=keys, args=args, client=client)
 
 
-def _reserve_in(cache: BaseCache, charges: Sequence[Charge]) -> int:
-    """0 when every charge was made, else the 1-based index of the one refused."""
+def _reserve_in(cache: BaseCache, charges: Sequence[Charge]) -> list[int]:
+    """[] when every charge was made, else the 1-based indexes of those refused."""
     redis = _redis(cache)
     if redis is not None:
         client, make_key = redis
         args: list[int] = []
         for charge in charges:
             args += [charge.amount, charge.limit, charge.ttl]
-        return int(_script(client, RESERVE)(keys=[make_key(c.key) for c in charges], args=args))
+        keys = [make_key(c.key) for c in charges]
+        return [int(i) for i in _run_script(client, RESERVE, keys, args)]
     made: list[Charge] = []
     for index, charge in enumerate(charges, start=1):
         cache.add(charge.key, 0, timeout=charge.ttl)
@@ -125,8 +139,18 @@ def _reserve_in(cache: BaseCache, charges: Sequence[Charge]) -> int:
         if total > charge.limit:
             for undo in made:
                 _decrement(cache, undo.key, undo.amount)
-            return index
-    return 0
+            return [index, *_also_refused(cache, charges[index:], start=index + 1)]
+    return []
+
+
+def _also_refused(cache: BaseCache, rest: Sequence[Charge], *, start: int) -> list[int]:
+    """Which of the charges after a refused one would be refused too (read, not charged)."""
+    values = cache.get_many([charge.key for charge in rest])
+    return [
+        index
+        for index, charge in enumerate(rest, start=start)
+        if int(values.get(charge.key) or 0) + charge.amount > charge.limit
+    ]
 
 
 def _decrement(cache: BaseCache, key: str, amount: int) -> None:
@@ -138,30 +162,37 @@ def _decrement(cache: BaseCache, key: str, amount: int) -> None:
         pass  # its window ended meanwhile
 
 
-def reserve(charges: Sequence[Charge]) -> int:
-    """Charge every counter its amount, or none. Returns 0 when charged, else
-    the 1-based index of the first charge that would pass its limit. Raises
-    ``QuotaStoreUnavailable`` when the cache fails or does not answer in time."""
+def reserve(charges: Sequence[Charge]) -> list[int]:
+    """Charge every counter its amount, or none. Returns [] when charged, else
+    the 1-based indexes of the charges that would pass their limits. Raises
+    ``QuotaStoreUnavailable`` when the cache fails or does not answer in time
+    (a reservation it made after that is given back)."""
     if not charges:
-        return 0
+        return []
+
+    def give_back(refused: Any) -> None:
+        if refused == []:  # charged after all, for a call that was not sent
+            adjust([(charge.key, -charge.amount) for charge in charges])
+
     refused = cache_op(
         "quota reserve",
         lambda cache: _reserve_in(cache, charges),
         default=_UNAVAILABLE,
         budget=max(conf.CACHE_BUDGET, RESERVE_BUDGET),
+        late=give_back,
     )
     if refused is _UNAVAILABLE:
         raise QuotaStoreUnavailable
-    return int(refused)  # type: ignore[call-overload]
+    assert isinstance(refused, list)
+    return refused
 
 
 def _adjust_in(cache: BaseCache, changes: Sequence[tuple[str, int]]) -> None:
     redis = _redis(cache)
     if redis is not None:
         client, make_key = redis
-        _script(client, ADJUST)(
-            keys=[make_key(key) for key, _ in changes], args=[delta for _, delta in changes]
-        )
+        keys = [make_key(key) for key, _ in changes]
+        _run_script(client, ADJUST, keys, [delta for _, delta in changes])
         return
     for key, delta in changes:
         try:
@@ -177,15 +208,21 @@ def adjust(changes: Sequence[tuple[str, int]]) -> None:
     """Move each counter by its change (what was used minus what was
     reserved); a counter whose window ended is left alone."""
     changes = [(key, delta) for key, delta in changes if delta]
-    if changes:
-        cache_op("quota settle", lambda cache: _adjust_in(cache, changes), default=None)
+    if changes:  # even while the cache is marked down: a reservation must not be kept
+        cache_op(
+            "quota settle",
+            lambda cache: _adjust_in(cache, changes),
+            default=None,
+            budget=max(conf.CACHE_BUDGET, RESERVE_BUDGET),
+            force=True,
+        )
 
 
 def adjust_later(changes: Sequence[tuple[str, int]]) -> None:
     """``adjust`` without waiting for the cache (from the event loop)."""
     changes = [(key, delta) for key, delta in changes if delta]
     if changes:
-        cache_op_later("quota settle", lambda cache: _adjust_in(cache, changes))
+        cache_op_later("quota settle", lambda cache: _adjust_in(cache, changes), force=True)
 
 
 def read(keys: Sequence[str]) -> dict[str, int]:

@@ -18,10 +18,12 @@ import datetime
 import hashlib
 import logging
 import math
+import threading
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 
 from django_claude.conf import conf
@@ -66,10 +68,17 @@ class Scope:
 
 
 def counter_key(quota: Quota, scope_key: str, start: datetime.datetime) -> str:
-    """A counter's cache key: hashed, so no user id or tenant name is stored in
-    it, and safe for any cache backend (Memcached refuses spaces)."""
-    digest = hashlib.blake2b(f"{quota.name}\0{scope_key}".encode(), digest_size=12).hexdigest()
+    """A counter's cache key: keyed with ``SECRET_KEY`` and hashed, so no user
+    id or tenant name can be read (or guessed back) from it, and safe for any
+    cache backend (Memcached refuses spaces)."""
+    digest = hashlib.blake2b(
+        f"{quota.name}\0{scope_key}".encode(), key=_hash_key(), digest_size=12
+    ).hexdigest()
     return f"django_claude:quota:{digest}:{window_label(start)}"
+
+
+def _hash_key() -> bytes:
+    return hashlib.sha256(f"django-claude quotas {settings.SECRET_KEY}".encode()).digest()
 
 
 def applying(scope: Scope) -> list[tuple[Quota, str]]:
@@ -114,14 +123,17 @@ class Reservation:
 
     held: list[tuple[Quota, counters.Charge]] = field(default_factory=list)
     settled: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def settle(self, usage: Usage | None, cost: Decimal | None, *, billed: bool) -> None:
         """Replace the reservation by what the call used (``billed``: it
-        reached Anthropic and was answered, even in part). Once; never raises."""
-        if self.settled or not self.held:
+        reached Anthropic and was answered, even in part). Once, whichever
+        thread comes first; never raises."""
+        with self.lock:
+            if self.settled or not self.held:
+                self.settled = True
+                return
             self.settled = True
-            return
-        self.settled = True
         changes = [
             (charge.key, used_amount(quota.unit, usage, cost, billed) - charge.amount)
             for quota, charge in self.held
@@ -170,13 +182,16 @@ def admit(
             return NOTHING_HELD
         return Refusal(held[0][0].name, COOLDOWN, "cache down")
     if refused:
-        quota, charge = held[refused - 1]
-        _, end = window_bounds(quota.window, now)
-        if charge.amount > charge.limit:
-            logger.warning(
-                "claude quota %r: one call's worst case is more than the whole limit; "
-                "raise the limit or lower max_tokens",
-                quota.name,
-            )
+        # The call fits again only once every quota that refuses it has reset.
+        blocking = [held[index - 1] for index in refused]
+        ends = [(window_bounds(quota.window, now)[1], quota) for quota, _ in blocking]
+        end, quota = max(ends, key=lambda pair: pair[0])
+        for too_small, charge in blocking:
+            if charge.amount > charge.limit:
+                logger.warning(
+                    "claude quota %r: one call's worst case is more than the whole limit, "
+                    "so no such call fits; raise the limit or lower max_tokens",
+                    too_small.name,
+                )
         return Refusal(quota.name, max(0.0, (end - now).total_seconds()), "limit")
     return Reservation(held=held)

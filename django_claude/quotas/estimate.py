@@ -9,7 +9,7 @@ Output is ``max_tokens`` (thinking included). The USD worst case prices
 that usage on the dearer of the model and its fallback, input at the 1-hour
 cache-write rate when the request caches anything, with its speed and
 inference geo, plus ``max_uses`` web searches (``DEFAULT_SEARCHES`` when the
-tool sets none).
+tool sets none), each with ``SEARCH_RESULT_TOKENS`` of results to read.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ IMAGE_TOKENS = 5_000
 MESSAGE_MARGIN = 16  # tokens of role and framing per message
 TOOLS_MARGIN = 1_000  # the tool-use system prompt Anthropic adds
 DEFAULT_SEARCHES = 10  # a web search tool without max_uses
+SEARCH_RESULT_TOKENS = 10_000  # input a search's results may add
 MAX_CONTEXT = 1_000_000
 
 
@@ -42,7 +43,9 @@ class WorstCase:
 
 
 def _text_tokens(value: Any) -> int:
-    """An upper bound on the tokens of a request's content."""
+    """An upper bound on the tokens of a request's content: the UTF-8 length
+    of its text, and of its structure (keys, numbers, punctuation: a tool
+    result of numbers is all structure), with images and documents apart."""
     if isinstance(value, str):
         return len(value) if value.isascii() else len(value.encode("utf-8"))
     if isinstance(value, Mapping):
@@ -54,11 +57,17 @@ def _text_tokens(value: Any) -> int:
             if isinstance(data, str) and source.get("type") == "base64":
                 return len(data) * 3 // 4
             return _text_tokens(data) if data is not None else MAX_CONTEXT // 10
-        return sum(_text_tokens(item) for key, item in value.items() if key != "cache_control")
+        return sum(
+            _text_tokens(key) + _text_tokens(item) + 6  # "key": value,
+            for key, item in value.items()
+            if key != "cache_control"
+        )
     if isinstance(value, (list, tuple)):
-        return sum(_text_tokens(item) for item in value)
-    if value is None or isinstance(value, (bool, int, float)):
-        return 0
+        return 2 + sum(_text_tokens(item) + 2 for item in value)
+    if value is None or isinstance(value, bool):
+        return 1
+    if isinstance(value, (int, float)):
+        return len(repr(value))
     try:  # an SDK object: its JSON
         return len(json.dumps(value, default=str))
     except (TypeError, ValueError):
@@ -103,7 +112,7 @@ def worst_case(params: Mapping[str, Any], models: list[str], *, on: datetime.dat
     )
     if tools:
         input_tokens += _text_tokens(tools) + TOOLS_MARGIN
-    input_tokens = min(input_tokens, MAX_CONTEXT)
+    input_tokens = min(input_tokens + SEARCH_RESULT_TOKENS * _searches(tools), MAX_CONTEXT)
     output_tokens = int(params.get("max_tokens") or 0)
     caches = _asks_to_cache(params)
     usage = Usage(

@@ -13,7 +13,10 @@ def window_bounds(
     """The start and end (exclusive) of the ``window`` holding ``now``, as
     aware datetimes in the site's ``TIME_ZONE``. A day is a calendar day, so
     DST days last 23 or 25 hours; a month is a calendar month."""
-    local = timezone.localtime(now or timezone.now())
+    now = now or timezone.now()
+    if timezone.is_naive(now):  # USE_TZ = False: local time already
+        now = timezone.make_aware(now, timezone.get_default_timezone())
+    local = timezone.localtime(now, timezone.get_default_timezone())
     zone = local.tzinfo
     if window in ("minute", "hour"):
         start = local.replace(second=0, microsecond=0)

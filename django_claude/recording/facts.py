@@ -40,6 +40,7 @@ CUT = "\u2026"  # marks text cut to fit its column
 RECORD_FIELDS = (
     "feature",
     "user_ref",
+    "tenant",
     "model_requested",
     "model",
     "outcome",
@@ -81,6 +82,7 @@ class CallFacts:
     prompt_text: str
     user_id: Any = None
     user_ref: str = ""
+    tenant: str = ""  # whom per-tenant quotas charged
     model: str = ""
     attempts: int = 0
     attempt_log: list[dict[str, Any]] = field(default_factory=list)
@@ -163,6 +165,7 @@ def log_line(
         "feature": feature_label(facts.feature, redact),
         "user_id": json_safe(facts.user_id),
         "user_ref": safe_text(facts.user_ref, limit=150, redact=redact),
+        "tenant": safe_text(facts.tenant, limit=200, redact=redact),
         "model_requested": facts.model_requested,
         "model": facts.model,
         "outcome": facts.outcome,

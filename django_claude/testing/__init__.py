@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 
+from django_claude.testing.faults import rate_limit_headers
 from django_claude.testing.server import OK, FakeAnthropic, Fault, RecordedRequest
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "Fault",
     "RecordedRequest",
     "flush_pending",
+    "rate_limit_headers",
     "records_in_test_transaction",
 ]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 ERROR_TYPES = {
@@ -40,6 +42,8 @@ class Fault:
       ``pings`` sends that many ``ping`` events (``chunk_delay`` apart) before
       the first text, so a large number is a stream that never starts;
       ``stall_after`` sends that many text deltas, then only pings.
+    - ``headers``: more response headers, on an answer or an error (see
+      ``rate_limit_headers``).
     - hostile upstreams: ``dribble`` sends the whole response (status line,
       headers, body) one byte at a time, that many seconds apart;
       ``slow_headers`` pauses that long before each header line.
@@ -60,6 +64,33 @@ class Fault:
     stall_after: int | None = None
     dribble: float = 0.0
     slow_headers: float = 0.0
+    headers: Mapping[str, str] | None = None
 
 
 OK = Fault()
+
+
+def rate_limit_headers(
+    *,
+    requests_remaining: int | None = None,
+    tokens_remaining: int | None = None,
+    input_tokens_remaining: int | None = None,
+    output_tokens_remaining: int | None = None,
+    reset_in: float = 60.0,
+    limit: int = 50,
+) -> dict[str, str]:
+    """Anthropic's ``anthropic-ratelimit-*`` headers for ``Fault(headers=...)``:
+    for each kind given, its limit, what remains and when it resets."""
+    reset = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=reset_in)
+    headers: dict[str, str] = {}
+    for kind, remaining in (
+        ("requests", requests_remaining),
+        ("tokens", tokens_remaining),
+        ("input-tokens", input_tokens_remaining),
+        ("output-tokens", output_tokens_remaining),
+    ):
+        if remaining is not None:
+            headers[f"anthropic-ratelimit-{kind}-limit"] = str(limit)
+            headers[f"anthropic-ratelimit-{kind}-remaining"] = str(remaining)
+            headers[f"anthropic-ratelimit-{kind}-reset"] = reset.isoformat().replace("+00:00", "Z")
+    return headers

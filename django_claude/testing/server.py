@@ -277,7 +277,7 @@ class _Handler(BaseHTTPRequestHandler):
             if fault.retry_after_ms is not None:
                 extra["retry-after-ms"] = fault.retry_after_ms
             reason = f"model: {model}" if fault.status == 404 else f"fake {fault.status}"
-            self._send_error(fault.status, reason, extra)
+            self._send_error(fault.status, reason, {**extra, **(fault.headers or {})})
             return
         if fault.body is not None:
             self._send(200, fault.body.encode(), fault.content_type, fault=fault)
@@ -311,6 +311,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _head(self, status: int, headers: dict[str, str], fault: Fault) -> None:
         """The status line and headers: at once, or as slowly as ``fault`` says."""
+        headers = {**headers, **(fault.headers or {})}
         if not (fault.dribble or fault.slow_headers):
             self.send_response(status)
             for key, value in headers.items():
