@@ -56,7 +56,7 @@ INSERT INTO django_claude_callrecord (
     cache_creation_input_tokens, cache_creation_1h_input_tokens, cache_read_input_tokens,
     stop_reason, cost_usd, prompt_prefix, error_type, upstream_request_id, smell_verdict,
     tags, idempotency_key, web_search_requests, web_fetch_requests, inference_geo, speed,
-    service_tier, cost_breakdown, tool_cost_usd)
+    service_tier, cost_breakdown, tool_cost_usd, tenant)
 SELECT md5(i::text)::uuid,
        %s::timestamptz + ((i::bigint * %s) / %s) * interval '1 second',
        'feature-' || (i %% 50),
@@ -73,7 +73,8 @@ SELECT md5(i::text)::uuid,
             ELSE ((100 + i %% 900) * 3 + (20 + i %% 400) * 15) / 1000000.0 END,
        '', '', '', 'not_sampled', '{}', '',
        CASE WHEN i %% 10 = 0 THEN 1 + i %% 3 ELSE 0 END, 0, '', 'standard', 'standard', '{}',
-       CASE WHEN i %% 10 = 0 AND i %% 37 <> 0 THEN (1 + i %% 3) / 100.0 ELSE 0 END
+       CASE WHEN i %% 10 = 0 AND i %% 37 <> 0 THEN (1 + i %% 3) / 100.0 ELSE 0 END,
+       'tenant-' || (i %% 20)
 FROM generate_series(1, %s) AS i
 """
 
@@ -124,32 +125,16 @@ def main() -> None:
     day = datetime.date.fromisoformat(DAY)
     start, end = days.day_bounds(day, day, datetime.UTC)
 
-    def command() -> None:
+    def command(*extra: str) -> None:
         call_command(
             "claude_cost_report",
-            "--date",
-            DAY,
-            "--tz",
-            "UTC",
-            "--format",
-            "json",
+            *("--date", DAY, "--tz", "UTC", *extra, "--format", "json"),
             stdout=StringIO(),
             stderr=StringIO(),
         )
 
     def with_breakdown() -> None:
-        call_command(
-            "claude_cost_report",
-            "--date",
-            DAY,
-            "--tz",
-            "UTC",
-            "--breakdown",
-            "--format",
-            "json",
-            stdout=StringIO(),
-            stderr=StringIO(),
-        )
+        command("--breakdown")
 
     def hand_sql() -> None:
         with connection.cursor() as cursor:

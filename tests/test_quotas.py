@@ -523,3 +523,26 @@ def test_the_worst_case_counts_structure_not_only_text():
     assert worst_case(structured, [MODEL], on=timezone.now().date()).input_tokens >= len(
         json.dumps(structured["tools"])
     )
+
+
+@pytest.mark.redis  # the local-memory cache is never marked down
+def test_settling_goes_through_while_the_cache_is_marked_down(quota_site, settings):
+    """One slow breaker read marks the cache down for a few seconds; a call
+    that ends meanwhile still gives back what it did not use."""
+    settings.DJANGO_CLAUDE_QUOTAS = {"usd": {"window": "day", "usd": "1"}}
+    shared_cache.reset()
+    quota_site.always(MODEL, 500)
+    try:
+        original = enforce.Reservation.settle
+
+        def settle_after_an_outage(self, *args, **kwargs):
+            shared_cache._health.trip("a breaker read", "was slow")  # as a hiccup would
+            return original(self, *args, **kwargs)
+
+        enforce.Reservation.settle = settle_after_an_outage
+        assert django_claude.call("q", feature="chat").outcome == "degraded"
+        assert counters.settled()  # written while the cache still counts as down
+    finally:
+        enforce.Reservation.settle = original
+        shared_cache.reset()
+    assert django_claude.quota_status(feature="chat")[0].used == 0

@@ -127,3 +127,22 @@ def test_a_far_reset_is_not_believed_past_two_minutes():
     )
     until = ratelimits.exhausted_until(limits, 200, None, now)
     assert until is not None and until <= now + ratelimits.MAX_BLOCK
+
+
+# An async call's ending runs in asgiref's thread, outside a test's transaction.
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_async_calls_and_streams_read_the_limits_too(site):
+    import asyncio
+
+    site.script(PRIMARY, [Fault(headers=rate_limit_headers(requests_remaining=0, reset_in=30))])
+
+    async def go() -> tuple[str, str]:
+        async with django_claude.astream("one", feature="f") as stream:
+            async for _ in stream.text_stream:
+                pass
+        assert stream.result is not None
+        second = await django_claude.acall("two", feature="f")
+        return stream.result.outcome, second.outcome
+
+    assert asyncio.run(go()) == ("ok", "fallback")
+    assert site.models_called() == [PRIMARY, FALLBACK]

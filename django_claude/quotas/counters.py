@@ -20,6 +20,9 @@ reservation is never kept by a slow or flapping cache.
 
 from __future__ import annotations
 
+import atexit
+import os
+import queue
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +31,7 @@ from typing import Any
 from django.core.cache import BaseCache
 
 from django_claude.conf import conf
-from django_claude.shared_cache import cache_op, cache_op_later
+from django_claude.shared_cache import cache_is_local, cache_op
 
 # KEYS: the counters; ARGV: amount, limit, ttl for each. Returns {} when all
 # were charged, else the 1-based indexes of every one that would pass its limit.
@@ -93,7 +96,19 @@ _scripts_lock = threading.Lock()
 
 
 def _redis(cache: BaseCache) -> tuple[Any, Any] | None:
-    """``(client, make_key)`` when ``cache`` is Redis, else None."""
+    """``(client, make_key)`` when ``cache`` is Redis, else None. The client
+    is kept on the cache instance: Django's backend builds a new one (on the
+    same connection pool) per call, which costs more than the round trip."""
+    kept = getattr(cache, "_django_claude_redis", None)
+    if kept is not None:
+        return kept
+    found = _find_redis(cache)
+    if found is not None:
+        cache._django_claude_redis = found  # type: ignore[attr-defined]
+    return found
+
+
+def _find_redis(cache: BaseCache) -> tuple[Any, Any] | None:
     inner = getattr(cache, "_cache", None)
     if (
         inner is not None
@@ -174,13 +189,23 @@ def reserve(charges: Sequence[Charge]) -> list[int]:
         if refused == []:  # charged after all, for a call that was not sent
             adjust([(charge.key, -charge.amount) for charge in charges])
 
-    refused = cache_op(
-        "quota reserve",
-        lambda cache: _reserve_in(cache, charges),
-        default=_UNAVAILABLE,
-        budget=max(conf.CACHE_BUDGET, RESERVE_BUDGET),
-        late=give_back,
-    )
+    def attempt() -> Any:
+        return cache_op(
+            "quota reserve",
+            lambda cache: _reserve_in(cache, charges),
+            default=_UNAVAILABLE,
+            budget=max(conf.CACHE_BUDGET, RESERVE_BUDGET),
+            late=give_back,
+        )
+
+    landed = _settler.completed
+    refused = attempt()
+    if refused and refused is not _UNAVAILABLE:
+        # This process's own settlements may be what filled the quota: let
+        # them land, then ask again (never refuse for a refund in flight).
+        _settler.drain(RESERVE_BUDGET)
+        if _settler.completed != landed:
+            refused = attempt()
     if refused is _UNAVAILABLE:
         raise QuotaStoreUnavailable
     assert isinstance(refused, list)
@@ -204,29 +229,89 @@ def _adjust_in(cache: BaseCache, changes: Sequence[tuple[str, int]]) -> None:
             pass  # the window ended: its counter is gone, and stays gone
 
 
+def _settle_now(changes: Sequence[tuple[str, int]]) -> None:
+    # Even while the cache is marked down: a reservation must not be kept.
+    cache_op(
+        "quota settle",
+        lambda cache: _adjust_in(cache, changes),
+        default=None,
+        budget=max(conf.CACHE_BUDGET, RESERVE_BUDGET),
+        force=True,
+    )
+
+
+class _Settler:
+    """One thread that settles reservations in order, off the call's path
+    (a call ends without waiting for the cache). ``drain`` waits for what is
+    queued: reads do, so a process reads its own settlements, and so does
+    the process's exit."""
+
+    def __init__(self) -> None:
+        self.jobs: queue.SimpleQueue[Sequence[tuple[str, int]]] = queue.SimpleQueue()
+        self.pending = 0
+        self.completed = 0  # settlements written (or given up on) so far
+        self.idle = threading.Condition()
+        self.thread: threading.Thread | None = None
+
+    def submit(self, changes: Sequence[tuple[str, int]]) -> None:
+        with self.idle:
+            self.pending += 1
+            if self.thread is None:
+                self.thread = threading.Thread(
+                    target=self._work, name="django-claude-quota-settler", daemon=True
+                )
+                self.thread.start()
+        self.jobs.put(changes)
+
+    def _work(self) -> None:
+        while True:
+            changes = self.jobs.get()
+            try:
+                _settle_now(changes)
+            finally:
+                with self.idle:
+                    self.pending -= 1
+                    self.completed += 1
+                    self.idle.notify_all()
+
+    def drain(self, timeout: float = 2.0) -> bool:
+        with self.idle:
+            return self.idle.wait_for(lambda: self.pending == 0, timeout=timeout)
+
+    def after_fork(self) -> None:
+        self.__init__()  # type: ignore[misc]  # the parent's thread does not exist here
+
+
+_settler = _Settler()
+os.register_at_fork(after_in_child=_settler.after_fork)
+atexit.register(_settler.drain)
+
+
 def adjust(changes: Sequence[tuple[str, int]]) -> None:
     """Move each counter by its change (what was used minus what was
-    reserved); a counter whose window ended is left alone."""
+    reserved); a counter whose window ended is left alone. The local-memory
+    cache at once; any other in the settler's thread, without waiting."""
     changes = [(key, delta) for key, delta in changes if delta]
-    if changes:  # even while the cache is marked down: a reservation must not be kept
-        cache_op(
-            "quota settle",
-            lambda cache: _adjust_in(cache, changes),
-            default=None,
-            budget=max(conf.CACHE_BUDGET, RESERVE_BUDGET),
-            force=True,
-        )
+    if not changes:
+        return
+    if cache_is_local():
+        _settle_now(changes)
+    else:
+        _settler.submit(changes)
 
 
-def adjust_later(changes: Sequence[tuple[str, int]]) -> None:
-    """``adjust`` without waiting for the cache (from the event loop)."""
-    changes = [(key, delta) for key, delta in changes if delta]
-    if changes:
-        cache_op_later("quota settle", lambda cache: _adjust_in(cache, changes), force=True)
+adjust_later = adjust  # (never blocks the event loop: the settler's thread does the I/O)
+
+
+def settled(timeout: float = 2.0) -> bool:
+    """Wait until this process's queued settlements are written."""
+    return _settler.drain(timeout)
 
 
 def read(keys: Sequence[str]) -> dict[str, int]:
-    """The counters' values (a missing one is 0). Raises ``QuotaStoreUnavailable``."""
+    """The counters' values (a missing one is 0), after this process's queued
+    settlements. Raises ``QuotaStoreUnavailable``."""
+    _settler.drain()
     values = cache_op("quota read", lambda cache: cache.get_many(list(keys)), default=_UNAVAILABLE)
     if values is _UNAVAILABLE:
         raise QuotaStoreUnavailable

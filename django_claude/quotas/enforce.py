@@ -13,8 +13,8 @@ is spent that was not reserved) or let through unreserved (``"allow"``).
 
 from __future__ import annotations
 
-import asyncio
 import datetime
+import functools
 import hashlib
 import logging
 import math
@@ -78,7 +78,12 @@ def counter_key(quota: Quota, scope_key: str, start: datetime.datetime) -> str:
 
 
 def _hash_key() -> bytes:
-    return hashlib.sha256(f"django-claude quotas {settings.SECRET_KEY}".encode()).digest()
+    return _key_of(settings.SECRET_KEY)
+
+
+@functools.lru_cache(maxsize=4)
+def _key_of(secret: str) -> bytes:
+    return hashlib.sha256(f"django-claude quotas {secret}".encode()).digest()
 
 
 def applying(scope: Scope) -> list[tuple[Quota, str]]:
@@ -138,12 +143,7 @@ class Reservation:
             (charge.key, used_amount(quota.unit, usage, cost, billed) - charge.amount)
             for quota, charge in self.held
         ]
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            counters.adjust(changes)
-        else:  # on the event loop: a cache round trip must not block it
-            counters.adjust_later(changes)
+        counters.adjust(changes)  # never blocks: a thread of its own writes it
 
 
 NOTHING_HELD = Reservation(settled=True)

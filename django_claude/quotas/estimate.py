@@ -126,7 +126,7 @@ def worst_case(params: Mapping[str, Any], models: list[str], *, on: datetime.dat
     )
     costs = []
     for model in dict.fromkeys(m for m in models if m):
-        priced = price_detail(model, usage, on=on)
+        priced = price_detail(model, usage, on=on, itemize=False)
         if priced is None:
             return WorstCase(input_tokens, output_tokens, None)
         costs.append(priced.cost)

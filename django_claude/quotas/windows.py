@@ -6,6 +6,10 @@ import datetime
 
 from django.utils import timezone
 
+# The window that held the last ``now`` asked about, per window and zone: a
+# call in the same minute, hour, day or month needs no date arithmetic.
+_last: dict[tuple[str, str], tuple[datetime.datetime, datetime.datetime]] = {}
+
 
 def window_bounds(
     window: str, now: datetime.datetime | None = None
@@ -14,9 +18,19 @@ def window_bounds(
     aware datetimes in the site's ``TIME_ZONE``. A day is a calendar day, so
     DST days last 23 or 25 hours; a month is a calendar month."""
     now = now or timezone.now()
+    zone_of_site = timezone.get_default_timezone()
     if timezone.is_naive(now):  # USE_TZ = False: local time already
-        now = timezone.make_aware(now, timezone.get_default_timezone())
-    local = timezone.localtime(now, timezone.get_default_timezone())
+        now = timezone.make_aware(now, zone_of_site)
+    key = (window, str(zone_of_site))
+    known = _last.get(key)
+    if known is not None and known[0] <= now < known[1]:
+        return known
+    bounds = _bounds(window, timezone.localtime(now, zone_of_site))
+    _last[key] = bounds
+    return bounds
+
+
+def _bounds(window: str, local: datetime.datetime) -> tuple[datetime.datetime, datetime.datetime]:
     zone = local.tzinfo
     if window in ("minute", "hour"):
         start = local.replace(second=0, microsecond=0)

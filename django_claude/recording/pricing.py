@@ -295,7 +295,9 @@ def price_call(model: str, usage: Usage, *, on: datetime.date) -> Decimal | None
     return None if priced is None else priced.cost
 
 
-def price_detail(model: str, usage: Usage, *, on: datetime.date) -> Priced | None:
+def price_detail(
+    model: str, usage: Usage, *, on: datetime.date, itemize: bool = True
+) -> Priced | None:
     """``price_call`` with its breakdown: input, output, cache reads, 5-minute
     and 1-hour writes, tools. The site's price is standard and batch (at
     half); fast mode is priced by the list's fast rates only."""
@@ -325,7 +327,11 @@ def price_detail(model: str, usage: Usage, *, on: datetime.date) -> Priced | Non
     parts["tools"] = usage.web_search_requests * search_per_k / 1000
     return Priced(
         cost=sum(parts.values(), Decimal(0)),
-        breakdown={kind: format(value.normalize(), "f") for kind, value in parts.items()},
+        breakdown=(
+            {kind: format(value.normalize(), "f") for kind, value in parts.items()}
+            if itemize  # (a quota's worst case needs only the total)
+            else {}
+        ),
     )
 
 
