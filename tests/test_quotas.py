@@ -546,3 +546,42 @@ def test_settling_goes_through_while_the_cache_is_marked_down(quota_site, settin
         enforce.Reservation.settle = original
         shared_cache.reset()
     assert django_claude.quota_status(feature="chat")[0].used == 0
+
+
+@pytest.mark.parametrize(
+    ("backend", "warned"),
+    [
+        ("django.core.cache.backends.db.DatabaseCache", True),
+        ("django.core.cache.backends.filebased.FileBasedCache", True),
+        ("django.core.cache.backends.dummy.DummyCache", True),
+        ("django.core.cache.backends.locmem.LocMemCache", True),  # per process, DEBUG off
+        ("django.core.cache.backends.redis.RedisCache", False),
+        ("django.core.cache.backends.memcached.PyMemcacheCache", False),
+    ],
+)
+def test_check_warns_when_quotas_sit_on_a_cache_that_cannot_hold_them(settings, backend, warned):
+    settings.DEBUG = False
+    settings.CACHES = {**settings.CACHES, "quota-store": {"BACKEND": backend, "LOCATION": "x"}}
+    settings.DJANGO_CLAUDE_CACHE = "quota-store"
+    settings.DJANGO_CLAUDE_QUOTAS = {"q": {"window": "day", "calls": 5}}
+    from django_claude.checks import check_quotas
+
+    ids = [m.id for m in check_quotas()]
+    assert ("django_claude.W007" in ids) is warned
+    settings.DJANGO_CLAUDE_QUOTAS = {}
+    assert "django_claude.W007" not in [m.id for m in check_quotas()]  # no quotas: no warning
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "code"),
+    [
+        ("DJANGO_CLAUDE_TENANT", 42, "django_claude.E010"),
+        ("DJANGO_CLAUDE_TENANT", "nodots", "django_claude.E010"),
+        ("DJANGO_CLAUDE_QUOTAS_WHEN_CACHE_DOWN", "maybe", "django_claude.E011"),
+    ],
+)
+def test_check_names_a_bad_tenant_or_cache_down_mode(settings, name, value, code):
+    setattr(settings, name, value)
+    from django_claude.checks import check_quotas
+
+    assert code in [m.id for m in check_quotas()]
