@@ -300,9 +300,6 @@ def adjust(changes: Sequence[tuple[str, int]]) -> None:
         _settler.submit(changes)
 
 
-adjust_later = adjust  # (never blocks the event loop: the settler's thread does the I/O)
-
-
 def settled(timeout: float = 2.0) -> bool:
     """Wait until this process's queued settlements are written."""
     return _settler.drain(timeout)
