@@ -32,6 +32,7 @@ E008 = "django_claude.E008"  # WRITE_BEHIND not True, False or None
 E009 = "django_claude.E009"  # a malformed quota
 E010 = "django_claude.E010"  # TENANT neither a dotted path nor a callable
 E011 = "django_claude.E011"  # QUOTAS_WHEN_CACHE_DOWN neither "refuse" nor "allow"
+E012 = "django_claude.E012"  # a canary guard setting out of range
 W001 = "django_claude.W001"  # no API key anywhere
 W002 = "django_claude.W002"  # a model in use has no price
 W003 = "django_claude.W003"  # a per-process cache: the breaker is not shared
@@ -107,6 +108,7 @@ def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
     if not str(get("DEFAULT_MODEL") or "").strip():
         messages.append(Error("DJANGO_CLAUDE_DEFAULT_MODEL must name a model.", id=E006))
     messages += check_quotas()
+    messages += check_canary_guard()
     write_behind = get("WRITE_BEHIND")
     if write_behind is not None and not isinstance(write_behind, bool):
         messages.append(
@@ -127,6 +129,28 @@ def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
             )
     except (TypeError, ValueError):
         pass  # already reported as E001
+    return messages
+
+
+def check_canary_guard() -> list[CheckMessage]:
+    """The canary guard's settings: a level in (0, 1), a sample of at least
+    one call, ratios above 1 (at 1 or under, an equal canary would trip)."""
+    get = conf._get
+    wanted = {
+        "CANARY_ALPHA": (lambda v: 0 < v < 1, "a number between 0 and 1, like 0.01"),
+        "CANARY_MIN_CALLS": (
+            lambda v: isinstance(v, int) and v >= 1,
+            "a whole number of calls, at least 1",
+        ),
+        "CANARY_MAX_LATENCY_RATIO": (lambda v: v > 1, "a ratio above 1, like 1.5"),
+        "CANARY_MAX_COST_RATIO": (lambda v: v > 1, "a ratio above 1, like 2.0"),
+    }
+    messages: list[CheckMessage] = []
+    for name, (good, kind) in wanted.items():
+        value = get(name)
+        number = not isinstance(value, bool) and isinstance(value, (int, float))
+        if not number or not good(value):
+            messages.append(Error(f"DJANGO_CLAUDE_{name} must be {kind}, not {value!r}.", id=E012))
     return messages
 
 

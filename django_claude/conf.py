@@ -58,6 +58,10 @@ DEFAULTS: dict[str, Any] = {
     "ADMIN_BASE_URL": None,
     "RECONCILE_TOLERANCE": "0.01",
     "RECONCILE_WORKSPACE": None,
+    "CANARY_ALPHA": 0.01,
+    "CANARY_MIN_CALLS": 200,
+    "CANARY_MAX_LATENCY_RATIO": 1.5,
+    "CANARY_MAX_COST_RATIO": 2.0,
 }
 
 PREFIX_CHARS_CEILING = 100
@@ -204,6 +208,13 @@ class ClaudeSettings:
     # The workspace whose costs are this site's ("default": the default one);
     # None: the whole organization.
     RECONCILE_WORKSPACE = _Setting(lambda value: str(value) if value else None)
+    # The canary guard (routing.guard): the one-sided test's alpha, the calls
+    # each arm needs before anything trips, and the p95 latency and mean cost
+    # a canary may reach as multiples of its control's.
+    CANARY_ALPHA = _Setting(float)
+    CANARY_MIN_CALLS = _Setting(int)
+    CANARY_MAX_LATENCY_RATIO = _Setting(float)
+    CANARY_MAX_COST_RATIO = _Setting(float)
 
 
 conf = ClaudeSettings()

@@ -26,6 +26,12 @@ OUTCOME_LABELS = {
     Outcome.INTERRUPTED: _("interrupted"),
     Outcome.LIMITED: _("limited by a quota"),
 }
+CANARY_ACTIONS = [
+    ("start", _("canary started")),
+    ("percent", _("canary share changed")),
+    ("promote", _("canary promoted")),
+    ("stop", _("canary stopped")),
+]
 VERDICT_LABELS = {
     SmellVerdict.NOT_SAMPLED: _("not sampled"),
     SmellVerdict.PENDING: _("pending"),
@@ -33,6 +39,7 @@ VERDICT_LABELS = {
     SmellVerdict.FAIL: _("fail"),
     SmellVerdict.ERROR: _("error"),
 }
+ARM_CHOICES = [("", _("no canary")), ("control", _("control")), ("canary", _("canary"))]
 OUTCOME_CHOICES = [(outcome.value, label) for outcome, label in OUTCOME_LABELS.items()]
 VERDICT_CHOICES = [(verdict.value, label) for verdict, label in VERDICT_LABELS.items()]
 
@@ -102,6 +109,9 @@ class CallRecord(models.Model):
     judged_at = models.DateTimeField(_("judged at"), null=True, blank=True)
     tags = models.JSONField(_("tags"), default=dict, blank=True)
     idempotency_key = models.CharField(_("idempotency key"), max_length=128, blank=True)
+    # Which arm of a canary served the call ("" when its route had none).
+    arm = models.CharField(_("arm"), max_length=8, blank=True, choices=ARM_CHOICES)
+    canary_id = models.PositiveIntegerField(_("canary"), null=True, blank=True)
 
     objects = CallRecordQuerySet.as_manager()
 
@@ -129,6 +139,13 @@ class CallRecord(models.Model):
                 ],
             ),
             models.Index(fields=["model", "created_at"], name="dc_call_model_created"),
+            # The canary guard's per-arm counts and latency percentiles; only
+            # calls of a canary's route are in it.
+            models.Index(
+                fields=["canary_id", "arm", "latency_ms"],
+                name="dc_call_canary_arm",
+                condition=models.Q(canary_id__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -205,7 +222,10 @@ class ModelRoute(models.Model):
         ordering = ["feature"]
         verbose_name = _("model route")
         verbose_name_plural = _("model routes")
-        permissions = [("rollback_modelroute", _("Can roll back a model route"))]
+        permissions = [
+            ("rollback_modelroute", _("Can roll back a model route")),
+            ("canary_modelroute", _("Can start, change, promote and stop a canary")),
+        ]
 
     def __str__(self) -> str:
         return self.feature or str(_("(default route)"))
@@ -250,6 +270,30 @@ class ModelRouteChange(models.Model):
     rolled_back = models.BooleanField(
         _("rolled back"), default=False, help_text=_("Undone by a later rollback.")
     )
+    # A canary's start, share change, promotion or stop (promotion is also a
+    # model change, which a rollback undoes; the others change no model).
+    canary = models.ForeignKey(
+        "django_claude.Canary",
+        verbose_name=_("canary"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="changes",
+    )
+    canary_action = models.CharField(
+        _("canary action"), max_length=16, blank=True, choices=CANARY_ACTIONS
+    )
+    old_percent = models.DecimalField(
+        _("old share (%)"), max_digits=5, decimal_places=2, null=True, blank=True
+    )
+    new_percent = models.DecimalField(
+        _("new share (%)"), max_digits=5, decimal_places=2, null=True, blank=True
+    )
+    automatic = models.BooleanField(
+        _("by django-claude"),
+        default=False,
+        help_text=_("Made by the canary guard, not a person; the reason holds its evidence."),
+    )
 
     objects = ModelRouteChangeQuerySet.as_manager()
 
@@ -260,8 +304,11 @@ class ModelRouteChange(models.Model):
         indexes = [models.Index(fields=["route", "-id"], name="dc_routechange_route_id")]
 
     def __str__(self) -> str:
+        name = self.feature or "(default)"
+        if self.canary_action:
+            return f"{name} canary {self.canary_action}: {self.new_model}"
         verb = "rollback" if self.is_rollback else "removal" if self.is_removal else "change"
-        return f"{self.feature or '(default)'} {verb}: {self.old_model} -> {self.new_model}"
+        return f"{name} {verb}: {self.old_model} -> {self.new_model}"
 
 
 class SmellFailure(models.Model):
@@ -343,3 +390,4 @@ class SmellAlert(models.Model):
 
 # The cost ledger, in its own module: rollups, budget alerts, reconciliations.
 from django_claude.ledger import BudgetAlert, DailyCost, Reconciliation  # noqa: E402, F401
+from django_claude.rollouts import Canary, CanaryStatus  # noqa: E402, F401

@@ -80,7 +80,11 @@ class CallRecordQuerySet(models.QuerySet["CallRecord"]):
 class ModelRouteChangeQuerySet(models.QuerySet["ModelRouteChange"]):
     def undoable(self) -> ModelRouteChangeQuerySet:
         """Changes a rollback can still undo, newest first."""
-        return self.filter(rolled_back=False, is_rollback=False).order_by("-id")
+        return (
+            self.filter(rolled_back=False, is_rollback=False)
+            .exclude(canary_action__in=["start", "percent", "stop"])
+            .order_by("-id")
+        )
 
 
 class SmellBaselineQuerySet(models.QuerySet["SmellBaseline"]):

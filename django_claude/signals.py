@@ -28,3 +28,15 @@ call_sampled = Signal()
 # DJANGO_CLAUDE_RECONCILE_TOLERANCE, after its rows are saved: day, model,
 # our_cost_usd, their_cost_usd, difference_usd (ours minus theirs; Decimals).
 reconciliation_drift = Signal()
+
+# Canary rollouts (django_claude.routing), each sent once its change commits,
+# with feature (str), canary (django_claude.models.Canary), user (or None)
+# and reason (str):
+canary_started = Signal()
+# ...plus old_percent and new_percent (Decimals).
+canary_percent_changed = Signal()
+# ...the canary's model is now the route's (model_route_changed is sent too).
+canary_promoted = Signal()
+# ...plus automatic (bool: the canary guard stopped it) and evidence (a dict:
+# the guard's numbers; empty for a stop by a person).
+canary_stopped = Signal()

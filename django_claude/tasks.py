@@ -14,6 +14,7 @@ from celery import shared_task
 
 from django_claude.conf import conf
 from django_claude.costs import budgets, reconcile, retention, rollups
+from django_claude.routing import guard
 from django_claude.smell import alerts, verdicts
 from django_claude.smell.background import background
 
@@ -61,6 +62,13 @@ def smell_test(request_id: str) -> str:
 def check_smell_pass_rates() -> list[str]:
     """Close stale pending verdicts, then compare pass rates with baselines."""
     return alerts.check_pass_rates()
+
+
+@shared_task(name="django_claude.tasks.check_canaries")
+def check_canaries() -> list[int]:
+    """Compare each running canary with its control and stop each that is
+    worse; returns the ids of the canaries stopped."""
+    return [canary.pk for canary in guard.check_canaries()]
 
 
 def queue_judge(sender: object, *, request_id: uuid.UUID, **kwargs: object) -> None:

@@ -93,11 +93,11 @@ def test_tasks_call_the_services(db, settings):
 def test_install_schedules_is_idempotent(db):
     out = StringIO()
     call_command("claude_install_schedules", stdout=out)
-    assert out.getvalue().count("installed") == 5
+    assert out.getvalue().count("installed") == 6
     out = StringIO()
     call_command("claude_install_schedules", stdout=out)
-    assert out.getvalue().count("updated") == 5
-    assert PeriodicTask.objects.count() == 5
+    assert out.getvalue().count("updated") == 6
+    assert PeriodicTask.objects.count() == 6
     tasks_by_name = {t.task: t for t in PeriodicTask.objects.all()}
     assert set(tasks_by_name) == {
         "django_claude.tasks.rollup_daily_costs",
@@ -105,7 +105,10 @@ def test_install_schedules_is_idempotent(db):
         "django_claude.tasks.purge_old_records",
         "django_claude.tasks.check_smell_pass_rates",
         "django_claude.tasks.reconcile_costs",
+        "django_claude.tasks.check_canaries",
     }
+    guard = tasks_by_name["django_claude.tasks.check_canaries"].crontab
+    assert (guard.minute, guard.hour) == ("*", "*")  # every minute
     reconcile = tasks_by_name["django_claude.tasks.reconcile_costs"].crontab
     assert (reconcile.minute, reconcile.hour) == ("45", "6")
     rollup = tasks_by_name["django_claude.tasks.rollup_daily_costs"].crontab

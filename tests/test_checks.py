@@ -34,6 +34,13 @@ def test_defaults_are_clean(settings):
         ("DJANGO_CLAUDE_DEFAULT_MODEL", " ", checks.E006),
         ("DJANGO_CLAUDE_BUDGETS", {"chat": 0}, checks.E007),
         ("DJANGO_CLAUDE_BUDGETS", {"chat": "lots"}, checks.E007),
+        ("DJANGO_CLAUDE_CANARY_ALPHA", 0, checks.E012),
+        ("DJANGO_CLAUDE_CANARY_ALPHA", 5, checks.E012),
+        ("DJANGO_CLAUDE_CANARY_ALPHA", "0.01", checks.E012),
+        ("DJANGO_CLAUDE_CANARY_MIN_CALLS", 0, checks.E012),
+        ("DJANGO_CLAUDE_CANARY_MIN_CALLS", 20.5, checks.E012),
+        ("DJANGO_CLAUDE_CANARY_MAX_LATENCY_RATIO", 1.0, checks.E012),
+        ("DJANGO_CLAUDE_CANARY_MAX_COST_RATIO", True, checks.E012),
     ],
 )
 def test_errors(settings, setting, value, expected):

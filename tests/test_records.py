@@ -25,6 +25,8 @@ LINE_FIELDS = {
     "user_id",
     "user_ref",
     "tenant",
+    "arm",
+    "canary_id",
     "model_requested",
     "model",
     "outcome",

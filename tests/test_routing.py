@@ -173,10 +173,10 @@ def test_a_flip_reaches_a_process_that_cached_routes(fake_anthropic, monkeypatch
     # Another process flips the route: the row and the shared version change,
     # this process's table does not.
     ModelRoute.objects.filter(feature="f").update(model=HAIKU, fallback_model=SONNET)
-    routing._publish(10_000)
-    routing._table.routes = {"f": (OPUS, HAIKU)}
-    routing._table.version = "stale"
-    routing._table.checked_at = 0.0
+    routing.table.publish(10_000)
+    routing.table._table.routes = {"f": (OPUS, HAIKU)}
+    routing.table._table.version = "stale"
+    routing.table._table.checked_at = 0.0
     assert active_route("f").model == HAIKU
 
 
@@ -188,9 +188,9 @@ def test_routes_survive_a_database_outage(db, monkeypatch):
     def down():
         raise OperationalError("database is down")
 
-    monkeypatch.setattr(routing, "_load_routes", down)
-    routing._table.checked_at = float("-inf")
-    routing._table.version = "changed"
+    monkeypatch.setattr(routing.table, "_load", down)
+    routing.table._table.checked_at = float("-inf")
+    routing.table._table.version = "changed"
     assert active_route("f").model == OPUS
 
 
@@ -336,9 +336,9 @@ def test_removal_signal_and_version_bump(db, django_capture_on_commit_callbacks,
     ]
     assert caches["default"].get(routing.VERSION_KEY) == removal.pk
     # a process that still holds the removed route drops it at its next look
-    routing._table.routes = {"f": (HAIKU, SONNET), "": (OPUS, HAIKU)}
-    routing._table.version = "stale"
-    routing._table.checked_at = 0.0
+    routing.table._table.routes = {"f": (HAIKU, SONNET), "": (OPUS, HAIKU)}
+    routing.table._table.version = "stale"
+    routing.table._table.checked_at = 0.0
     assert active_route("f") == Route("f", OPUS, HAIKU)
 
 

@@ -30,7 +30,7 @@ from django_claude.client.errors import BadResponse
 from django_claude.client.outcome import CallState
 from django_claude.client.request import CallRequest, prepare, prepare_from
 from django_claude.client.sdk import get_async_client, get_client, sdk_request
-from django_claude.routing import Route, active_route
+from django_claude.routing import Route, serving_route
 from django_claude.types import ClaudeResult
 
 P = ParamSpec("P")
@@ -74,7 +74,7 @@ def call(
         create_kwargs=create_kwargs,
         tenant=tenant,
     )
-    return _call(req, route=active_route(req.feature))
+    return _call(req, route=serving_route(req.feature, req.canary_key))
 
 
 def call_with_route(prompt: str | None = None, *, route: Route, **kwargs: Any) -> ClaudeResult:
@@ -165,7 +165,7 @@ async def acall(prompt: str | None = None, **kwargs: Any) -> ClaudeResult:
     state = CallState(req=req, route=provisional_route(req.feature))
     reuse: Reuse | None = None
     try:
-        route = await aroute(req.feature)
+        route = await aroute(req)
         plan = state.start(route)
         reuse = Reuse(req, model=route.model)
         if reuse.wanted:

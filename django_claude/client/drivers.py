@@ -29,13 +29,14 @@ from django_claude.client.engine import (
 )
 from django_claude.client.outcome import CallState
 from django_claude.client.ratelimits import attempt_model
+from django_claude.client.request import CallRequest
 from django_claude.conf import DEFAULTS, conf
 from django_claude.models import CallRecord
 from django_claude.recording import catalog
 from django_claude.recording.pricing import price_book_is_fresh
 from django_claude.recording.transactions import under_test_runner
 from django_claude.recording.writer import writes_behind
-from django_claude.routing import Route, active_route, route_table_is_fresh
+from django_claude.routing import Route, route_table_is_fresh, serving_route
 from django_claude.shared_cache import cache_is_local
 
 P = ParamSpec("P")
@@ -159,11 +160,12 @@ async def _settle(plan: AttemptPlan, pending: Awaitable[Any], *, seconds: float)
     return plan.succeeded(answer)
 
 
-async def aroute(feature: str) -> Route:
-    """The feature's route: from memory when the table is fresh, else read in a thread."""
+async def aroute(req: CallRequest) -> Route:
+    """The route serving ``req``: from memory when the table is fresh, else
+    read in a thread."""
     if route_table_is_fresh():
-        return active_route(feature)
-    return await sync_to_async(active_route)(feature)
+        return serving_route(req.feature, req.canary_key)
+    return await sync_to_async(serving_route)(req.feature, req.canary_key)
 
 
 def provisional_route(feature: str) -> Route:

@@ -170,6 +170,8 @@ class CallState:
             user_id=self.req.user_id,
             user_ref=self.req.user_ref,
             tenant=self.req.tenant,
+            arm=self.route.arm,
+            canary_id=self.route.canary_id,
             attempts=sum(run.attempts for run in runs),
             attempt_log=[entry for run in runs for entry in run.log],
             fallback_used=len(runs) > 1,

@@ -44,6 +44,14 @@ class CallRequest:
     smell_test: bool | None = None  # True/False: judge this call, or not, whatever the rate
     tenant: str = ""  # whom per-tenant quotas charge (``tenant=`` or DJANGO_CLAUDE_TENANT)
 
+    @property
+    def canary_key(self) -> str:
+        """Whom a canary's arm is chosen for: the user, else the tenant; ""
+        (anonymous: drawn at random) for neither."""
+        if self.user_ref:
+            return f"user:{self.user_ref}"
+        return f"tenant:{self.tenant}" if self.tenant else ""
+
 
 def _check_text(value: Any, where: str) -> None:
     """Refuse text the API cannot receive (lone surrogates cannot be UTF-8)."""

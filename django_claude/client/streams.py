@@ -44,7 +44,7 @@ from django_claude.client.sdk import get_async_client, get_client, sdk_request
 from django_claude.client.stalls import StallWatch
 from django_claude.conf import conf
 from django_claude.recording.pricing import Usage, requested_cache_ttl
-from django_claude.routing import active_route
+from django_claude.routing import serving_route
 from django_claude.types import ClaudeResult
 
 
@@ -183,7 +183,8 @@ class ClaudeStream:
 
     def __init__(self, prompt: str | None, **kwargs: Any) -> None:
         self._session = _session(prompt, kwargs)
-        self._session.call.route = active_route(self._session.call.req.feature)
+        req = self._session.call.req
+        self._session.call.route = serving_route(req.feature, req.canary_key)
         self._manager: Any = None
         self._events: Iterator[Any] = iter(())
 
@@ -266,7 +267,7 @@ class AsyncClaudeStream:
     async def __aenter__(self) -> AsyncClaudeStream:
         session = self._session
         try:
-            session.call.start(await aroute(session.call.req.feature))
+            session.call.start(await aroute(session.call.req))
             assert session.call.plan is not None
             await arun_plan(session.call.plan, self._connect, session.call.admit)
             if session.call.plan.answer is None:

@@ -67,6 +67,8 @@ RECORD_FIELDS = (
     "smell_verdict",
     "tags",
     "idempotency_key",
+    "arm",
+    "canary_id",
 )
 
 
@@ -83,6 +85,8 @@ class CallFacts:
     user_id: Any = None
     user_ref: str = ""
     tenant: str = ""  # whom per-tenant quotas charged
+    arm: str = ""  # the canary arm that served the call ("control", "canary")
+    canary_id: int | None = None
     model: str = ""
     attempts: int = 0
     attempt_log: list[dict[str, Any]] = field(default_factory=list)
@@ -166,6 +170,8 @@ def log_line(
         "user_id": json_safe(facts.user_id),
         "user_ref": safe_text(facts.user_ref, limit=150, redact=redact),
         "tenant": safe_text(facts.tenant, limit=200, redact=redact),
+        "arm": facts.arm,
+        "canary_id": facts.canary_id,
         "model_requested": facts.model_requested,
         "model": facts.model,
         "outcome": facts.outcome,

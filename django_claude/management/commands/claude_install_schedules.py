@@ -24,6 +24,7 @@ SCHEDULES = {
         "*/15",
         "*",
     ),
+    "django-claude: canary guard": ("django_claude.tasks.check_canaries", "*", "*"),
 }
 
 
@@ -32,7 +33,7 @@ class Command(BaseCommand):
         "Install django-claude's periodic tasks in django-celery-beat: the daily cost "
         "rollup at 00:15 site time, an hourly budget check, a daily purge of old "
         "records, the reconciliation with Anthropic's bill at 06:45, the smell-test "
-        "pass-rate check every 15 minutes. Safe to run "
+        "pass-rate check every 15 minutes, the canary guard every minute. Safe to run "
         "again: it updates what it installed."
     )
 
