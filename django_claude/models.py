@@ -10,11 +10,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from django_claude.indexes import CoveringIndex
-from django_claude.querysets import (
-    CallRecordQuerySet,
-    ModelRouteChangeQuerySet,
-    SmellBaselineQuerySet,
-)
+from django_claude.querysets import CallRecordQuerySet, SmellBaselineQuerySet
 from django_claude.types import Outcome, SmellVerdict
 
 OUTCOME_LABELS = {
@@ -26,12 +22,6 @@ OUTCOME_LABELS = {
     Outcome.INTERRUPTED: _("interrupted"),
     Outcome.LIMITED: _("limited by a quota"),
 }
-CANARY_ACTIONS = [
-    ("start", _("canary started")),
-    ("percent", _("canary share changed")),
-    ("promote", _("canary promoted")),
-    ("stop", _("canary stopped")),
-]
 VERDICT_LABELS = {
     SmellVerdict.NOT_SAMPLED: _("not sampled"),
     SmellVerdict.PENDING: _("pending"),
@@ -191,126 +181,6 @@ class ModelPrice(models.Model):
         return f"{self.model} from {self.effective_from}"
 
 
-class ModelRoute(models.Model):
-    """Which model serves a feature. ``feature=""`` is the default route."""
-
-    feature = models.CharField(
-        _("feature"),
-        max_length=100,
-        unique=True,
-        blank=True,
-        help_text=_("Leave blank for the default route of features without their own."),
-    )
-    model = models.CharField(_("model"), max_length=100)
-    fallback_model = models.CharField(
-        _("fallback model"),
-        max_length=100,
-        blank=True,
-        help_text=_("Used when the model fails; blank for none."),
-    )
-    updated_at = models.DateTimeField(_("changed at"), auto_now=True)
-    updated_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        verbose_name=_("changed by"),
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="+",
-    )
-
-    class Meta:
-        ordering = ["feature"]
-        verbose_name = _("model route")
-        verbose_name_plural = _("model routes")
-        permissions = [
-            ("rollback_modelroute", _("Can roll back a model route")),
-            ("canary_modelroute", _("Can start, change, promote and stop a canary")),
-        ]
-
-    def __str__(self) -> str:
-        return self.feature or str(_("(default route)"))
-
-
-class ModelRouteChange(models.Model):
-    """One change of a route: append-only, the audit trail and the undo stack."""
-
-    # Null once the route is removed (its feature stays below); a route made
-    # for the feature again takes its history back.
-    route = models.ForeignKey(
-        ModelRoute,
-        verbose_name=_("route"),
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="changes",
-    )
-    feature = models.CharField(_("feature"), max_length=100, blank=True)
-    old_model = models.CharField(_("old model"), max_length=100, blank=True)
-    old_fallback_model = models.CharField(_("old fallback model"), max_length=100, blank=True)
-    new_model = models.CharField(_("new model"), max_length=100)
-    new_fallback_model = models.CharField(_("new fallback model"), max_length=100, blank=True)
-    changed_at = models.DateTimeField(_("changed at"), auto_now_add=True, db_index=True)
-    changed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        verbose_name=_("changed by"),
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="+",
-    )
-    reason = models.CharField(_("reason"), max_length=500, blank=True)
-    is_rollback = models.BooleanField(_("rollback"), default=False)
-    is_removal = models.BooleanField(
-        _("removal"),
-        default=False,
-        help_text=_(
-            "The feature's own route was removed: the new model is the one it falls back to."
-        ),
-    )
-    rolled_back = models.BooleanField(
-        _("rolled back"), default=False, help_text=_("Undone by a later rollback.")
-    )
-    # A canary's start, share change, promotion or stop (promotion is also a
-    # model change, which a rollback undoes; the others change no model).
-    canary = models.ForeignKey(
-        "django_claude.Canary",
-        verbose_name=_("canary"),
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="changes",
-    )
-    canary_action = models.CharField(
-        _("canary action"), max_length=16, blank=True, choices=CANARY_ACTIONS
-    )
-    old_percent = models.DecimalField(
-        _("old share (%)"), max_digits=5, decimal_places=2, null=True, blank=True
-    )
-    new_percent = models.DecimalField(
-        _("new share (%)"), max_digits=5, decimal_places=2, null=True, blank=True
-    )
-    automatic = models.BooleanField(
-        _("by django-claude"),
-        default=False,
-        help_text=_("Made by the canary guard, not a person; the reason holds its evidence."),
-    )
-
-    objects = ModelRouteChangeQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["-changed_at", "-id"]
-        verbose_name = _("model route change")
-        verbose_name_plural = _("model route changes")
-        indexes = [models.Index(fields=["route", "-id"], name="dc_routechange_route_id")]
-
-    def __str__(self) -> str:
-        name = self.feature or "(default)"
-        if self.canary_action:
-            return f"{name} canary {self.canary_action}: {self.new_model}"
-        verb = "rollback" if self.is_rollback else "removal" if self.is_removal else "change"
-        return f"{name} {verb}: {self.old_model} -> {self.new_model}"
-
-
 class SmellFailure(models.Model):
     """A call the judge failed: its full request and answer, redacted, for review.
 
@@ -388,6 +258,12 @@ class SmellAlert(models.Model):
         return f"{self.feature} since {self.started_at:%Y-%m-%d %H:%M}"
 
 
-# The cost ledger, in its own module: rollups, budget alerts, reconciliations.
+# In modules of their own: the cost ledger (rollups, budget alerts,
+# reconciliations), and model routes with their history and canaries.
 from django_claude.ledger import BudgetAlert, DailyCost, Reconciliation  # noqa: E402, F401
-from django_claude.rollouts import Canary, CanaryStatus  # noqa: E402, F401
+from django_claude.rollouts import (  # noqa: E402, F401
+    Canary,
+    CanaryStatus,
+    ModelRoute,
+    ModelRouteChange,
+)

@@ -1,8 +1,9 @@
-"""Canary rollouts: a share of a route's traffic sent to a candidate model.
+"""Which model serves a feature: routes, their append-only history, and
+canaries (a share of a route's traffic sent to a candidate model).
 
-A model of the app (``django_claude.models`` imports it); kept apart so
-``models.py`` stays readable. ``django_claude.routing`` starts, changes,
-promotes and stops canaries; nothing else writes these rows.
+Models of the app (``django_claude.models`` imports them); kept apart so
+``models.py`` stays readable. ``django_claude.routing`` changes routes and
+runs canaries; nothing else writes these rows.
 """
 
 from __future__ import annotations
@@ -13,6 +14,15 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+
+from django_claude.querysets import ModelRouteChangeQuerySet
+
+CANARY_ACTIONS = [
+    ("start", _("canary started")),
+    ("percent", _("canary share changed")),
+    ("promote", _("canary promoted")),
+    ("stop", _("canary stopped")),
+]
 
 
 class CanaryStatus(models.TextChoices):
@@ -99,3 +109,141 @@ class Canary(models.Model):
     @property
     def running(self) -> bool:
         return self.ended_at is None
+
+
+class ModelRoute(models.Model):
+    """Which model serves a feature. ``feature=""`` is the default route."""
+
+    feature = models.CharField(
+        _("feature"),
+        max_length=100,
+        unique=True,
+        blank=True,
+        help_text=_("Leave blank for the default route of features without their own."),
+    )
+    model = models.CharField(_("model"), max_length=100)
+    fallback_model = models.CharField(
+        _("fallback model"),
+        max_length=100,
+        blank=True,
+        help_text=_("Used when the model fails; blank for none."),
+    )
+    updated_at = models.DateTimeField(_("changed at"), auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("changed by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+
+    class Meta:
+        ordering = ["feature"]
+        verbose_name = _("model route")
+        verbose_name_plural = _("model routes")
+        permissions = [
+            ("rollback_modelroute", _("Can roll back a model route")),
+            ("canary_modelroute", _("Can start, change, promote and stop a canary")),
+        ]
+
+    def __str__(self) -> str:
+        return self.feature or str(_("(default route)"))
+
+
+class ModelRouteChange(models.Model):
+    """One change of a route: append-only, the audit trail and the undo stack."""
+
+    # Null once the route is removed (its feature stays below); a route made
+    # for the feature again takes its history back.
+    route = models.ForeignKey(
+        ModelRoute,
+        verbose_name=_("route"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="changes",
+    )
+    feature = models.CharField(_("feature"), max_length=100, blank=True)
+    old_model = models.CharField(_("old model"), max_length=100, blank=True)
+    old_fallback_model = models.CharField(_("old fallback model"), max_length=100, blank=True)
+    new_model = models.CharField(_("new model"), max_length=100)
+    new_fallback_model = models.CharField(_("new fallback model"), max_length=100, blank=True)
+    changed_at = models.DateTimeField(_("changed at"), auto_now_add=True, db_index=True)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("changed by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    reason = models.CharField(_("reason"), max_length=500, blank=True)
+    is_rollback = models.BooleanField(_("rollback"), default=False)
+    is_removal = models.BooleanField(
+        _("removal"),
+        default=False,
+        help_text=_(
+            "The feature's own route was removed: the new model is the one it falls back to."
+        ),
+    )
+    rolled_back = models.BooleanField(
+        _("rolled back"), default=False, help_text=_("Undone by a later rollback.")
+    )
+    # A canary's start, share change, promotion or stop (promotion is also a
+    # model change, which a rollback undoes; the others change no model).
+    canary = models.ForeignKey(
+        "django_claude.Canary",
+        verbose_name=_("canary"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="changes",
+    )
+    canary_action = models.CharField(
+        _("canary action"), max_length=16, blank=True, choices=CANARY_ACTIONS
+    )
+    old_percent = models.DecimalField(
+        _("old share (%)"), max_digits=5, decimal_places=2, null=True, blank=True
+    )
+    new_percent = models.DecimalField(
+        _("new share (%)"), max_digits=5, decimal_places=2, null=True, blank=True
+    )
+    automatic = models.BooleanField(
+        _("by django-claude"),
+        default=False,
+        help_text=_("Made by the canary guard, not a person; the reason holds its evidence."),
+    )
+
+    objects = ModelRouteChangeQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]
+        verbose_name = _("model route change")
+        verbose_name_plural = _("model route changes")
+        indexes = [models.Index(fields=["route", "-id"], name="dc_routechange_route_id")]
+
+    def __str__(self) -> str:
+        name = self.feature or "(default)"
+        if self.canary_action:
+            return f"{name} canary {self.canary_action}: {self.new_model}"
+        verb = "rollback" if self.is_rollback else "removal" if self.is_removal else "change"
+        return f"{name} {verb}: {self.old_model} -> {self.new_model}"
+
+    def summary(self) -> str:
+        """What changed, in a few words: "claude-a -> claude-b (rollback)",
+        "canary started: claude-b at 10.00%"..."""
+        canary = self.canary.model if self.canary_id and self.canary else ""
+        if self.canary_action == "start":
+            return f"canary started: {canary} at {self.new_percent}%"
+        if self.canary_action == "percent":
+            return f"canary {canary}: {self.old_percent}% -> {self.new_percent}%"
+        if self.canary_action == "promote":
+            return f"canary promoted: {self.old_model} -> {self.new_model}"
+        if self.canary_action == "stop":
+            by = " by django-claude" if self.automatic else ""
+            return f"canary stopped{by}: {canary}, everyone on {self.new_model}"
+        suffix = (
+            " (rollback)" if self.is_rollback else " (route removed)" if self.is_removal else ""
+        )
+        return f"{self.old_model} -> {self.new_model}{suffix}"

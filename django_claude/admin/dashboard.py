@@ -258,7 +258,7 @@ def build_dashboard(
         features=features,
         top_features=[(f, cost_by_feature[f], calls_by_feature[f]) for f in features[:10]],
         baseline=baseline,
-        route_changes=list(changes.select_related("changed_by")),
+        route_changes=list(changes.select_related("changed_by", "canary")),
         latency_kind="percentiles" if connection.vendor == "postgresql" else "average",
         reconciliations=[] if feature else _reconciliations(since, today),
     )

@@ -250,8 +250,7 @@ def dashboard_charts(data: dashboard.Dashboard) -> dict[str, str]:
         (
             index[timezone.localtime(change.changed_at).date()],
             f"{timezone.localtime(change.changed_at):%b %d %H:%M} "
-            f"{change.feature or '(default)'}: {change.old_model} -> {change.new_model}"
-            + (" (rollback)" if change.is_rollback else ""),
+            f"{change.feature or '(default)'}: {change.summary()}",
         )
         for change in data.route_changes
         if timezone.localtime(change.changed_at).date() in index

@@ -13,10 +13,14 @@ from django.utils.translation import gettext_lazy as _
 
 from django_claude.admin.base import ReadOnlyAdmin, moment
 from django_claude.models import ModelRouteChange
+from django_claude.routing.audit import AUTOMATIC_AUTHOR
 
 
-def change_moment(when: datetime.datetime, user: Any) -> str:
-    """When a route changed, and who changed it: "2026-11-27 10:35 by oncall"."""
+def change_moment(when: datetime.datetime, user: Any, *, automatic: bool = False) -> str:
+    """When a route changed, and who changed it: "2026-11-27 10:35 by oncall"
+    ("by django-claude" for the canary guard's stops)."""
+    if automatic:
+        user = AUTOMATIC_AUTHOR
     if user is None:
         return moment(when)
     return _("%(when)s by %(user)s") % {"when": moment(when), "user": user}
@@ -32,18 +36,28 @@ class ModelRouteChangeInline(admin.TabularInline):
     ordering = ["-id"]
     fields = (
         "changed_at",
-        "changed_by",
+        "author",
         "old_model",
         "new_model",
         "old_fallback_model",
         "new_fallback_model",
-        "is_rollback",
-        "is_removal",
+        "what",
         "rolled_back",
         "reason",
     )
     readonly_fields = fields
     verbose_name_plural = _("history")
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        return super().get_queryset(request).select_related("changed_by", "canary")
+
+    @admin.display(description=_("changed by"))
+    def author(self, obj: ModelRouteChange) -> str:
+        return AUTOMATIC_AUTHOR if obj.automatic else str(obj.changed_by or "—")
+
+    @admin.display(description=_("what"))
+    def what(self, obj: ModelRouteChange) -> str:
+        return obj.summary()
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -63,13 +77,13 @@ class ModelRouteChangeAdmin(ReadOnlyAdmin):
     """Every route change ever made: read-only."""
 
     list_display = ("changed", "feature", "switch", "kind", "reason")
-    list_filter = ("is_rollback", "is_removal", "feature")
-    list_select_related = ("changed_by",)
+    list_filter = ("is_rollback", "is_removal", "canary_action", "automatic", "feature")
+    list_select_related = ("changed_by", "canary")
     date_hierarchy = "changed_at"
 
     @admin.display(description=_("time"), ordering="changed_at")
     def changed(self, obj: ModelRouteChange) -> str:
-        return change_moment(obj.changed_at, obj.changed_by)
+        return change_moment(obj.changed_at, obj.changed_by, automatic=obj.automatic)
 
     @admin.display(description=_("model: old → new"))
     def switch(self, obj: ModelRouteChange) -> str:
@@ -83,5 +97,7 @@ class ModelRouteChangeAdmin(ReadOnlyAdmin):
 
     @admin.display(description=_("kind"), ordering="is_rollback")
     def kind(self, obj: ModelRouteChange) -> str:
+        if obj.canary_action:
+            return obj.summary()
         kind = _("rollback") if obj.is_rollback else _("removal") if obj.is_removal else _("change")
         return f"{kind}, {_('undone')}" if obj.rolled_back else str(kind)

@@ -4,6 +4,7 @@ changes is in ``route_history``)."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django import forms
@@ -11,7 +12,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Case, OuterRef, QuerySet, When
+from django.db.models import Case, OuterRef, QuerySet, Subquery, When
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
@@ -21,8 +22,9 @@ from django.utils.translation import ngettext
 
 from django_claude import routing
 from django_claude.admin.base import ClaudeAdmin, admin_url, percent
+from django_claude.admin.canaries import RouteCanaryAdmin
 from django_claude.admin.route_history import ModelRouteChangeInline, change_moment
-from django_claude.models import CallRecord, ModelRoute
+from django_claude.models import CallRecord, Canary, ModelRoute
 
 ROLLBACK_ACTION = "rollback_selected"
 
@@ -253,8 +255,9 @@ class RouteRemovalAdmin(RouteRollbackAdmin):
 
 
 @admin.register(ModelRoute)
-class ModelRouteAdmin(RouteRemovalAdmin):
-    """Change a feature's model (history and LogEntry kept) and roll it back."""
+class ModelRouteAdmin(RouteCanaryAdmin, RouteRemovalAdmin):
+    """Change a feature's model (history and LogEntry kept), roll it back, run
+    a canary."""
 
     form = ModelRouteForm
     change_form_template = "admin/django_claude/modelroute/change_form.html"
@@ -268,6 +271,7 @@ class ModelRouteAdmin(RouteRemovalAdmin):
         "fallback_rate",
         "degraded_rate",
         "smell_pass_rate",
+        "canary",
     )
     list_select_related = ("updated_by",)
     search_fields = ("feature", "model", "fallback_model")
@@ -282,7 +286,23 @@ class ModelRouteAdmin(RouteRemovalAdmin):
     # -- evidence for a rollback decision, since the route's last change --
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ModelRoute]:
-        return super().get_queryset(request).annotate(**health_since_change())
+        running = Canary.objects.filter(feature=OuterRef("feature"), ended_at__isnull=True)
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(**health_since_change())
+            .annotate(
+                canary_model=Subquery(running.values("model")[:1]),
+                canary_percent=Subquery(running.values("percent")[:1]),
+            )
+        )
+
+    @admin.display(description=_("canary"))
+    def canary(self, obj: Any) -> str:
+        if not obj.canary_model:
+            return "—"
+        # SQLite hands a subquery's decimal back as a float: the same two places.
+        return f"{obj.canary_model} ({Decimal(str(obj.canary_percent)):.2f}%)"
 
     @admin.display(description=_("feature"), ordering="feature")
     def route_name(self, obj: ModelRoute) -> str:

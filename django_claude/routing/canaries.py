@@ -58,7 +58,7 @@ def _percent(value: Any) -> Decimal:
             {"percent": [f"The share must be a number, not {type(value).__name__}."]}
         )
     try:
-        percent = Decimal(str(value).strip())
+        percent = Decimal(str(value).strip().removesuffix("%").strip())
     except InvalidOperation:
         raise ValidationError({"percent": [f"{str(value)[:20]!r} is not a number."]}) from None
     if not percent.is_finite() or not Decimal(0) < percent <= 100:
@@ -140,6 +140,8 @@ def start_canary(
     control. Raises ``ValidationError`` and ``CanaryAlreadyRunning``.
     """
     share = _percent(percent)
+    if not isinstance(feature, str) or len(feature) > 100:
+        raise ValidationError({"feature": ["A feature is a name of at most 100 characters."]})
     validate_route(model=model, fallback_model=fallback_model, allow_unpriced=allow_unpriced)
     for _ in range(2):  # a concurrent first route of the same feature: retry once
         try:

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
-import getpass
 import json
-import re
-from argparse import ArgumentParser, RawDescriptionHelpFormatter
+from argparse import ArgumentParser
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError, DjangoHelpFormatter
-from django.db.models import Model
+from django.core.management.base import BaseCommand, CommandError
 
 from django_claude import routing
+from django_claude.management.authors import (
+    HelpFormatter,
+    author_of,
+    check_text,
+    django_user,
+    max_length,
+    option_errors,
+    reason_to_record,
+)
 from django_claude.models import ModelRoute, ModelRouteChange
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+OPTIONS = {"model": "--model", "fallback_model": "--fallback"}
 
 # Each runs as written, in this order, after the example project's `manage.py demo`
 # (its features include support-summary; its admin user is demo).
@@ -38,84 +44,6 @@ reason when no Django user has that name).
 """
 
 
-class _HelpFormatter(DjangoHelpFormatter, RawDescriptionHelpFormatter):
-    """Django's option order, with the examples kept as written."""
-
-
-def _route_errors(exc: ValidationError) -> str:
-    """The messages of ``validate_route``, each after the option it is about."""
-    if not hasattr(exc, "error_dict"):
-        return "; ".join(exc.messages)
-    options = {"model": "--model", "fallback_model": "--fallback"}
-    return "; ".join(
-        f"{options.get(name, name)}: {message}"
-        for name, messages in exc.message_dict.items()
-        for message in messages
-    )
-
-
-def _max_length(model: type[Model], name: str) -> int | None:
-    length: int | None = getattr(model._meta.get_field(name), "max_length", None)
-    return length
-
-
-def _check_text(
-    option: str, value: str | None, max_length: int | None, *, controls_ok: bool = False
-) -> None:
-    """Raise ``CommandError`` naming ``option`` for text no column can hold."""
-    if value is None:
-        return
-    if "\x00" in value:
-        raise CommandError(f"{option}: contains a NUL character")
-    if not controls_ok and _CONTROL.search(value):
-        raise CommandError(f"{option}: contains a control character")
-    if max_length is not None and len(value) > max_length:
-        raise CommandError(f"{option}: {len(value)} characters, at most {max_length}")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise CommandError(f"{option}: not valid Unicode") from None
-
-
-def _os_user() -> str:
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError, ImportError):
-        raise CommandError(
-            "--user: your OS login is unknown; pass --user with a Django username"
-        ) from None
-
-
-def _django_user(username: str | None) -> Any:
-    """The Django user named by --user (None without it)."""
-    if username is None:
-        return None
-    User = get_user_model()
-    try:
-        return User._default_manager.get_by_natural_key(username)
-    except User.DoesNotExist:
-        raise CommandError(f"--user: no user {username!r}") from None
-
-
-def _reason_to_record(action: str, reason: str, *, os_user: str | None) -> str:
-    """The reason to keep: required, and naming the OS user when no Django
-    user is the author."""
-    reason = reason.strip()
-    if not reason:
-        raise CommandError(f'{action} needs --reason "why": it is kept in the route\'s history')
-    if os_user is None:
-        return reason
-    noted = f"{reason} (by OS user {os_user!r}, no Django user)"
-    limit = _max_length(ModelRouteChange, "reason") or len(noted)
-    if len(noted) > limit:
-        room = limit - (len(noted) - len(reason))
-        raise CommandError(
-            f"--reason: {len(reason)} characters, at most {room} with the note of your "
-            "OS user (or pass --user)"
-        )
-    return noted
-
-
 def _check_change(action: str, feature: str, options: dict[str, Any]) -> None:
     """Raise ``CommandError`` for a change that cannot be made, before asking why."""
     if action == "set":
@@ -128,7 +56,7 @@ def _check_change(action: str, feature: str, options: dict[str, Any]) -> None:
                 allow_unpriced=options["allow_unpriced"],
             )
         except ValidationError as exc:
-            raise CommandError(_route_errors(exc)) from None
+            raise CommandError(option_errors(exc, OPTIONS)) from None
     elif action == "rollback":
         try:
             routing.rollback_target(feature)
@@ -154,7 +82,7 @@ def _change(action: str, feature: str, author: Any, reason: str, options: dict[s
         else:
             routing.remove_route(feature=feature, user=author, reason=reason)
     except ValidationError as exc:
-        raise CommandError(_route_errors(exc)) from None
+        raise CommandError(option_errors(exc, OPTIONS)) from None
     except (routing.NothingToRollBack, routing.NoRouteToRemove) as exc:
         raise CommandError(f"--feature: {exc}") from None
 
@@ -169,7 +97,7 @@ class Command(BaseCommand):
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> Any:
         parser = super().create_parser(prog_name, subcommand, **kwargs)
-        parser.formatter_class = _HelpFormatter
+        parser.formatter_class = HelpFormatter
         parser.epilog = EXAMPLES
         return parser
 
@@ -206,14 +134,14 @@ class Command(BaseCommand):
     ) -> None:
         User = get_user_model()
         for option, value, column in (
-            ("--feature", feature, _max_length(ModelRoute, "feature")),
-            ("--model", model, _max_length(ModelRoute, "model")),
-            ("--fallback", fallback, _max_length(ModelRoute, "fallback_model")),
-            ("--user", user, _max_length(User, User.USERNAME_FIELD)),
+            ("--feature", feature, max_length(ModelRoute, "feature")),
+            ("--model", model, max_length(ModelRoute, "model")),
+            ("--fallback", fallback, max_length(ModelRoute, "fallback_model")),
+            ("--user", user, max_length(User, User.USERNAME_FIELD)),
         ):
-            _check_text(option, value, column)
-        _check_text("--reason", reason, _max_length(ModelRouteChange, "reason"), controls_ok=True)
-        author = _django_user(user)
+            check_text(option, value, column)
+        check_text("--reason", reason, max_length(ModelRouteChange, "reason"), controls_ok=True)
+        named = django_user(user)
         if action == "show":
             _show(self.stdout, feature, format)
             return
@@ -223,13 +151,8 @@ class Command(BaseCommand):
             fallback = routing.active_route_from_db(feature).fallback_model  # keep it
         change = {"model": model, "fallback": fallback or "", "allow_unpriced": allow_unpriced}
         _check_change(action, feature, change)
-        os_user = None
-        if author is None:
-            os_user = _os_user()
-            author = User._default_manager.filter(**{User.USERNAME_FIELD: os_user}).first()
-        if author is not None:
-            os_user = None
-        _change(action, feature, author, _reason_to_record(action, reason, os_user=os_user), change)
+        author, os_user = author_of(named)
+        _change(action, feature, author, reason_to_record(action, reason, os_user=os_user), change)
         route = routing.active_route_from_db(feature)
         now = f"{route.model}, fallback {route.fallback_model or '—'}"
         name = feature or "(default)"
