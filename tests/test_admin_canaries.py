@@ -4,6 +4,7 @@ behind a confirmation page, a POST, a CSRF token and its own permission."""
 from __future__ import annotations
 
 import random
+from decimal import Decimal
 
 import pytest
 from django.contrib.admin.models import LogEntry
@@ -78,24 +79,28 @@ def test_start_change_promote_from_the_admin(client, django_user_model, route):
 
     page = client.get(url(route)).content.decode()
     assert 'id="claude-canary-arms"' in page and "Promote claude-opus-4-7" in page
-    assert client.post(url(route, "percent"), {"percent": "40", "reason": "ok"}).status_code == 302
+    shown = {"canary_id": canary.pk}
+    assert client.post(url(route, "percent"), {**shown, "percent": "0.01"}).status_code == 302
+    canary.refresh_from_db()
+    assert canary.percent == Decimal("0.01")
+    assert client.post(url(route, "percent"), {**shown, "percent": "40"}).status_code == 302
     canary.refresh_from_db()
     assert canary.percent == 40
     confirm = client.get(url(route, "promote")).content.decode()
     assert "claude-canary-arms" in confirm and 'name="model"' not in confirm
-    assert client.post(url(route, "promote"), {"reason": "better"}).status_code == 302
+    assert client.post(url(route, "promote"), {**shown, "reason": "better"}).status_code == 302
     assert ModelRoute.objects.get(feature="support").model == OPUS
     actions = list(
         ModelRouteChange.objects.filter(canary=canary).values_list("canary_action", flat=True)
     )
-    assert sorted(actions) == ["percent", "promote", "start"]
-    assert LogEntry.objects.filter(user__username="ops").count() == 3
+    assert sorted(actions) == ["percent", "percent", "promote", "start"]
+    assert LogEntry.objects.filter(user__username="ops").count() == 4
     page = client.get(url(route)).content.decode()
     assert "Earlier canaries" in page and "promoted" in page
 
 
 def test_actions_on_a_route_without_a_canary_say_so(admin_client, route):
-    response = admin_client.post(url(route, "stop"), {"reason": "x"}, follow=True)
+    response = admin_client.post(url(route, "stop"), {"canary_id": 1}, follow=True)
     assert "This route has no canary running." in response.content.decode()
 
 
@@ -104,7 +109,8 @@ def test_csrf_is_enforced(django_user_model, route):
     user = django_user_model.objects.create_superuser("boss", "boss@example.com", "pw")
     client.force_login(user)
     start_canary(feature="support", model=OPUS, percent=10)
-    assert client.post(url(route, "stop"), {"reason": "x"}).status_code == 403
+    canary = Canary.objects.get()
+    assert client.post(url(route, "stop"), {"canary_id": canary.pk}).status_code == 403
     assert Canary.objects.filter(ended_at__isnull=True).exists()
 
 
@@ -153,3 +159,28 @@ def test_the_route_list_shows_running_canaries(admin_client, route):
     start_canary(feature="support", model=OPUS, percent="12.5")
     page = admin_client.get(reverse("admin:django_claude_modelroute_changelist")).content.decode()
     assert "claude-opus-4-7 (12.50%)" in page
+
+
+@pytest.mark.parametrize("action", ["percent", "promote", "stop"])
+def test_a_page_acts_only_on_the_canary_it_showed(admin_client, route, action):
+    shown = start_canary(feature="support", model=OPUS, percent=10)
+    page = admin_client.get(url(route, action)).content.decode()
+    assert f'name="canary_id" value="{shown.pk}"' in page
+    # Meanwhile the guard stops it and someone starts another.
+    stop_canary(feature="support", canary_id=shown.pk, automatic=True, reason="worse")
+    other = start_canary(feature="support", model=HAIKU, percent=10)
+    response = admin_client.post(
+        url(route, action), {"canary_id": shown.pk, "percent": "50", "reason": "x"}, follow=True
+    )
+    assert "That canary is not running" in response.content.decode()
+    other.refresh_from_db()
+    assert other.running and other.percent == 10
+    assert ModelRoute.objects.get(feature="support").model == SONNET
+
+
+def test_the_rollback_page_warns_that_it_stops_a_running_canary(admin_client, route):
+    set_route(feature="support", model=OPUS, fallback_model=HAIKU)
+    start_canary(feature="support", model=HAIKU, percent=10)
+    rollback_url = reverse("admin:django_claude_modelroute_rollback", args=[route.pk])
+    page = admin_client.get(rollback_url).content.decode()
+    assert 'id="claude-rollback-stops-canary"' in page and url(route, "stop") in page

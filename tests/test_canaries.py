@@ -14,7 +14,7 @@ from decimal import Decimal
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.core.exceptions import ValidationError
-from django.db import connection
+from django.db import OperationalError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 import django_claude
@@ -303,10 +303,34 @@ def test_a_feature_without_its_own_route_gets_one_for_its_canary(db):
     route = ModelRoute.objects.get(feature="new")
     assert (route.model, route.fallback_model) == (SONNET, HAIKU)  # the settings' models
     assert (canary.control_model, canary.control_fallback_model) == (SONNET, HAIKU)
+    # The pinning is in the history, before the start.
+    pinned, started = ModelRouteChange.objects.filter(feature="new").order_by("id")
+    assert (pinned.canary_action, pinned.reason) == ("", "a route of its own, for a canary")
+    assert started.canary_action == "start"
 
 
 @pytest.mark.parametrize(
-    "percent", [0, -5, 100.5, 101, "abc", "", None, True, float("nan"), float("inf"), 0.001]
+    "percent",
+    [
+        0,
+        -5,
+        100.5,
+        101,
+        "abc",
+        "",
+        None,
+        True,
+        float("nan"),
+        float("inf"),
+        0.001,
+        "99.999",  # never rounded up to everyone
+        "0.015",
+        "1_0",
+        "\u0661\u0660",  # Arabic-Indic digits
+        "1e1",
+        Decimal("NaN"),
+        [10],
+    ],
 )
 def test_a_bad_share_is_refused_and_nothing_changes(db, percent):
     set_route(feature="f", model=SONNET)
@@ -320,8 +344,44 @@ def test_the_shares_people_type_are_taken(db):
     set_route(feature="f", model=SONNET)
     canary = start_canary(feature="f", model=OPUS, percent="2.5")
     assert canary.percent == Decimal("2.50")
+    for typed, share in (
+        (" 12.5 % ", "12.5"),
+        ("10%", "10"),
+        (Decimal("0.01"), "0.01"),
+        (7.25, "7.25"),
+    ):
+        assert set_canary_percent(feature="f", percent=typed).percent == Decimal(share)
     assert set_canary_percent(feature="f", percent=100).percent == Decimal(100)
     assert {serving_route("f", f"user:{k}").arm for k in USERS[:200]} == {"canary"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"feature": "f ", "model": OPUS}, "feature"),
+        ({"feature": "f\n", "model": OPUS}, "feature"),
+        ({"feature": "f\x00", "model": OPUS}, "feature"),
+        ({"feature": "x" * 101, "model": OPUS}, "feature"),
+        ({"feature": None, "model": OPUS}, "feature"),
+        ({"feature": "f", "model": 123}, "model"),
+        ({"feature": "f", "model": None}, "model"),
+        ({"feature": "f", "model": OPUS, "fallback_model": 5}, "fallback_model"),
+        ({"feature": "f", "model": OPUS, "reason": 5}, "reason"),
+    ],
+)
+def test_arguments_of_the_wrong_kind_are_clear_errors(db, kwargs, field):
+    set_route(feature="f", model=SONNET)
+    with pytest.raises(ValidationError) as caught:
+        start_canary(percent=10, **kwargs)
+    assert field in caught.value.message_dict
+    assert not Canary.objects.exists()
+    assert ModelRoute.objects.count() == 1
+
+
+def test_no_fallback_and_no_reason_are_fine(db):
+    set_route(feature="f", model=SONNET, fallback_model=HAIKU)
+    canary = start_canary(feature="f", model=OPUS, percent=10, fallback_model=None, reason=None)
+    assert (canary.fallback_model, canary.reason) == ("", "")
 
 
 def test_bad_canaries_are_refused(db):
@@ -449,3 +509,46 @@ def test_another_process_sees_a_start_and_a_stop_within_two_seconds():
         child.wait()
     assert seen_start == ["saw", "canary"] and seen_stop == ["saw", "none"]
     assert start_took < 2.0 and stop_took < 2.0
+
+
+# -- what a process believes -----------------------------------------------------------
+
+
+def test_a_failed_reload_is_tried_again_a_second_later(db, monkeypatch):
+    set_route(feature="f", model=SONNET)
+    assert serving_route("f", "user:u").arm == ""
+    routing.table.publish(1)
+    start_canary(feature="f", model=OPUS, percent=100)
+    routing.table.publish(2)  # another process's start, as this one sees it
+    real_load = routing.table._load
+
+    def down():
+        raise OperationalError("database is down")
+
+    monkeypatch.setattr(routing.table, "_load", down)
+    assert serving_route("f", "user:u").arm == ""  # the last known table
+    monkeypatch.setattr(routing.table, "_load", real_load)
+    routing.table._table.checked_at = float("-inf")  # a second later
+    assert serving_route("f", "user:u").arm == "canary"
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_start_rolled_back_by_the_caller_leaves_no_canary_behind():
+    set_route(feature="f", model=SONNET)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        start_canary(feature="f", model=OPUS, percent=100)
+        assert serving_route("f", "user:u").arm == "canary"  # seen inside at once
+        raise RuntimeError("the caller's transaction fails")
+    assert not Canary.objects.exists()
+    routing.table._table.checked_at = float("-inf")  # a second later
+    assert serving_route("f", "user:u") == routing.Route("f", SONNET, "")
+    # And once committed data is read, the table trusts its version again.
+    assert routing.table._table.tentative is False
+
+
+def test_an_unchanged_route_saved_again_keeps_its_canary(db):
+    set_route(feature="f", model=SONNET, fallback_model=HAIKU)
+    canary = start_canary(feature="f", model=OPUS, percent=10)
+    set_route(feature="f", model=SONNET, fallback_model=HAIKU, reason="saved the form")
+    canary.refresh_from_db()
+    assert canary.running

@@ -8,13 +8,14 @@ import logging
 import random
 from decimal import Decimal
 
+import anthropic
 import pytest
 from django.core import mail
 
 import django_claude
 from django_claude.models import Canary, ModelRouteChange
 from django_claude.routing import guard, serving_route, set_route, start_canary
-from django_claude.routing.evidence import ArmStats, Limits, compare, worse_p
+from django_claude.routing.evidence import ArmStats, Limits, Tally, compare, worse_p
 from django_claude.signals import canary_stopped
 from django_claude.testing import flush_pending
 from django_claude.testing.faults import Fault
@@ -25,44 +26,56 @@ SONNET, HAIKU, OPUS = "claude-sonnet-4-6", "claude-haiku-4-5-20251001", "claude-
 # -- the statistics --------------------------------------------------------------------
 
 
+def _p(bad: int, n: int, control_bad: int, control_n: int) -> float:
+    return worse_p(Tally.independent(bad, n), Tally.independent(control_bad, control_n))
+
+
 def test_the_p_value_falls_as_the_evidence_grows():
-    assert worse_p(0, 200, 0, 200) == 1.0
-    assert worse_p(2, 200, 10, 200) == 1.0  # the canary does better: one-sided
-    assert worse_p(5, 0, 1, 200) == 1.0
-    weak, strong, overwhelming = (
-        worse_p(8, 200, 4, 200),
-        worse_p(20, 200, 4, 200),
-        worse_p(60, 200, 2, 1800),
-    )
+    assert _p(0, 200, 0, 200) == 1.0
+    assert _p(2, 200, 10, 200) == 1.0  # the canary does better: one-sided
+    assert _p(5, 0, 1, 200) == 1.0
+    weak, strong, overwhelming = _p(8, 200, 4, 200), _p(20, 200, 4, 200), _p(60, 200, 2, 1800)
     assert 1.0 >= weak > strong > overwhelming
     assert overwhelming < 1e-6
     # More calls with the same rates: stronger evidence.
-    assert worse_p(40, 2000, 20, 2000) < worse_p(4, 200, 2, 200)
+    assert _p(40, 2000, 20, 2000) < _p(4, 200, 2, 200)
+
+
+def test_one_users_burst_weighs_as_one_user():
+    # 252 canary calls from 246 users, one of whom sent 7 (6 rejected),
+    # against 2,154 clean control calls: as independent calls, damning; as
+    # users, one bad user.
+    burst = Tally(bad=6, total=252, units=246, bad_sq=36, total_sq=49 + 245, cross=42)
+    control = Tally.independent(0, 2154)
+    assert _p(6, 252, 0, 2154) < 0.01
+    assert worse_p(burst, control) > 0.1
+    # Many users each failing once is the same evidence either way.
+    spread = Tally.independent(30, 252)
+    assert worse_p(spread, control) < 1e-6
 
 
 def _arm(rng: random.Random, calls: int, fail: float) -> ArmStats:
     failures = sum(rng.random() < fail for _ in range(calls))
     fallbacks = sum(rng.random() < fail for _ in range(calls))
     judged = calls // 5
-    passed = sum(rng.random() >= fail for _ in range(judged))
+    failed_judged = sum(rng.random() < fail for _ in range(judged))
     return ArmStats(
         calls=calls,
-        failures=failures,
-        fallbacks=fallbacks,
-        attempts=calls,
-        failed_attempts=failures,
-        judged=judged,
-        passed=passed,
+        failures=Tally.independent(failures, calls),
+        fallbacks=Tally.independent(fallbacks, calls),
+        upstream=Tally.independent(failures, calls),
+        smell=Tally.independent(failed_judged, judged),
     )
 
 
 def _add(total: ArmStats, more: ArmStats) -> ArmStats:
     return ArmStats(
-        **{name: getattr(total, name) + getattr(more, name) for name in _COUNTS},
+        calls=total.calls + more.calls,
+        failures=total.failures + more.failures,
+        fallbacks=total.fallbacks + more.fallbacks,
+        upstream=total.upstream + more.upstream,
+        smell=total.smell + more.smell,
     )
-
-
-_COUNTS = ("calls", "failures", "fallbacks", "attempts", "failed_attempts", "judged", "passed")
 
 
 def _looks(seed: int, canary_fail: float, control_fail: float, looks: int = 20) -> int | None:
@@ -91,8 +104,9 @@ def test_a_canary_that_fails_thirty_percent_is_caught_at_the_first_look():
 
 
 def test_nothing_is_worse_before_the_minimum_sample():
-    broken = ArmStats(calls=199, failures=199, fallbacks=199, attempts=199, failed_attempts=199)
-    healthy = ArmStats(calls=5000, attempts=5000)
+    all_bad = Tally.independent(199, 199)
+    broken = ArmStats(calls=199, failures=all_bad, fallbacks=all_bad, upstream=all_bad)
+    healthy = ArmStats(calls=5000, upstream=Tally.independent(0, 5000))
     findings = compare(broken, healthy, Limits())
     assert not any(f.worse for f in findings)
     assert all("too few calls yet (199 of 200 per arm)" in f.words for f in findings)
@@ -100,10 +114,10 @@ def test_nothing_is_worse_before_the_minimum_sample():
 
 
 def test_latency_and_cost_trip_on_their_ratios():
-    control = ArmStats(calls=300, attempts=300, p95_ms=1000, cost_per_call=Decimal("0.01"))
-    slow = ArmStats(calls=300, attempts=300, p95_ms=1600, cost_per_call=Decimal("0.01"))
-    dear = ArmStats(calls=300, attempts=300, p95_ms=1000, cost_per_call=Decimal("0.021"))
-    fine = ArmStats(calls=300, attempts=300, p95_ms=1400, cost_per_call=Decimal("0.019"))
+    control = ArmStats(calls=300, p95_ms=1000, cost_per_call=Decimal("0.01"))
+    slow = ArmStats(calls=300, p95_ms=1600, cost_per_call=Decimal("0.01"))
+    dear = ArmStats(calls=300, p95_ms=1000, cost_per_call=Decimal("0.021"))
+    fine = ArmStats(calls=300, p95_ms=1400, cost_per_call=Decimal("0.019"))
     worse = {f.measure for f in compare(slow, control, Limits()) if f.worse}
     assert worse == {"p95 latency (ms)"}
     assert {f.measure for f in compare(dear, control, Limits()) if f.worse} == {
@@ -111,8 +125,8 @@ def test_latency_and_cost_trip_on_their_ratios():
     }
     assert not any(f.worse for f in compare(fine, control, Limits()))
     # Milliseconds of noise in fast calls are not a regression.
-    quick = ArmStats(calls=300, attempts=300, p95_ms=4)
-    quicker = ArmStats(calls=300, attempts=300, p95_ms=2)
+    quick = ArmStats(calls=300, p95_ms=4)
+    quicker = ArmStats(calls=300, p95_ms=2)
     assert not any(f.worse for f in compare(quick, quicker, Limits()))
 
 
@@ -262,3 +276,24 @@ def test_the_beat_task_runs_the_guard(claude, settings):
     canary = start_canary(feature="f", model=OPUS, percent=50)
     _calls(80, "f", random.Random(3))
     assert tasks.check_canaries.delay().get() == [canary.pk]
+
+
+def test_one_user_sending_bad_requests_cannot_stop_a_canary(claude, settings):
+    # Sticky arms put all of one user's calls in one arm: six rejected
+    # requests from one user are one user's problem, not the model's.
+    settings.DJANGO_CLAUDE_CANARY_MIN_CALLS = 100
+    set_route(feature="f", model=SONNET, fallback_model=HAIKU)
+    canary = start_canary(feature="f", model=OPUS, percent=10)
+    mischief = next(
+        f"user-{n}" for n in range(1000) if serving_route("f", f"user:user-{n}").arm == "canary"
+    )
+    claude.script(OPUS, [400] * 6)
+    for _ in range(6):
+        with pytest.raises(anthropic.BadRequestError):
+            django_claude.call("hi", feature="f", user=mischief)
+    _calls(1500, "f", random.Random(9))
+    arms = guard.arm_stats(canary)
+    assert arms["canary"].calls >= 100 and arms["canary"].failures.bad == 6
+    assert guard.check_canaries() == []
+    canary.refresh_from_db()
+    assert canary.running

@@ -9,6 +9,7 @@ through ``django_claude.routing`` (history, ``LogEntry``, signal).
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from django import forms
@@ -40,7 +41,10 @@ class CanaryForm(forms.Form):
         help_text=_("Blank: the route's fallback serves the canary's calls too."),
     )
     percent = forms.DecimalField(
-        label=_("Share of calls (%)"), min_value=0.01, max_value=100, decimal_places=2
+        label=_("Share of calls (%)"),
+        min_value=Decimal("0.01"),
+        max_value=Decimal(100),
+        decimal_places=2,
     )
     reason = forms.CharField(
         label=_("Reason (kept in the history)"),
@@ -49,12 +53,15 @@ class CanaryForm(forms.Form):
         widget=forms.TextInput(attrs={"size": 60}),
     )
     allow_unpriced = forms.BooleanField(label=_("Use a model with no price"), required=False)
+    # The canary the page showed: an action never lands on another one
+    # started meanwhile.
+    canary_id = forms.IntegerField(widget=forms.HiddenInput)
 
     FIELDS = {
         "start": ("model", "fallback_model", "percent", "reason", "allow_unpriced"),
-        "percent": ("percent", "reason"),
-        "promote": ("reason",),
-        "stop": ("reason",),
+        "percent": ("percent", "reason", "canary_id"),
+        "promote": ("reason", "canary_id"),
+        "stop": ("reason", "canary_id"),
     }
 
     def __init__(self, action: str, *args: Any, **kwargs: Any) -> None:
@@ -81,8 +88,8 @@ def arm_rows(arms: dict[str, ArmStats], findings: list[Finding]) -> list[dict[st
     control, canary = arms[routing.table.CONTROL], arms[routing.table.CANARY]
 
     def judged(stats: ArmStats) -> str:
-        rate = percent(stats.passed, stats.judged)
-        return f"{rate} of {stats.judged}" if stats.judged else "—"
+        judged = stats.smell.total
+        return f"{percent(judged - stats.smell.bad, judged)} of {judged}" if judged else "—"
 
     def measured(measure: str, kind: str) -> dict[str, str]:
         finding = by_measure[measure]
@@ -180,6 +187,8 @@ class RouteCanaryAdmin(ClaudeAdmin):
             self.message_user(request, _("This route has no canary running."), messages.WARNING)
             return HttpResponseRedirect(change_url)
         initial = {"percent": running.percent if running else 5}
+        if running is not None:
+            initial["canary_id"] = running.pk
         form = CanaryForm(action, request.POST or None, initial=initial)
         if request.method == "POST" and form.is_valid():
             try:
@@ -213,6 +222,7 @@ class RouteCanaryAdmin(ClaudeAdmin):
     def _act(self, action: str, route: ModelRoute, request: HttpRequest, data: Any) -> str:
         """Run ``action`` on ``route``'s canary; what to tell the user."""
         feature, user, reason = route.feature, request.user, data.get("reason") or ""
+        shown = data.get("canary_id")
         act: dict[str, Callable[[], Canary]] = {
             "start": lambda: routing.start_canary(
                 feature=feature,
@@ -224,10 +234,14 @@ class RouteCanaryAdmin(ClaudeAdmin):
                 allow_unpriced=bool(data.get("allow_unpriced")),
             ),
             "percent": lambda: routing.set_canary_percent(
-                feature=feature, percent=data["percent"], user=user, reason=reason
+                feature=feature, percent=data["percent"], user=user, reason=reason, canary_id=shown
             ),
-            "promote": lambda: routing.promote_canary(feature=feature, user=user, reason=reason),
-            "stop": lambda: routing.stop_canary(feature=feature, user=user, reason=reason),
+            "promote": lambda: routing.promote_canary(
+                feature=feature, user=user, reason=reason, canary_id=shown
+            ),
+            "stop": lambda: routing.stop_canary(
+                feature=feature, user=user, reason=reason, canary_id=shown
+            ),
         }
         canary = act[action]()
         return str(

@@ -131,6 +131,8 @@ class RouteRollbackAdmin(ClaudeAdmin):
             "route": route,
             "target": target,
             "change_url": change_url,
+            "canary": routing.running_canary(route.feature),
+            "stop_canary_url": admin_url(self.admin_site, ModelRoute, "canary", route.pk, "stop"),
         }
         request.current_app = self.admin_site.name
         return TemplateResponse(

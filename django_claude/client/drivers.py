@@ -164,7 +164,8 @@ async def aroute(req: CallRequest) -> Route:
     """The route serving ``req``: from memory when the table is fresh, else
     read in a thread."""
     if route_table_is_fresh():
-        return serving_route(req.feature, req.canary_key)
+        # Even if the second runs out meanwhile: no reload on the loop.
+        return serving_route(req.feature, req.canary_key, refresh=False)
     return await sync_to_async(serving_route)(req.feature, req.canary_key)
 
 

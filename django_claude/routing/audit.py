@@ -92,4 +92,6 @@ def announce(change: ModelRouteChange, *signals: Callable[[], Any]) -> None:
     transaction.on_commit(lambda: publish(change.pk))
     for send in signals:
         transaction.on_commit(send)
-    reset_route_table()
+    # Seen here at once; if the transaction rolls back instead, the table
+    # reloads at its next look (publish clears the mark on commit).
+    reset_route_table(tentative=True)

@@ -12,7 +12,8 @@ worse canary by itself is ``routing.guard``.
 from __future__ import annotations
 
 import logging
-from decimal import Decimal, InvalidOperation
+import re
+from decimal import Decimal
 from functools import partial
 from typing import Any
 
@@ -40,6 +41,7 @@ from django_claude.signals import (
 )
 
 logger = logging.getLogger("django_claude.routing")
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class CanaryAlreadyRunning(Exception):
@@ -50,23 +52,41 @@ class NoCanaryRunning(Exception):
     """The route has no running canary (or not the one named)."""
 
 
+SHARE = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+")
+
+
 def _percent(value: Any) -> Decimal:
-    """``value`` as a share in hundredths of a percent; ``ValidationError``
-    unless it is a number above 0 and at most 100."""
+    """``value`` (10, 2.5, "12.5", "12.5%", a Decimal) as a share of calls;
+    ``ValidationError`` unless it is above 0, at most 100, in hundredths of a
+    percent at most (never rounded: 99.999 is not 100)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
         raise ValidationError(
             {"percent": [f"The share must be a number, not {type(value).__name__}."]}
         )
-    try:
-        percent = Decimal(str(value).strip().removesuffix("%").strip())
-    except InvalidOperation:
-        raise ValidationError({"percent": [f"{str(value)[:20]!r} is not a number."]}) from None
-    if not percent.is_finite() or not Decimal(0) < percent <= 100:
+    text = value if isinstance(value, str) else str(value)
+    text = text.strip().removesuffix("%").strip()
+    if not SHARE.fullmatch(text):
+        raise ValidationError({"percent": [f"{str(value)[:20]!r} is not a share like 12.5."]})
+    percent = Decimal(text)
+    if not Decimal(0) < percent <= 100:
         raise ValidationError({"percent": ["The share must be above 0 and at most 100 (%)."]})
-    rounded = percent.quantize(Decimal("0.01"))
-    if rounded == 0:
-        raise ValidationError({"percent": ["The smallest share is 0.01%."]})
-    return rounded
+    if percent != percent.quantize(Decimal("0.01")):
+        raise ValidationError({"percent": ["The share is counted in hundredths of a percent."]})
+    return percent.quantize(Decimal("0.01"))
+
+
+def _text(name: str, value: Any, *, label: bool = False) -> str:
+    """A text argument, checked: a str (None for an optional one: ""); a
+    ``label`` (a feature) also without spaces around it or control characters."""
+    if value is None and name != "feature":
+        return ""
+    if not isinstance(value, str):
+        raise ValidationError({name: [f"Must be text, not {type(value).__name__}."]})
+    if label and (value != value.strip() or CONTROL.search(value) or len(value) > 100):
+        raise ValidationError(
+            {name: ["A feature name of at most 100 characters, without spaces around it."]}
+        )
+    return value
 
 
 def _running(feature: str, *, lock: bool = True) -> Canary | None:
@@ -140,16 +160,16 @@ def start_canary(
     control. Raises ``ValidationError`` and ``CanaryAlreadyRunning``.
     """
     share = _percent(percent)
-    if not isinstance(feature, str) or len(feature) > 100:
-        raise ValidationError({"feature": ["A feature is a name of at most 100 characters."]})
+    feature = _text("feature", feature, label=True)
+    model, fallback_model = _text("model", model), _text("fallback_model", fallback_model)
+    reason = _text("reason", reason)
     validate_route(model=model, fallback_model=fallback_model, allow_unpriced=allow_unpriced)
     for _ in range(2):  # a concurrent first route of the same feature: retry once
         try:
             with transaction.atomic():
                 route = lock_route(feature)
                 if route is None:
-                    in_force = active_route_from_db(feature)
-                    route = create_route(feature, in_force.model, in_force.fallback_model, user)
+                    route = _route_for_canary(feature, user)
                 if _running(feature) is not None:
                     raise CanaryAlreadyRunning(
                         f"{feature or '(default)'!r} has a canary running: stop or promote it first"
@@ -194,6 +214,25 @@ def start_canary(
     raise CanaryAlreadyRunning(f"could not start a canary on {feature!r}: retry")
 
 
+def _route_for_canary(feature: str, user: Any) -> ModelRoute:
+    """A route of its own for a feature that follows the default route (or
+    the settings), pinned to the models it uses now, so that its canary has a
+    control: a change in its history like any other, which a rollback undoes."""
+    in_force = active_route_from_db(feature)
+    route = create_route(feature, in_force.model, in_force.fallback_model, user)
+    ModelRouteChange.objects.create(
+        route=route,
+        feature=feature,
+        old_model=in_force.model,
+        old_fallback_model=in_force.fallback_model,
+        new_model=route.model,
+        new_fallback_model=route.fallback_model,
+        changed_by=person(user),
+        reason="a route of its own, for a canary",
+    )
+    return route
+
+
 def _locked(feature: str, canary_id: int | None = None) -> tuple[ModelRoute, Canary]:
     route = lock_route(feature)
     canary = _running(feature) if route is not None else None
@@ -203,13 +242,22 @@ def _locked(feature: str, canary_id: int | None = None) -> tuple[ModelRoute, Can
     return route, canary
 
 
-def set_canary_percent(*, feature: str, percent: Any, user: Any = None, reason: str = "") -> Canary:
-    """Change the share of ``feature``'s traffic its canary gets. Raising it
+def set_canary_percent(
+    *,
+    feature: str,
+    percent: Any,
+    user: Any = None,
+    reason: str = "",
+    canary_id: int | None = None,
+) -> Canary:
+    """Change the share of ``feature``'s traffic its canary gets (with
+    ``canary_id``: only if that canary is still the one running). Raising it
     keeps everyone already in the canary there. Raises ``NoCanaryRunning``
     and ``ValidationError``."""
     share = _percent(percent)
+    reason = _text("reason", reason)
     with transaction.atomic():
-        route, canary = _locked(feature)
+        route, canary = _locked(feature, canary_id)
         old = canary.percent
         canary.percent = share
         canary.save(update_fields=["percent"])
@@ -246,11 +294,15 @@ def _end(canary: Canary, status: str, user: Any, reason: str, evidence: Any = No
     canary.save(update_fields=["status", "ended_at", "ended_by", "end_reason", "evidence"])
 
 
-def promote_canary(*, feature: str, user: Any = None, reason: str = "") -> Canary:
+def promote_canary(
+    *, feature: str, user: Any = None, reason: str = "", canary_id: int | None = None
+) -> Canary:
     """Make the canary's model (and its fallback, if it has one) the route's,
-    for everyone. A rollback of the route undoes it. Raises ``NoCanaryRunning``."""
+    for everyone (with ``canary_id``: only if that canary is still the one
+    running). A rollback of the route undoes it. Raises ``NoCanaryRunning``."""
+    reason = _text("reason", reason)
     with transaction.atomic():
-        route, canary = _locked(feature)
+        route, canary = _locked(feature, canary_id)
         old = Route(feature, route.model, route.fallback_model)
         fallback = canary.fallback_model or route.fallback_model
         route.model = canary.model
@@ -334,6 +386,7 @@ def stop_canary(
     """Send all of ``feature``'s traffic back to the route's model. With
     ``canary_id``, only if that canary is still the one running (the guard
     never stops a canary started after it looked). Raises ``NoCanaryRunning``."""
+    reason = _text("reason", reason)
     with transaction.atomic():
         route, canary = _locked(feature, canary_id)
         _stop(route, canary, user, reason, automatic=automatic, evidence=evidence)

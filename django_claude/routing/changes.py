@@ -119,7 +119,8 @@ def set_route(
                     route = create_route(feature, model, fallback_model, user)
                 else:
                     in_force = Route(feature, route.model, route.fallback_model)
-                    end_for_route_change(route, user, "the route was changed")
+                    if (model, fallback_model) != (route.model, route.fallback_model):
+                        end_for_route_change(route, user, "the route was changed")
                     route.model = model
                     route.fallback_model = fallback_model
                     route.updated_by = person(user)

@@ -42,24 +42,59 @@ class Limits:
     max_cost_ratio: float = 2.0
 
 
+@dataclass(frozen=True)
+class Tally:
+    """Bad events out of a total, with sums over the arm's units.
+
+    A unit is whom the canary assigns: a user, else a tenant, else (an
+    anonymous call) the call. Calls of one user are not independent (they
+    share the user's arm and the user's habits): the rate's variance is
+    taken over units, so one user's burst of bad requests weighs as one
+    user, not as many independent failures."""
+
+    bad: int = 0
+    total: int = 0
+    units: int = 0
+    bad_sq: float = 0.0  # sum over units of (bad events)^2
+    total_sq: float = 0.0  # sum over units of (events)^2
+    cross: float = 0.0  # sum over units of bad events * events
+
+    @classmethod
+    def independent(cls, bad: int, total: int) -> Tally:
+        """``bad`` of ``total`` events, each of a unit of its own."""
+        return cls(bad, total, total, float(bad), float(total), float(bad))
+
+    def __add__(self, other: Tally) -> Tally:
+        return Tally(
+            *(getattr(self, name) + getattr(other, name) for name in self.__dataclass_fields__)
+        )
+
+    @property
+    def rate(self) -> float | None:
+        return self.bad / self.total if self.total else None
+
+    def design_effect(self) -> float:
+        """How much more the rate varies than if every event were a unit of
+        its own (1.0: as much; one user's burst of failures: far more)."""
+        if not self.total or not 0 < self.bad < self.total:
+            return 1.0
+        rate = self.bad / self.total
+        spread = self.bad_sq - 2 * rate * self.cross + rate * rate * self.total_sq
+        return max(1.0, spread / (rate * (1 - rate) * self.total))
+
+
 @dataclass
 class ArmStats:
     """What one arm of a canary did since the canary started."""
 
     calls: int = 0  # calls that reached a model (not cached, not refused by a quota)
-    failures: int = 0  # degraded and caller-error outcomes
-    fallbacks: int = 0
-    attempts: int = 0  # upstream requests the calls made
-    failed_attempts: int = 0  # of them, those that failed (retried, or given up)
-    judged: int = 0  # smell-test verdicts pass or fail
-    passed: int = 0
+    failures: Tally = Tally()  # degraded and caller-error calls, of calls
+    fallbacks: Tally = Tally()  # calls the fallback answered, of calls
+    upstream: Tally = Tally()  # failed upstream requests (retried or given up), of requests
+    smell: Tally = Tally()  # smell-test fails, of judged calls
     p50_ms: int | None = None
     p95_ms: int | None = None
     cost_per_call: Decimal | None = None  # mean over priced calls
-
-    def rate(self, hits: int, n: int | None = None) -> float | None:
-        n = self.calls if n is None else n
-        return hits / n if n else None
 
 
 @dataclass
@@ -88,17 +123,26 @@ class Finding:
         }
 
 
-def worse_p(bad: int, n: int, control_bad: int, control_n: int, *, tau2: float = TAU2) -> float:
-    """The always-valid one-sided p-value of "the canary's rate
-    (``bad``/``n``) is above the control's" (1.0 when the canary's is not
-    above, or either arm is empty)."""
+def worse_p(canary: Tally, control: Tally, *, tau2: float = TAU2) -> float:
+    """The always-valid one-sided p-value of "the canary's rate is above the
+    control's" (1.0 when it is not above, or either arm is empty).
+
+    The variance of the difference is the pooled one of independent events,
+    times the larger arm's design effect: events of one unit (a user's
+    calls) that go together count for less than independent ones."""
+    n, control_n = canary.total, control.total
     if n <= 0 or control_n <= 0:
         return 1.0
-    difference = bad / n - control_bad / control_n
-    pooled = (bad + control_bad) / (n + control_n)
+    difference = canary.bad / n - control.bad / control_n
+    pooled = (canary.bad + control.bad) / (n + control_n)
     if difference <= 0 or pooled <= 0.0 or pooled >= 1.0:
         return 1.0
-    variance = pooled * (1 - pooled) * (1 / n + 1 / control_n)
+    variance = (
+        pooled
+        * (1 - pooled)
+        * (1 / n + 1 / control_n)
+        * max(canary.design_effect(), control.design_effect())
+    )
     log_ratio = 0.5 * math.log(variance / (variance + tau2)) + (
         tau2 * difference * difference / (2 * variance * (variance + tau2))
     )
@@ -115,23 +159,20 @@ def _words(worse: bool, p: float | None, *, better: bool = False) -> str:
 
 def _rate_row(
     measure: str,
-    canary: tuple[int, int],
-    control: tuple[int, int],
+    canary: Tally,
+    control: Tally,
     limits: Limits,
     *,
     enough: bool,
     waiting: str,
 ) -> Finding:
-    """``canary`` and ``control``: (bad, out of). Bad is what the measure
-    counts against the arm (failures; for the pass rate: fails)."""
-    bad, n = canary
-    control_bad, control_n = control
-    rate = bad / n if n else None
-    control_rate = control_bad / control_n if control_n else None
+    """A rate of what counts against an arm (failures; for the pass rate:
+    fails), compared."""
+    rate, control_rate = canary.rate, control.rate
     if not enough:
         return Finding(measure, rate, control_rate, words=waiting)
-    p = worse_p(bad, n, control_bad, control_n)
-    worse = p < limits.alpha and bad >= MIN_BAD
+    p = worse_p(canary, control)
+    worse = p < limits.alpha and canary.bad >= MIN_BAD
     better = rate is not None and control_rate is not None and rate < control_rate
     return Finding(
         measure, rate, control_rate, worse=worse, p=p, words=_words(worse, p, better=better)
@@ -169,15 +210,15 @@ def compare(canary: ArmStats, control: ArmStats, limits: Limits) -> list[Finding
     fewest = min(canary.calls, control.calls)
     enough = fewest >= limits.min_calls
     waiting = f"too few calls yet ({fewest} of {limits.min_calls} per arm)"
-    judged = min(canary.judged, control.judged)
+    judged = min(canary.smell.total, control.smell.total)
     judged_enough = enough and judged >= MIN_JUDGED
     judged_waiting = (
         waiting if not enough else f"too few judged calls yet ({judged} of {MIN_JUDGED} per arm)"
     )
     passes = _rate_row(
         "smell-test pass rate",
-        (canary.judged - canary.passed, canary.judged),
-        (control.judged - control.passed, control.judged),
+        canary.smell,
+        control.smell,
         limits,
         enough=judged_enough,
         waiting=judged_waiting,
@@ -188,16 +229,16 @@ def compare(canary: ArmStats, control: ArmStats, limits: Limits) -> list[Finding
     return [
         _rate_row(
             "failure rate",
-            (canary.failures, canary.calls),
-            (control.failures, control.calls),
+            canary.failures,
+            control.failures,
             limits,
             enough=enough,
             waiting=waiting,
         ),
         _rate_row(
             "fallback rate",
-            (canary.fallbacks, canary.calls),
-            (control.fallbacks, control.calls),
+            canary.fallbacks,
+            control.fallbacks,
             limits,
             enough=enough,
             waiting=waiting,
@@ -206,8 +247,8 @@ def compare(canary: ArmStats, control: ArmStats, limits: Limits) -> list[Finding
         # not from the bill or the latency: compared per upstream request.
         _rate_row(
             "upstream error rate",
-            (canary.failed_attempts, canary.attempts),
-            (control.failed_attempts, control.attempts),
+            canary.upstream,
+            control.upstream,
             limits,
             enough=enough,
             waiting=waiting,

@@ -16,12 +16,25 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.core.mail import mail_admins
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db import connections, router
+from django.db.models import (
+    Case,
+    CharField,
+    Count,
+    F,
+    IntegerField,
+    Q,
+    QuerySet,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Cast, Concat, Greatest
 
 from django_claude.conf import conf
 from django_claude.models import CallRecord, Canary
 from django_claude.routing.canaries import NoCanaryRunning, stop_canary
-from django_claude.routing.evidence import ArmStats, Finding, Limits, compare
+from django_claude.routing.evidence import ArmStats, Finding, Limits, Tally, compare
 from django_claude.routing.table import CANARY, CONTROL
 from django_claude.types import Outcome, SmellVerdict
 
@@ -33,6 +46,7 @@ NOT_SERVED = (Outcome.CACHED, Outcome.LIMITED)
 FAILED = (Outcome.DEGRADED, Outcome.ERROR)
 # Calls whose last request was answered: every other request they made failed.
 ANSWERED = (Outcome.OK, Outcome.FALLBACK, Outcome.INTERRUPTED)
+JUDGED = (SmellVerdict.PASS, SmellVerdict.FAIL)
 
 
 def limits() -> Limits:
@@ -52,36 +66,93 @@ def _percentile(rows: QuerySet[CallRecord], n: int, share: float) -> int | None:
     return rows.order_by("latency_ms").values_list("latency_ms", flat=True)[rank]
 
 
+# Per unit (whom the canary assigns: a user, else a tenant, else the call),
+# the events of each rate and the bad ones among them.
+RATES = {
+    "failures": ("calls", "failed"),
+    "fallbacks": ("calls", "fell_back"),
+    "upstream": ("requests", "failed_requests"),
+    "smell": ("judged", "judged_failed"),
+}
+
+
+def _unit() -> Case:
+    return Case(
+        When(~Q(user_ref=""), then=Concat(Value("u:"), "user_ref")),
+        When(~Q(tenant=""), then=Concat(Value("t:"), "tenant")),
+        default=Concat(Value("c:"), Cast("id", CharField())),
+        output_field=CharField(),
+    )
+
+
+def _tallies(served: QuerySet[CallRecord]) -> dict[str, dict[str, Tally]]:
+    """Per arm, a ``Tally`` of each rate, summed over units in the database."""
+    per_unit = (
+        served.annotate(unit=_unit())
+        .values("arm", "unit")
+        .annotate(
+            calls=Count("pk"),
+            failed=Count("pk", filter=Q(outcome__in=FAILED)),
+            fell_back=Count("pk", filter=Q(fallback_used=True)),
+            requests=Sum("attempts"),
+            # A call whose last request was answered failed all its others.
+            failed_requests=Sum(
+                Case(
+                    When(outcome__in=ANSWERED, then=Greatest(F("attempts") - 1, Value(0))),
+                    default=F("attempts"),
+                    output_field=IntegerField(),
+                )
+            ),
+            judged=Count("pk", filter=Q(smell_verdict__in=JUDGED)),
+            judged_failed=Count("pk", filter=Q(smell_verdict=SmellVerdict.FAIL)),
+        )
+        .order_by()
+    )
+    inner, params = per_unit.query.sql_with_params()
+    sums = ", ".join(
+        f"SUM({bad}), SUM({total}), SUM({bad} * {bad}), SUM({total} * {total}), "
+        f"SUM({bad} * {total})"
+        for total, bad in RATES.values()
+    )
+    database = router.db_for_read(CallRecord)
+    with connections[database].cursor() as cursor:
+        cursor.execute(
+            f"SELECT arm, COUNT(*), {sums} FROM ({inner}) per_unit GROUP BY arm",  # noqa: S608
+            params,
+        )
+        rows = cursor.fetchall()
+    tallies: dict[str, dict[str, Tally]] = {}
+    for arm, units, *numbers in rows:
+        tallies[arm] = {}
+        for index, name in enumerate(RATES):
+            bad, total, bad_sq, total_sq, cross = (
+                n or 0 for n in numbers[5 * index : 5 * index + 5]
+            )
+            tallies[arm][name] = Tally(
+                int(bad), int(total), int(units), float(bad_sq), float(total_sq), float(cross)
+            )
+    return tallies
+
+
 def arm_stats(canary: Canary) -> dict[str, ArmStats]:
-    """Each arm's counts, latency percentiles and mean cost per call."""
+    """Each arm's rates, latency percentiles and mean cost per call."""
     served = CallRecord.objects.filter(canary_id=canary.pk).exclude(outcome__in=NOT_SERVED)
-    rows = served.values("arm").annotate(
-        calls=Count("pk"),
-        failures=Count("pk", filter=Q(outcome__in=FAILED)),
-        fallbacks=Count("pk", filter=Q(fallback_used=True)),
-        passed=Count("pk", filter=Q(smell_verdict=SmellVerdict.PASS)),
-        failed=Count("pk", filter=Q(smell_verdict=SmellVerdict.FAIL)),
+    stats = {CONTROL: ArmStats(), CANARY: ArmStats()}
+    tallies = _tallies(served)
+    costs = served.values("arm").annotate(
         timed=Count("pk", filter=~Q(outcome=Outcome.INTERRUPTED)),
-        attempts=Sum("attempts"),
-        answered=Count("pk", filter=Q(outcome__in=ANSWERED)),
         with_cost=Count("cost_usd"),
         cost=Sum("cost_usd"),
     )
-    stats = {CONTROL: ArmStats(), CANARY: ArmStats()}
-    for row in rows:
+    for row in costs:
         arm = row["arm"]
-        if arm not in stats:
+        if arm not in stats or arm not in tallies:
             continue
         # A stream cut off early says nothing of how long a whole answer takes.
         timed = served.filter(arm=arm).exclude(outcome=Outcome.INTERRUPTED)
         stats[arm] = ArmStats(
-            calls=row["calls"],
-            failures=row["failures"],
-            fallbacks=row["fallbacks"],
-            attempts=row["attempts"] or 0,
-            failed_attempts=max(0, (row["attempts"] or 0) - row["answered"]),
-            judged=row["passed"] + row["failed"],
-            passed=row["passed"],
+            calls=tallies[arm]["failures"].total,
+            **tallies[arm],
             p50_ms=_percentile(timed, row["timed"], 0.50),
             p95_ms=_percentile(timed, row["timed"], 0.95),
             cost_per_call=(

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.core.cache import caches
+from django.db import router, transaction
 
 from django_claude.conf import conf
 from django_claude.models import Canary, ModelRoute
@@ -81,13 +82,16 @@ class _RouteTable:
         self.canaries: dict[str, CanaryArm] = {}
         self.version: object = None
         self.checked_at = float("-inf")
+        # A change of routes made in this process has not committed yet.
+        self.tentative = False
 
-    def reset(self) -> None:
+    def reset(self, *, tentative: bool = False) -> None:
         with self.lock:
             self.routes = {}
             self.canaries = {}
             self.version = None
             self.checked_at = float("-inf")
+            self.tentative = tentative
 
 
 _table = _RouteTable()
@@ -115,6 +119,10 @@ def _load() -> tuple[dict[str, tuple[str, str]], dict[str, CanaryArm]]:
     return routes, canaries
 
 
+def _in_transaction() -> bool:
+    return transaction.get_connection(router.db_for_read(ModelRoute)).in_atomic_block
+
+
 def _refresh(now: float) -> None:
     with _table.lock:
         if now - _table.checked_at < CHECK_EVERY:
@@ -124,12 +132,18 @@ def _refresh(now: float) -> None:
             try:
                 routes, canaries = _load()
             except Exception:  # DatabaseError, or SynchronousOnlyOperation on an event loop
-                # Keep serving the routes we know; try again next second.
+                # Keep serving the routes we know, and the version they are
+                # of: the next look, a second from now, loads again.
                 logger.warning("claude routing: could not load routes, keeping the last known")
             else:
                 _table.canaries = canaries
                 _table.routes = routes
-            _table.version = version
+                # Rows read inside a transaction that changed routes may never
+                # commit: trust them only until the next look. Rows read
+                # outside any transaction are committed ones.
+                if _table.tentative and not _in_transaction():
+                    _table.tentative = False
+                _table.version = None if _table.tentative else version
         _table.checked_at = now
 
 
@@ -144,9 +158,11 @@ def route_table_is_fresh() -> bool:
     return time.monotonic() - _table.checked_at < CHECK_EVERY
 
 
-def _fresh_table() -> tuple[dict[str, tuple[str, str]], dict[str, CanaryArm]]:
+def _fresh_table(
+    *, refresh: bool = True
+) -> tuple[dict[str, tuple[str, str]], dict[str, CanaryArm]]:
     now = time.monotonic()
-    if now - _table.checked_at >= CHECK_EVERY:
+    if refresh and now - _table.checked_at >= CHECK_EVERY:
         _refresh(now)
     return _table.routes, _table.canaries
 
@@ -164,12 +180,13 @@ def active_route(feature: str) -> Route:
     return Route(feature=feature, model=model, fallback_model="" if fallback == model else fallback)
 
 
-def serving_route(feature: str, key: str = "") -> Route:
+def serving_route(feature: str, key: str = "", *, refresh: bool = True) -> Route:
     """The route that serves one call of ``feature`` made for ``key`` (the
     user, else the tenant; ``""``: anonymous, drawn at random): the route in
     force, or its running canary for the keys that land in it. No query in
-    steady state."""
-    routes, canaries = _fresh_table()
+    steady state; none at all with ``refresh=False`` (on an event loop,
+    once ``route_table_is_fresh`` said so)."""
+    routes, canaries = _fresh_table(refresh=refresh)
     owner = feature if feature in routes else ""
     found = routes.get(owner)
     if found is None:
@@ -203,9 +220,10 @@ def active_route_from_db(feature: str, *, own: bool = True) -> Route:
     return Route(feature=feature, model=row.model, fallback_model=row.fallback_model)
 
 
-def reset_route_table() -> None:
-    """Forget this process's routes (tests, and after a local change)."""
-    _table.reset()
+def reset_route_table(*, tentative: bool = False) -> None:
+    """Forget this process's routes (tests, and after a local change;
+    ``tentative``: one not committed yet, which may be rolled back)."""
+    _table.reset(tentative=tentative)
 
 
 def publish(version: int) -> None:
