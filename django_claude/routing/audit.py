@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -15,6 +17,7 @@ from django_claude.recording import pricing
 from django_claude.routing.table import publish, reset_route_table
 
 AUTOMATIC_AUTHOR = "django-claude"  # who the history names for the canary guard's stops
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def validate_route(*, model: str, fallback_model: str, allow_unpriced: bool = False) -> None:
@@ -46,6 +49,43 @@ def validate_route(*, model: str, fallback_model: str, allow_unpriced: bool = Fa
                 )
     if errors:
         raise ValidationError(errors)
+
+
+SHARE = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+")
+
+
+def share_of(value: Any) -> Decimal:
+    """``value`` (10, 2.5, "12.5", "12.5%", a Decimal) as a share of calls;
+    ``ValidationError`` unless it is above 0, at most 100, in hundredths of a
+    percent at most (never rounded: 99.999 is not 100)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
+        raise ValidationError(
+            {"percent": [f"The share must be a number, not {type(value).__name__}."]}
+        )
+    text = value if isinstance(value, str) else str(value)
+    text = text.strip().removesuffix("%").strip()
+    if not SHARE.fullmatch(text):
+        raise ValidationError({"percent": [f"{str(value)[:20]!r} is not a share like 12.5."]})
+    percent = Decimal(text)
+    if not Decimal(0) < percent <= 100:
+        raise ValidationError({"percent": ["The share must be above 0 and at most 100 (%)."]})
+    if percent != percent.quantize(Decimal("0.01")):
+        raise ValidationError({"percent": ["The share is counted in hundredths of a percent."]})
+    return percent.quantize(Decimal("0.01"))
+
+
+def checked_text(name: str, value: Any, *, label: bool = False) -> str:
+    """A text argument, checked: a str (None for an optional one: ""); a
+    ``label`` (a feature) also without spaces around it or control characters."""
+    if value is None and name != "feature":
+        return ""
+    if not isinstance(value, str):
+        raise ValidationError({name: [f"Must be text, not {type(value).__name__}."]})
+    if label and (value != value.strip() or CONTROL.search(value) or len(value) > 100):
+        raise ValidationError(
+            {name: ["A feature name of at most 100 characters, without spaces around it."]}
+        )
+    return value
 
 
 def person(user: Any) -> Any:

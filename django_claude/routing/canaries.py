@@ -12,7 +12,6 @@ worse canary by itself is ``routing.guard``.
 from __future__ import annotations
 
 import logging
-import re
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -25,10 +24,12 @@ from django_claude.models import Canary, CanaryStatus, ModelRoute, ModelRouteCha
 from django_claude.routing.audit import (
     AUTOMATIC_AUTHOR,
     announce,
+    checked_text,
     create_route,
     lock_route,
     log_entry,
     person,
+    share_of,
     validate_route,
 )
 from django_claude.routing.table import Route, active_route_from_db
@@ -41,7 +42,6 @@ from django_claude.signals import (
 )
 
 logger = logging.getLogger("django_claude.routing")
-CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class CanaryAlreadyRunning(Exception):
@@ -50,43 +50,6 @@ class CanaryAlreadyRunning(Exception):
 
 class NoCanaryRunning(Exception):
     """The route has no running canary (or not the one named)."""
-
-
-SHARE = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+")
-
-
-def _percent(value: Any) -> Decimal:
-    """``value`` (10, 2.5, "12.5", "12.5%", a Decimal) as a share of calls;
-    ``ValidationError`` unless it is above 0, at most 100, in hundredths of a
-    percent at most (never rounded: 99.999 is not 100)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
-        raise ValidationError(
-            {"percent": [f"The share must be a number, not {type(value).__name__}."]}
-        )
-    text = value if isinstance(value, str) else str(value)
-    text = text.strip().removesuffix("%").strip()
-    if not SHARE.fullmatch(text):
-        raise ValidationError({"percent": [f"{str(value)[:20]!r} is not a share like 12.5."]})
-    percent = Decimal(text)
-    if not Decimal(0) < percent <= 100:
-        raise ValidationError({"percent": ["The share must be above 0 and at most 100 (%)."]})
-    if percent != percent.quantize(Decimal("0.01")):
-        raise ValidationError({"percent": ["The share is counted in hundredths of a percent."]})
-    return percent.quantize(Decimal("0.01"))
-
-
-def _text(name: str, value: Any, *, label: bool = False) -> str:
-    """A text argument, checked: a str (None for an optional one: ""); a
-    ``label`` (a feature) also without spaces around it or control characters."""
-    if value is None and name != "feature":
-        return ""
-    if not isinstance(value, str):
-        raise ValidationError({name: [f"Must be text, not {type(value).__name__}."]})
-    if label and (value != value.strip() or CONTROL.search(value) or len(value) > 100):
-        raise ValidationError(
-            {name: ["A feature name of at most 100 characters, without spaces around it."]}
-        )
-    return value
 
 
 def _running(feature: str, *, lock: bool = True) -> Canary | None:
@@ -159,10 +122,13 @@ def start_canary(
     of its own gets one, pinned to the models it used, so the canary has a
     control. Raises ``ValidationError`` and ``CanaryAlreadyRunning``.
     """
-    share = _percent(percent)
-    feature = _text("feature", feature, label=True)
-    model, fallback_model = _text("model", model), _text("fallback_model", fallback_model)
-    reason = _text("reason", reason)
+    share = share_of(percent)
+    feature = checked_text("feature", feature, label=True)
+    model, fallback_model = (
+        checked_text("model", model),
+        checked_text("fallback_model", fallback_model),
+    )
+    reason = checked_text("reason", reason)
     validate_route(model=model, fallback_model=fallback_model, allow_unpriced=allow_unpriced)
     for _ in range(2):  # a concurrent first route of the same feature: retry once
         try:
@@ -254,8 +220,8 @@ def set_canary_percent(
     ``canary_id``: only if that canary is still the one running). Raising it
     keeps everyone already in the canary there. Raises ``NoCanaryRunning``
     and ``ValidationError``."""
-    share = _percent(percent)
-    reason = _text("reason", reason)
+    share = share_of(percent)
+    reason = checked_text("reason", reason)
     with transaction.atomic():
         route, canary = _locked(feature, canary_id)
         old = canary.percent
@@ -300,7 +266,7 @@ def promote_canary(
     """Make the canary's model (and its fallback, if it has one) the route's,
     for everyone (with ``canary_id``: only if that canary is still the one
     running). A rollback of the route undoes it. Raises ``NoCanaryRunning``."""
-    reason = _text("reason", reason)
+    reason = checked_text("reason", reason)
     with transaction.atomic():
         route, canary = _locked(feature, canary_id)
         old = Route(feature, route.model, route.fallback_model)
@@ -386,7 +352,7 @@ def stop_canary(
     """Send all of ``feature``'s traffic back to the route's model. With
     ``canary_id``, only if that canary is still the one running (the guard
     never stops a canary started after it looked). Raises ``NoCanaryRunning``."""
-    reason = _text("reason", reason)
+    reason = checked_text("reason", reason)
     with transaction.atomic():
         route, canary = _locked(feature, canary_id)
         _stop(route, canary, user, reason, automatic=automatic, evidence=evidence)
