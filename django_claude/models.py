@@ -102,6 +102,9 @@ class CallRecord(models.Model):
     # Which arm of a canary served the call ("" when its route had none).
     arm = models.CharField(_("arm"), max_length=8, blank=True, choices=ARM_CHOICES)
     canary_id = models.PositiveIntegerField(_("canary"), null=True, blank=True)
+    # The call's OpenTelemetry span, when one was recorded (hex).
+    trace_id = models.CharField(_("trace id"), max_length=32, blank=True)
+    span_id = models.CharField(_("span id"), max_length=16, blank=True)
 
     objects = CallRecordQuerySet.as_manager()
 

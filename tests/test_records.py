@@ -27,6 +27,8 @@ LINE_FIELDS = {
     "tenant",
     "arm",
     "canary_id",
+    "trace_id",
+    "span_id",
     "model_requested",
     "model",
     "outcome",

@@ -128,7 +128,8 @@ def _call(req: CallRequest, *, route: Route) -> ClaudeResult:
                 )
             )
 
-        run_plan(state.start(), attempt, state.admit)
+        with state.span.current():
+            run_plan(state.start(), attempt, state.admit)
         return _conclude(state, reuse)
     finally:
         reuse.release()
@@ -181,7 +182,8 @@ async def acall(prompt: str | None = None, **kwargs: Any) -> ClaudeResult:
                 )
             )
 
-        await arun_plan(plan, attempt, state.admit)
+        with state.span.current():
+            await arun_plan(plan, attempt, state.admit)
         if _ends_on_the_loop(state, reuse):
             return _conclude(state, reuse)  # nothing in it blocks: no thread hop
         return await recording_off_loop(_conclude)(state, reuse)

@@ -33,6 +33,7 @@ from django_claude.recording import sampling
 from django_claude.recording.facts import CallFacts, record_call
 from django_claude.recording.pricing import Usage
 from django_claude.routing import Route
+from django_claude.telemetry import CallSpan
 from django_claude.types import (
     ClaudeLimited,
     ClaudeResult,
@@ -83,6 +84,14 @@ class CallState:
     reservation: Reservation = field(default_factory=lambda: NOTHING_HELD)
     released: bool = False  # ``release`` ran: the call is over for its caller
     _release_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    span: CallSpan = field(init=False, repr=False)  # OpenTelemetry's, ended by the record
+
+    def __post_init__(self) -> None:
+        self.span = CallSpan(
+            feature=self.req.feature,
+            model=self.route.model,
+            max_tokens=self.req.params.get("max_tokens"),
+        )
 
     def draw_sample(self) -> bool:
         """Is this call judged? Drawn once, whoever asks first."""
@@ -93,6 +102,7 @@ class CallState:
     def start(self, route: Route | None = None) -> AttemptPlan:
         """The attempt plan for ``route`` (default: the state's own)."""
         self.route = route or self.route
+        self.span.routed(self.route.model)
         self.plan = AttemptPlan(
             model=self.route.model,
             fallback_model=self.route.fallback_model,
@@ -179,6 +189,7 @@ class CallState:
             idempotency_key=self.req.idempotency_key,
             upstream_request_id=upstream_id_of(upstream),
             latency_ms=round((time.monotonic() - self.started) * 1000),
+            span=self.span,
         )
 
 
@@ -206,6 +217,7 @@ def answered(
     facts.model = model or call.runs[-1].model
     facts.usage = usage or Usage.from_api(getattr(message, "usage", None))
     facts.stop_reason = str(getattr(message, "stop_reason", None) or "")
+    call.span.answered(message)
     if isinstance(interrupted, BaseException):
         facts.error_type = error_type(interrupted)
         facts.error_status = error_status(interrupted)

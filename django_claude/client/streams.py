@@ -196,7 +196,8 @@ class ClaudeStream:
     def __enter__(self) -> ClaudeStream:
         session = self._session
         try:
-            run_plan(session.call.start(), self._connect, session.call.admit)
+            with session.call.span.current():
+                run_plan(session.call.start(), self._connect, session.call.admit)
         except BaseException:  # SystemExit, KeyboardInterrupt: no __exit__ will run
             session.call.release()
             raise
@@ -269,7 +270,8 @@ class AsyncClaudeStream:
         try:
             session.call.start(await aroute(session.call.req))
             assert session.call.plan is not None
-            await arun_plan(session.call.plan, self._connect, session.call.admit)
+            with session.call.span.current():
+                await arun_plan(session.call.plan, self._connect, session.call.admit)
             if session.call.plan.answer is None:
                 session.degraded = True
                 session.result = await recording_off_loop(outcome.failed)(session.call)

@@ -69,6 +69,8 @@ RECORD_FIELDS = (
     "idempotency_key",
     "arm",
     "canary_id",
+    "trace_id",
+    "span_id",
 )
 
 
@@ -102,6 +104,7 @@ class CallFacts:
     tags: dict[str, Any] = field(default_factory=dict)
     idempotency_key: str = ""
     billable: bool = True  # False: nothing was billed (cached, degraded, refused)
+    span: Any = None  # the call's telemetry.CallSpan: its ids go in the line, the line ends it
 
 
 REDACTION_FAILED = "[REDACTION FAILED]"
@@ -172,6 +175,7 @@ def log_line(
         "tenant": safe_text(facts.tenant, limit=200, redact=redact),
         "arm": facts.arm,
         "canary_id": facts.canary_id,
+        **_trace_ids(facts.span),
         "model_requested": facts.model_requested,
         "model": facts.model,
         "outcome": facts.outcome,
@@ -210,6 +214,13 @@ def log_line(
         ),
         "idempotency_key": safe_text(facts.idempotency_key, limit=128, redact=redact),
     }
+
+
+def _trace_ids(span: Any) -> dict[str, str]:
+    """The call's trace and span ids (hex; "" without a recorded span), so a
+    line, a row and a trace can be joined."""
+    trace_id, span_id = span.ids() if span is not None else ("", "")
+    return {"trace_id": trace_id, "span_id": span_id}
 
 
 def _limits() -> dict[str, tuple[str, int]]:
@@ -363,6 +374,11 @@ def record_call(
     elif facts.outcome in (Outcome.DEGRADED, Outcome.ERROR, Outcome.INTERRUPTED):
         level = logging.WARNING
     call_logger.log(level, call_line_json(line), extra={"claude": line})
+    if facts.span is not None:
+        try:
+            facts.span.finish(line)
+        except Exception:  # a tracing bug must never lose the record
+            logger.exception("claude telemetry: could not end the span of %s", line["request_id"])
     try:
         record = record_from_line(line)
     except ValueError as exc:  # cannot happen for a line built here; the line is kept

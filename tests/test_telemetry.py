@@ -1,0 +1,218 @@
+"""OpenTelemetry spans of calls: the GenAI attributes, the request's trace as
+parent, the SDK's spans as children, ids in the line and the row, no content."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import anthropic
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.util._once import Once
+
+import django_claude
+from django_claude import telemetry
+from django_claude.client import sdk
+from django_claude.models import CallRecord
+from django_claude.testing import flush_pending
+from django_claude.testing.faults import Fault
+
+PRIMARY, FALLBACK = "claude-sonnet-4-6", "claude-haiku-4-5-20251001"
+SDK_SPAN = "anthropic.messages.create"
+
+
+def _reset_globals() -> None:
+    """OpenTelemetry lets a process set its tracer provider once; its own
+    test utilities reset these globals the same way."""
+    trace._TRACER_PROVIDER_SET_ONCE = Once()
+    trace._TRACER_PROVIDER = None
+    trace._PROXY_TRACER_PROVIDER = trace.ProxyTracerProvider()
+    telemetry.forget_tracer()
+    sdk._sync_client.cache_clear()
+
+
+@pytest.fixture
+def spans():
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    _reset_globals()
+    trace.set_tracer_provider(provider)
+    yield exporter
+    provider.shutdown()
+    _reset_globals()
+
+
+def ours(exporter: InMemorySpanExporter) -> list:
+    return [s for s in exporter.get_finished_spans() if s.name.startswith("chat ")]
+
+
+def test_a_call_is_one_client_span_with_the_genai_attributes(claude, spans, call_lines):
+    result = django_claude.call("hello", feature="support", max_tokens=321, user="u1")
+    [span] = ours(spans)
+    assert span.name == f"chat {PRIMARY}" and span.kind == SpanKind.CLIENT
+    attributes = dict(span.attributes)
+    assert attributes["gen_ai.operation.name"] == "chat"
+    assert attributes["gen_ai.provider.name"] == "anthropic"
+    assert attributes["gen_ai.request.model"] == PRIMARY
+    assert attributes["gen_ai.request.max_tokens"] == 321
+    assert attributes["gen_ai.response.model"] == PRIMARY
+    assert attributes["gen_ai.response.id"].startswith("msg_")
+    assert attributes["gen_ai.response.finish_reasons"] == ("end_turn",)
+    assert attributes["gen_ai.usage.input_tokens"] == result.usage["input_tokens"]
+    assert attributes["gen_ai.usage.output_tokens"] == result.usage["output_tokens"]
+    assert attributes["gen_ai.usage.cache_read.input_tokens"] == 0
+    assert attributes["django_claude.feature"] == "support"
+    assert attributes["django_claude.outcome"] == "ok"
+    assert attributes["django_claude.attempts"] == 1
+    assert attributes["django_claude.request_id"] == str(result.request_id)
+    assert attributes["django_claude.cost_usd"] > 0
+    assert "error.type" not in attributes
+    assert span.status.status_code == StatusCode.UNSET
+    # The line and the row name the span.
+    [line] = call_lines.lines
+    context = span.get_span_context()
+    assert line["trace_id"] == f"{context.trace_id:032x}"
+    assert line["span_id"] == f"{context.span_id:016x}"
+    flush_pending()
+    row = CallRecord.objects.get()
+    assert (row.trace_id, row.span_id) == (line["trace_id"], line["span_id"])
+
+
+def test_the_span_is_a_child_of_the_request_and_the_parent_of_the_sdks(claude, spans):
+    tracer = trace.get_tracer("the-site")
+    with tracer.start_as_current_span("GET /summary") as request_span:
+        django_claude.call("hello", feature="support")
+    [span] = ours(spans)
+    assert span.parent is not None
+    assert span.parent.span_id == request_span.get_span_context().span_id
+    assert span.context.trace_id == request_span.get_span_context().trace_id
+    sdk_spans = [s for s in spans.get_finished_spans() if s.name == SDK_SPAN]
+    assert len(sdk_spans) == 1  # one request: one SDK span, under ours
+    assert sdk_spans[0].parent.span_id == span.context.span_id
+    # Nothing the SDK's span says contradicts ours.
+    for key in ("gen_ai.request.model", "gen_ai.response.model", "gen_ai.usage.input_tokens"):
+        if key in sdk_spans[0].attributes:
+            assert sdk_spans[0].attributes[key] == span.attributes[key]
+
+
+def test_a_fallback_shows_each_attempt_as_an_event(claude, spans, settings):
+    settings.DJANGO_CLAUDE_MAX_ATTEMPTS = 2
+    claude.always(PRIMARY, 529)
+    result = django_claude.call("hello", feature="support")
+    assert result.outcome == "fallback"
+    [span] = ours(spans)
+    assert span.attributes["gen_ai.response.model"] == FALLBACK
+    assert span.attributes["django_claude.outcome"] == "fallback"
+    events = [dict(e.attributes) for e in span.events if e.name == "django_claude.attempt"]
+    assert [(e["model"], e.get("status")) for e in events] == [
+        (PRIMARY, 529),
+        (PRIMARY, 529),
+        (FALLBACK, 200),
+    ]
+    assert span.status.status_code == StatusCode.UNSET
+    sdk_spans = [s for s in spans.get_finished_spans() if s.name == SDK_SPAN]
+    assert len(sdk_spans) == 3 and all(s.parent.span_id == span.context.span_id for s in sdk_spans)
+
+
+def test_a_degraded_call_is_an_error_span(claude, spans, settings):
+    settings.DJANGO_CLAUDE_MAX_ATTEMPTS = 1
+    settings.DJANGO_CLAUDE_FALLBACK_ATTEMPTS = 1
+    claude.always(PRIMARY, 529)
+    claude.always(FALLBACK, 529)
+    assert django_claude.call("hello", feature="support").outcome == "degraded"
+    [span] = ours(spans)
+    assert span.status.status_code == StatusCode.ERROR
+    assert span.attributes["django_claude.outcome"] == "degraded"
+    assert span.attributes["error.type"]
+    assert "gen_ai.response.model" not in span.attributes
+
+
+def test_a_caller_error_is_an_error_span(claude, spans):
+    claude.script(PRIMARY, [400])
+    with pytest.raises(anthropic.BadRequestError):
+        django_claude.call("hello", feature="support")
+    [span] = ours(spans)
+    assert span.status.status_code == StatusCode.ERROR
+    assert span.attributes["django_claude.outcome"] == "error"
+    assert span.attributes["error.type"]
+
+
+def test_a_cached_call_has_a_span_too(claude, spans):
+    django_claude.call("hello", feature="support", cache_ttl=60)
+    assert django_claude.call("hello", feature="support", cache_ttl=60).outcome == "cached"
+    first, second = ours(spans)
+    assert second.attributes["django_claude.outcome"] == "cached"
+    assert second.status.status_code == StatusCode.UNSET
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_acall_stream_and_astream_have_spans(fake_anthropic, spans):
+    from tests.test_streaming import run_async
+
+    async def calls() -> None:
+        await django_claude.acall("hi", feature="async-call")
+        async with django_claude.astream("hi", feature="async-stream") as stream:
+            async for _ in stream.text_stream:
+                pass
+
+    run_async(calls())
+    with django_claude.stream("hi", feature="sync-stream") as stream:
+        for _ in stream.text_stream:
+            pass
+    by_feature = {s.attributes["django_claude.feature"]: s for s in ours(spans)}
+    assert set(by_feature) == {"async-call", "async-stream", "sync-stream"}
+    for span in by_feature.values():
+        assert span.attributes["django_claude.outcome"] == "ok"
+        assert span.attributes["gen_ai.usage.output_tokens"] > 0
+
+
+def test_an_interrupted_stream_is_an_error_span(claude, spans):
+    claude.script(PRIMARY, [Fault(cut_after=2)])
+    with django_claude.stream("hi", feature="chat") as stream:
+        for _ in stream.text_stream:
+            pass
+    [span] = ours(spans)
+    assert span.attributes["django_claude.outcome"] == "interrupted"
+    assert span.status.status_code == StatusCode.ERROR
+
+
+PII = [
+    "jane.doe@example.com",
+    "+1 415 555 0134",
+    "sk-ant-api03-abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJ",
+    "4111 1111 1111 1111",
+]
+
+
+def test_no_prompt_answer_or_pii_reaches_a_span(claude, spans):
+    claude.reply_text = "Write to jane.doe@example.com, card 4111 1111 1111 1111"
+    prompt = "My email is jane.doe@example.com, phone +1 415 555 0134, key " + PII[2]
+    django_claude.call(prompt, feature="support", tags={"note": PII[0]}, tenant="acme")
+    asyncio.run(asyncio.sleep(0))
+    dumped = json.dumps(
+        [
+            {
+                "name": s.name,
+                "attributes": dict(s.attributes or {}),
+                "events": [dict(e.attributes or {}) for e in s.events],
+                "resource": dict(s.resource.attributes),
+            }
+            for s in spans.get_finished_spans()
+        ],
+        default=str,
+    )
+    for secret in [*PII, "My email", "Write to"]:
+        assert secret not in dumped
+
+
+def test_without_a_tracer_provider_there_are_no_ids(claude, call_lines):
+    _reset_globals()
+    django_claude.call("hello", feature="support")
+    [line] = call_lines.lines
+    assert (line["trace_id"], line["span_id"]) == ("", "")
