@@ -1,4 +1,4 @@
-"""What the OpenTelemetry span costs a call when no tracer provider is set.
+"""What OpenTelemetry (a span, four metrics) costs a call when nothing is set up.
 
 The anthropic SDK installs ``opentelemetry-api`` with itself, so every site
 has it; most set no SDK. Times a call's whole span lifecycle (start, route,
@@ -6,9 +6,9 @@ make current, ids for the line, end with the line) in three cases, in the
 same run, interleaved: OpenTelemetry absent (the baseline: what a call
 costs without any span), the API with no provider (every site that does not
 trace), and an SDK provider with a processor that drops what it gets (a site
-that traces). Then the same for whole ``call()``s against the fake API.
+that traces), a span and the four metrics each.
 
-    python benchmarks/telemetry.py [--rounds 20000] [--calls 400]
+    python benchmarks/telemetry.py [--rounds 20000]
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ LINE = {
 
 
 def lifecycle() -> None:
+    from django_claude import telemetry
     from django_claude.telemetry import CallSpan
 
     span = CallSpan(feature="bench", model="claude-sonnet-4-6", max_tokens=600)
@@ -47,6 +48,7 @@ def lifecycle() -> None:
         pass
     span.ids()
     span.finish(LINE)
+    telemetry.measure(LINE)
 
 
 def p50_us(function, rounds: int) -> float:
@@ -61,13 +63,14 @@ def p50_us(function, rounds: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20_000)
-    parser.add_argument("--calls", type=int, default=400)
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
     import django
 
     django.setup()
-    from opentelemetry import trace
+    from opentelemetry import metrics, trace
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
@@ -80,8 +83,14 @@ def main() -> None:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(Dropped()))
 
+    no_meter = telemetry._Instruments(metrics.get_meter("django_claude"))
+    sdk_meter = telemetry._Instruments(
+        MeterProvider(metric_readers=[InMemoryMetricReader()]).get_meter("django_claude")
+    )
+
     def absent() -> None:
-        telemetry._tracer = None  # as if opentelemetry could not be imported
+        # As if opentelemetry could not be imported.
+        telemetry._tracer = telemetry._instruments = None
         lifecycle()
 
     # No provider was set in this process: the proxy tracer every site gets.
@@ -89,11 +98,11 @@ def main() -> None:
     sdk_tracer = provider.get_tracer("django_claude")
 
     def api_only() -> None:
-        telemetry._tracer = no_provider_tracer
+        telemetry._tracer, telemetry._instruments = no_provider_tracer, no_meter
         lifecycle()
 
     def with_sdk() -> None:
-        telemetry._tracer = sdk_tracer
+        telemetry._tracer, telemetry._instruments = sdk_tracer, sdk_meter
         lifecycle()
 
     results: dict[str, list[float]] = {"absent": [], "api, no provider": [], "sdk": []}

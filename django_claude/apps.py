@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from importlib import import_module
+from importlib.util import find_spec
+
 from django.apps import AppConfig
 from django.core import checks
 from django.db.models.signals import post_delete, post_save
@@ -13,6 +16,7 @@ class DjangoClaudeConfig(AppConfig):
     def ready(self) -> None:
         from django_claude import checks as claude_checks
         from django_claude import logs, shared_cache
+        from django_claude.conf import conf
         from django_claude.judging import judge_sampled_call
         from django_claude.models import ModelPrice
         from django_claude.recording import pricing, shutdown
@@ -23,6 +27,8 @@ class DjangoClaudeConfig(AppConfig):
         checks.register(claude_checks.check_smell_test, "django_claude")
         checks.register(claude_checks.check_smell_test_deploy, "django_claude", deploy=True)
         checks.register(claude_checks.check_prices, "django_claude", checks.Tags.database)
+        if conf.PROMETHEUS and find_spec("prometheus_client") is not None:
+            import_module("django_claude.contrib.prometheus")  # counts every call from now on
 
         def _prices_changed(**kwargs: object) -> None:
             pricing.invalidate()

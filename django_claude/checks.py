@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Sequence
+from importlib.util import find_spec
 from typing import Any
 
 from django.conf import settings
@@ -33,6 +34,7 @@ E009 = "django_claude.E009"  # a malformed quota
 E010 = "django_claude.E010"  # TENANT neither a dotted path nor a callable
 E011 = "django_claude.E011"  # QUOTAS_WHEN_CACHE_DOWN neither "refuse" nor "allow"
 E012 = "django_claude.E012"  # a canary guard setting out of range
+E013 = "django_claude.E013"  # PROMETHEUS set without prometheus_client
 W001 = "django_claude.W001"  # no API key anywhere
 W002 = "django_claude.W002"  # a model in use has no price
 W003 = "django_claude.W003"  # a per-process cache: the breaker is not shared
@@ -109,6 +111,14 @@ def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
         messages.append(Error("DJANGO_CLAUDE_DEFAULT_MODEL must name a model.", id=E006))
     messages += check_quotas()
     messages += check_canary_guard()
+    if get("PROMETHEUS") and find_spec("prometheus_client") is None:
+        messages.append(
+            Error(
+                "DJANGO_CLAUDE_PROMETHEUS is set, but prometheus_client is not installed.",
+                hint='pip install "django-claude[prometheus]"',
+                id=E013,
+            )
+        )
     write_behind = get("WRITE_BEHIND")
     if write_behind is not None and not isinstance(write_behind, bool):
         messages.append(

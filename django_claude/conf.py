@@ -62,6 +62,7 @@ DEFAULTS: dict[str, Any] = {
     "CANARY_MIN_CALLS": 200,
     "CANARY_MAX_LATENCY_RATIO": 1.5,
     "CANARY_MAX_COST_RATIO": 2.0,
+    "PROMETHEUS": False,
 }
 
 PREFIX_CHARS_CEILING = 100
@@ -215,6 +216,8 @@ class ClaudeSettings:
     CANARY_MIN_CALLS = _Setting(int)
     CANARY_MAX_LATENCY_RATIO = _Setting(float)
     CANARY_MAX_COST_RATIO = _Setting(float)
+    # Count calls for Prometheus too (django_claude.contrib.prometheus).
+    PROMETHEUS = _Setting(bool)
 
 
 conf = ClaudeSettings()

@@ -19,13 +19,19 @@ itself; should it not be importable, calls have no span at all.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 PROVIDER = "anthropic"
 OPERATION = "chat"
 _UNSET: Any = object()
 _tracer: Any = _UNSET
+_instruments: Any = _UNSET
+
+# The buckets the GenAI conventions advise for these two histograms.
+TOKEN_BUCKETS = [4.0**power for power in range(14)]  # 1, 4, 16 ... 67,108,864
+DURATION_BUCKETS = [0.01 * 2**power for power in range(14)]  # 0.01 s ... 81.92 s
 
 
 def _get_tracer() -> Any:
@@ -43,9 +49,117 @@ def _get_tracer() -> Any:
 
 
 def forget_tracer() -> None:
-    """Take the tracer anew at the next call (tests that swap providers)."""
-    global _tracer
-    _tracer = _UNSET
+    """Take the tracer and the meter's instruments anew at the next call
+    (tests that swap providers)."""
+    global _tracer, _instruments
+    _tracer = _instruments = _UNSET
+
+
+class _Instruments:
+    """The app's four instruments, from OpenTelemetry's global meter (whose
+    proxies follow a provider set later)."""
+
+    def __init__(self, meter: Any) -> None:
+        self.tokens = meter.create_histogram(
+            "gen_ai.client.token.usage",
+            unit="{token}",
+            description="Number of input and output tokens used",
+            explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
+        )
+        self.duration = meter.create_histogram(
+            "gen_ai.client.operation.duration",
+            unit="s",
+            description="GenAI operation duration",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        self.calls = meter.create_counter(
+            "django_claude.calls", unit="{call}", description="Claude calls by outcome"
+        )
+        self.cost = meter.create_counter(
+            "django_claude.cost", unit="USD", description="What Claude calls cost, in USD"
+        )
+
+
+def _get_instruments() -> _Instruments | None:
+    global _instruments
+    if _instruments is _UNSET:
+        try:
+            from opentelemetry import metrics
+        except ImportError:
+            _instruments = None
+        else:
+            _instruments = _Instruments(metrics.get_meter("django_claude"))
+    return _instruments
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What the metrics count of one finished call."""
+
+    request_model: str
+    model: str  # "" when no model answered
+    feature: str
+    outcome: str
+    error_type: str  # "" unless the call failed
+    seconds: float
+    input_tokens: int  # cached ones included
+    output_tokens: int
+    cost_usd: float
+    counts_tokens: bool  # a model answered, and not from the answer cache
+
+
+_sinks: list[Callable[[Measured], None]] = []
+
+
+def add_sink(sink: Callable[[Measured], None]) -> None:
+    """Send every call's measurements to ``sink`` too (``contrib.prometheus``)."""
+    if sink not in _sinks:
+        _sinks.append(sink)
+
+
+def measure(line: Mapping[str, Any]) -> None:
+    """Count a finished call (its log line) in the app's metrics: tokens and
+    duration after the GenAI conventions, calls by feature, outcome and
+    model, and cost by feature and model."""
+    measured = Measured(
+        request_model=line.get("model_requested") or "",
+        model=line.get("model") or "",
+        feature=line.get("feature") or "",
+        outcome=line.get("outcome") or "",
+        error_type=_error_type(line),
+        seconds=int(line.get("latency_ms") or 0) / 1000,
+        input_tokens=_input_tokens(line),
+        output_tokens=int(line.get("output_tokens") or 0),
+        cost_usd=float(line.get("cost_usd") or 0),
+        counts_tokens=bool(line.get("model")) and line.get("outcome") != "cached",
+    )
+    for sink in _sinks:
+        sink(measured)
+    instruments = _get_instruments()
+    if instruments is not None:
+        _record(instruments, measured)
+
+
+def _record(instruments: _Instruments, measured: Measured) -> None:
+    model = measured.model
+    common = {
+        "gen_ai.operation.name": OPERATION,
+        "gen_ai.provider.name": PROVIDER,
+        "gen_ai.request.model": measured.request_model,
+    }
+    if model:
+        common["gen_ai.response.model"] = model
+    timed = dict(common)
+    if measured.error_type:
+        timed["error.type"] = measured.error_type
+    instruments.duration.record(measured.seconds, timed)
+    if measured.counts_tokens:
+        instruments.tokens.record(measured.input_tokens, {**common, "gen_ai.token.type": "input"})
+        instruments.tokens.record(measured.output_tokens, {**common, "gen_ai.token.type": "output"})
+    feature = {"django_claude.feature": measured.feature, "gen_ai.response.model": model}
+    instruments.calls.add(1, {**feature, "django_claude.outcome": measured.outcome})
+    if measured.cost_usd > 0:  # nothing billed, no series of zeros
+        instruments.cost.add(measured.cost_usd, feature)
 
 
 class CallSpan:
@@ -126,11 +240,6 @@ class CallSpan:
 def _annotate(span: Any, line: Mapping[str, Any]) -> None:
     from opentelemetry.trace import Status, StatusCode
 
-    usage_in = (
-        int(line.get("input_tokens") or 0)
-        + int(line.get("cache_read_input_tokens") or 0)
-        + int(line.get("cache_creation_input_tokens") or 0)
-    )
     attributes: dict[str, Any] = {
         "django_claude.feature": line.get("feature", ""),
         "django_claude.outcome": line.get("outcome", ""),
@@ -144,7 +253,7 @@ def _annotate(span: Any, line: Mapping[str, Any]) -> None:
         attributes["gen_ai.response.finish_reasons"] = [line["stop_reason"]]
     if line.get("model"):
         # As the SDK's spans count them: input includes the cached tokens.
-        attributes["gen_ai.usage.input_tokens"] = usage_in
+        attributes["gen_ai.usage.input_tokens"] = _input_tokens(line)
         attributes["gen_ai.usage.output_tokens"] = int(line.get("output_tokens") or 0)
         attributes["gen_ai.usage.cache_read.input_tokens"] = int(
             line.get("cache_read_input_tokens") or 0
@@ -168,9 +277,26 @@ def _annotate(span: Any, line: Mapping[str, Any]) -> None:
                 if isinstance(value, (str, int, float, bool)) and key != "detail"
             },
         )
-    outcome = line.get("outcome")
-    if outcome in ("degraded", "error", "interrupted", "limited"):
-        error_type = line.get("error_type") or outcome
-        attributes["error.type"] = error_type
-        span.set_status(Status(StatusCode.ERROR, str(error_type)))
+    if error := _error_type(line):
+        attributes["error.type"] = error
+        span.set_status(Status(StatusCode.ERROR, error))
     span.set_attributes(attributes)
+
+
+def _input_tokens(line: Mapping[str, Any]) -> int:
+    """Input tokens as the conventions (and the SDK's spans) count them: the
+    cached ones included."""
+    return (
+        int(line.get("input_tokens") or 0)
+        + int(line.get("cache_read_input_tokens") or 0)
+        + int(line.get("cache_creation_input_tokens") or 0)
+    )
+
+
+def _error_type(line: Mapping[str, Any]) -> str:
+    """``error.type`` of a call that failed ("" for one that did not): the
+    error's type, else its outcome."""
+    outcome = line.get("outcome")
+    if outcome not in ("degraded", "error", "interrupted", "limited"):
+        return ""
+    return str(line.get("error_type") or outcome)

@@ -36,6 +36,8 @@ ROOT_URLCONF = "tests.urls"
 
 DATABASES = {"default": env.db("DATABASE_URL", default="sqlite:///:memory:")}
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+# tests/test_prometheus.py turns the Prometheus counting on in a process of its own.
+DJANGO_CLAUDE_PROMETHEUS = env.bool("DJANGO_CLAUDE_PROMETHEUS", default=False)
 
 TEMPLATES = [
     {

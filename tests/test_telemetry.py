@@ -8,7 +8,10 @@ import json
 
 import anthropic
 import pytest
-from opentelemetry import trace
+from opentelemetry import metrics, trace
+from opentelemetry.metrics import _internal as metrics_internal
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -18,6 +21,7 @@ from opentelemetry.util._once import Once
 import django_claude
 from django_claude import telemetry
 from django_claude.client import sdk
+from django_claude.conf import conf
 from django_claude.models import CallRecord
 from django_claude.testing import flush_pending
 from django_claude.testing.faults import Fault
@@ -27,11 +31,14 @@ SDK_SPAN = "anthropic.messages.create"
 
 
 def _reset_globals() -> None:
-    """OpenTelemetry lets a process set its tracer provider once; its own
-    test utilities reset these globals the same way."""
+    """OpenTelemetry lets a process set its providers once; its own test
+    utilities reset these globals the same way."""
     trace._TRACER_PROVIDER_SET_ONCE = Once()
     trace._TRACER_PROVIDER = None
     trace._PROXY_TRACER_PROVIDER = trace.ProxyTracerProvider()
+    metrics_internal._METER_PROVIDER_SET_ONCE = Once()
+    metrics_internal._METER_PROVIDER = None
+    metrics_internal._PROXY_METER_PROVIDER = metrics_internal._ProxyMeterProvider()
     telemetry.forget_tracer()
     sdk._sync_client.cache_clear()
 
@@ -46,6 +53,28 @@ def spans():
     yield exporter
     provider.shutdown()
     _reset_globals()
+
+
+@pytest.fixture
+def measured():
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    _reset_globals()
+    metrics.set_meter_provider(provider)
+    yield reader
+    provider.shutdown()
+    _reset_globals()
+
+
+def points(reader: InMemoryMetricReader) -> dict[str, list]:
+    """Every data point, by metric name."""
+    found: dict[str, list] = {}
+    data = reader.get_metrics_data()
+    for resource in data.resource_metrics if data else []:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                found.setdefault(metric.name, []).extend(metric.data.data_points)
+    return found
 
 
 def ours(exporter: InMemorySpanExporter) -> list:
@@ -216,3 +245,52 @@ def test_without_a_tracer_provider_there_are_no_ids(claude, call_lines):
     django_claude.call("hello", feature="support")
     [line] = call_lines.lines
     assert (line["trace_id"], line["span_id"]) == ("", "")
+
+
+def test_metrics_follow_the_genai_conventions(claude, measured, settings):
+    result = django_claude.call("hello", feature="support")
+    settings.DJANGO_CLAUDE_MAX_ATTEMPTS = 1
+    settings.DJANGO_CLAUDE_FALLBACK_ATTEMPTS = 1
+    claude.always(PRIMARY, 529)
+    claude.always(FALLBACK, 529)
+    django_claude.call("hello", feature="support")
+    found = points(measured)
+    tokens = {p.attributes["gen_ai.token.type"]: p for p in found["gen_ai.client.token.usage"]}
+    assert set(tokens) == {"input", "output"}
+    assert tokens["input"].sum == result.usage["input_tokens"]
+    assert tokens["output"].sum == result.usage["output_tokens"]
+    assert list(tokens["input"].explicit_bounds) == telemetry.TOKEN_BUCKETS
+    for point in tokens.values():
+        assert point.attributes["gen_ai.operation.name"] == "chat"
+        assert point.attributes["gen_ai.provider.name"] == "anthropic"
+        assert point.attributes["gen_ai.request.model"] == PRIMARY
+        assert point.attributes["gen_ai.response.model"] == PRIMARY
+    durations = found["gen_ai.client.operation.duration"]
+    assert list(durations[0].explicit_bounds) == telemetry.DURATION_BUCKETS
+    failed = [p for p in durations if "error.type" in p.attributes]
+    fine = [p for p in durations if "error.type" not in p.attributes]
+    assert len(failed) == 1 and len(fine) == 1 and failed[0].count == fine[0].count == 1
+    calls = {p.attributes["django_claude.outcome"]: p.value for p in found["django_claude.calls"]}
+    assert calls == {"ok": 1, "degraded": 1}
+    [cost] = found["django_claude.cost"]
+    assert cost.attributes == {"django_claude.feature": "support", "gen_ai.response.model": PRIMARY}
+    assert cost.value == pytest.approx(float(result.cost_usd))
+
+
+def test_no_pii_reaches_a_metric(claude, measured):
+    prompt = "My email is jane.doe@example.com, phone +1 415 555 0134, key " + PII[2]
+    django_claude.call(prompt, feature="support", tags={"note": PII[0]}, tenant="acme", user="u9")
+    dumped = json.dumps(
+        {name: [dict(p.attributes) for p in found] for name, found in points(measured).items()}
+    )
+    for secret in [*PII, "acme", "u9", "My email"]:
+        assert secret not in dumped
+
+
+def test_a_smell_test_judgement_has_a_span(claude, spans, settings):
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    claude.reply_text = "PASS"
+    django_claude.call("hello", feature="support", smell_test=True)
+    flush_pending()
+    models = sorted(s.attributes["gen_ai.request.model"] for s in ours(spans))
+    assert models == sorted([PRIMARY, conf.SMELL_TEST_MODEL])

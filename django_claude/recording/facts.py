@@ -23,6 +23,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.module_loading import import_string
 
+from django_claude import telemetry
 from django_claude.conf import conf
 from django_claude.models import CallRecord
 from django_claude.recording import pricing
@@ -374,11 +375,12 @@ def record_call(
     elif facts.outcome in (Outcome.DEGRADED, Outcome.ERROR, Outcome.INTERRUPTED):
         level = logging.WARNING
     call_logger.log(level, call_line_json(line), extra={"claude": line})
-    if facts.span is not None:
-        try:
+    try:
+        if facts.span is not None:
             facts.span.finish(line)
-        except Exception:  # a tracing bug must never lose the record
-            logger.exception("claude telemetry: could not end the span of %s", line["request_id"])
+        telemetry.measure(line)
+    except Exception:  # a telemetry bug must never lose the record
+        logger.exception("claude telemetry: could not finish call %s", line["request_id"])
     try:
         record = record_from_line(line)
     except ValueError as exc:  # cannot happen for a line built here; the line is kept
