@@ -35,6 +35,7 @@ E010 = "django_claude.E010"  # TENANT neither a dotted path nor a callable
 E011 = "django_claude.E011"  # QUOTAS_WHEN_CACHE_DOWN neither "refuse" nor "allow"
 E012 = "django_claude.E012"  # a canary guard setting out of range
 E013 = "django_claude.E013"  # PROMETHEUS set without prometheus_client
+E014 = "django_claude.E014"  # TRACE_URL not a URL template with {trace_id}
 W001 = "django_claude.W001"  # no API key anywhere
 W002 = "django_claude.W002"  # a model in use has no price
 W003 = "django_claude.W003"  # a per-process cache: the breaker is not shared
@@ -111,6 +112,7 @@ def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
         messages.append(Error("DJANGO_CLAUDE_DEFAULT_MODEL must name a model.", id=E006))
     messages += check_quotas()
     messages += check_canary_guard()
+    messages += check_trace_url(get("TRACE_URL"))
     if get("PROMETHEUS") and find_spec("prometheus_client") is None:
         messages.append(
             Error(
@@ -140,6 +142,32 @@ def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
     except (TypeError, ValueError):
         pass  # already reported as E001
     return messages
+
+
+def check_trace_url(template: Any) -> list[CheckMessage]:
+    """``TRACE_URL``: None, or an http(s) URL template that names {trace_id}
+    and nothing but it and {span_id}."""
+    if not template:
+        return []
+    error = None
+    if not isinstance(template, str) or not template.startswith(("https://", "http://")):
+        error = "must be an http(s) URL"
+    elif "{trace_id}" not in template:
+        error = "must contain {trace_id}"
+    else:
+        try:
+            template.format(trace_id="0" * 32, span_id="0" * 16)
+        except (KeyError, IndexError, ValueError) as exc:
+            error = f"has a placeholder other than {{trace_id}} and {{span_id}} ({exc})"
+    if error is None:
+        return []
+    return [
+        Error(
+            f"DJANGO_CLAUDE_TRACE_URL {error}: {str(template)[:80]!r}.",
+            hint='Like "https://grafana.example.com/explore?traceId={trace_id}".',
+            id=E014,
+        )
+    ]
 
 
 def check_canary_guard() -> list[CheckMessage]:

@@ -63,6 +63,8 @@ DEFAULTS: dict[str, Any] = {
     "CANARY_MAX_LATENCY_RATIO": 1.5,
     "CANARY_MAX_COST_RATIO": 2.0,
     "PROMETHEUS": False,
+    "TRACE_URL": None,
+    "OTEL_CAPTURE_CONTENT": False,
 }
 
 PREFIX_CHARS_CEILING = 100
@@ -218,6 +220,11 @@ class ClaudeSettings:
     CANARY_MAX_COST_RATIO = _Setting(float)
     # Count calls for Prometheus too (django_claude.contrib.prometheus).
     PROMETHEUS = _Setting(bool)
+    # OpenTelemetry: a trace's page, "https://.../trace/{trace_id}" (also
+    # {span_id}), linked from a call record; and the redacted prompt and
+    # answer on spans (off: never any content).
+    TRACE_URL = _Setting(lambda value: str(value) if value else None)
+    OTEL_CAPTURE_CONTENT = _Setting(bool)
 
 
 conf = ClaudeSettings()

@@ -19,6 +19,7 @@ itself; should it not be importable, calls have no span at all.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -216,6 +217,25 @@ class CallSpan:
             message_id = getattr(message, "id", None)
             if isinstance(message_id, str) and message_id:
                 self.span.set_attribute("gen_ai.response.id", message_id)
+
+    @property
+    def recording(self) -> bool:
+        return self.span is not None
+
+    def content(self, *, prompt: str, answer: str, finish_reason: str) -> None:
+        """The prompt and the answer, already redacted, as the conventions'
+        ``gen_ai.input.messages`` and ``gen_ai.output.messages`` (only when
+        the site opts in: ``DJANGO_CLAUDE_OTEL_CAPTURE_CONTENT``)."""
+        if self.span is None:
+            return
+        text = [{"role": "user", "parts": [{"type": "text", "content": prompt}]}]
+        said = {
+            "role": "assistant",
+            "parts": [{"type": "text", "content": answer}],
+            "finish_reason": finish_reason,
+        }
+        self.span.set_attribute("gen_ai.input.messages", json.dumps(text))
+        self.span.set_attribute("gen_ai.output.messages", json.dumps([said]))
 
     def ids(self) -> tuple[str, str]:
         """(trace id, span id) in hex, for the log line and the record; empty

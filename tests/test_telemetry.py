@@ -294,3 +294,42 @@ def test_a_smell_test_judgement_has_a_span(claude, spans, settings):
     flush_pending()
     models = sorted(s.attributes["gen_ai.request.model"] for s in ours(spans))
     assert models == sorted([PRIMARY, conf.SMELL_TEST_MODEL])
+
+
+def test_content_only_when_the_site_opts_in_and_only_redacted(claude, spans, settings):
+    claude.reply_text = "Sure, I wrote to jane.doe@example.com."
+    django_claude.call("Email jane.doe@example.com the summary", feature="support")
+    settings.DJANGO_CLAUDE_OTEL_CAPTURE_CONTENT = True
+    django_claude.call("Email jane.doe@example.com the summary", feature="support")
+    off, on = ours(spans)
+    assert "gen_ai.input.messages" not in off.attributes
+    [asked] = json.loads(on.attributes["gen_ai.input.messages"])
+    [said] = json.loads(on.attributes["gen_ai.output.messages"])
+    assert asked["role"] == "user" and asked["parts"][0]["content"] == "Email [EMAIL] the summary"
+    assert said["parts"][0]["content"] == "Sure, I wrote to [EMAIL]."
+    assert said["finish_reason"] == "end_turn"
+    assert "jane.doe" not in json.dumps(dict(on.attributes))
+
+
+def test_the_record_page_links_to_the_trace(admin_client, claude, spans, settings):
+    from django.urls import reverse
+
+    django_claude.call("hello", feature="support")
+    flush_pending()
+    row = CallRecord.objects.get()
+    page = reverse("admin:django_claude_callrecord_change", args=[row.pk])
+    assert row.trace_id in admin_client.get(page).content.decode()
+    settings.DJANGO_CLAUDE_TRACE_URL = "https://tempo.example.com/trace/{trace_id}?span={span_id}"
+    html = admin_client.get(page).content.decode()
+    assert f'href="https://tempo.example.com/trace/{row.trace_id}?span={row.span_id}"' in html
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["tempo.example.com/{trace_id}", "https://x.example/{span_id}", "https://x/{trace_id}/{other}"],
+)
+def test_a_bad_trace_url_is_a_check_error(settings, template):
+    from django_claude import checks
+
+    settings.DJANGO_CLAUDE_TRACE_URL = template
+    assert checks.E014 in [m.id for m in checks.check_settings()]

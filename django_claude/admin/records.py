@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.contrib import admin
@@ -11,6 +12,7 @@ from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
+from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
@@ -24,13 +26,19 @@ from django_claude.admin.base import (
     usd,
     usd_exact,
 )
+from django_claude.conf import conf
 from django_claude.models import CallRecord, DailyCost, ModelRoute
 from django_claude.types import Outcome
 
 DAY_CHOICES = [7, 14, 30, 90]
 DEFAULT_DAYS = 14
 # On the detail page these columns are shown by a method that reads better.
-DETAIL_DISPLAY = {"cost_usd": "cost_exact", "attempt_log": "attempt_table"}
+DETAIL_DISPLAY = {
+    "cost_usd": "cost_exact",
+    "attempt_log": "attempt_table",
+    "trace_id": "trace_link",
+}
+TRACE_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def attempt_rows(attempt_log: Any) -> list[dict[str, Any]]:
@@ -155,6 +163,18 @@ class CallRecordAdmin(ReadOnlyAdmin):
             "admin/django_claude/callrecord/attempt_log.html",
             {"attempts": attempt_rows(obj.attempt_log)},
         )
+
+    @admin.display(description=_("trace id"))
+    def trace_link(self, obj: CallRecord) -> str:
+        """The trace id, linked to the trace (``DJANGO_CLAUDE_TRACE_URL``)."""
+        template = conf.TRACE_URL
+        if not template or not TRACE_ID.fullmatch(obj.trace_id):
+            return obj.trace_id or "—"
+        try:
+            url = template.format(trace_id=obj.trace_id, span_id=obj.span_id)
+        except (KeyError, IndexError, ValueError):
+            return obj.trace_id  # a template we cannot fill: check E014 says why
+        return format_html('<a href="{}" rel="noopener">{}</a>', url, obj.trace_id)
 
     @admin.display(description=_("route history"))
     def route_history(self, obj: CallRecord) -> str:

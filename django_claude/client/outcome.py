@@ -30,7 +30,7 @@ from django_claude.conf import conf
 from django_claude.quotas.config import Quota
 from django_claude.quotas.enforce import NOTHING_HELD, Refusal, Reservation, Scope, admit, applying
 from django_claude.recording import sampling
-from django_claude.recording.facts import CallFacts, record_call
+from django_claude.recording.facts import CallFacts, record_call, redactor
 from django_claude.recording.pricing import Usage
 from django_claude.routing import Route
 from django_claude.telemetry import CallSpan
@@ -218,6 +218,13 @@ def answered(
     facts.usage = usage or Usage.from_api(getattr(message, "usage", None))
     facts.stop_reason = str(getattr(message, "stop_reason", None) or "")
     call.span.answered(message)
+    if conf.OTEL_CAPTURE_CONTENT and call.span.recording:
+        redact = redactor()
+        call.span.content(
+            prompt=redact(call.req.prompt_text),
+            answer=redact(text),
+            finish_reason=facts.stop_reason,
+        )
     if isinstance(interrupted, BaseException):
         facts.error_type = error_type(interrupted)
         facts.error_status = error_status(interrupted)
