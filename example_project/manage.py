@@ -11,5 +11,8 @@ if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example.settings")
     from django.core.management import execute_from_command_line
+    from example.otel import configure
+
+    configure()  # traces over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set
 
     execute_from_command_line(sys.argv)

@@ -16,6 +16,10 @@ from django.core.handlers.asgi import ASGIHandler
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example.settings")
 
+from example.otel import configure  # noqa: E402
+
+configure()  # traces over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set
+
 application: ASGIHandler | ASGIStaticFilesHandler = get_asgi_application()
 if settings.DEBUG:
     application = ASGIStaticFilesHandler(application)
