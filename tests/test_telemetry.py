@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import anthropic
 import pytest
@@ -333,3 +334,111 @@ def test_a_bad_trace_url_is_a_check_error(settings, template):
 
     settings.DJANGO_CLAUDE_TRACE_URL = template
     assert checks.E014 in [m.id for m in checks.check_settings()]
+
+
+# -- every entry point, every ending ------------------------------------------------------
+
+ENTRIES = ["call", "acall", "stream", "astream"]
+
+
+def _run(entry: str, **kwargs: Any) -> object:
+    """One call through ``entry``; its result (or the exception it raised)."""
+
+    async def async_call() -> object:
+        if entry == "acall":
+            return await django_claude.acall("hello", feature="matrix", **kwargs)
+        async with django_claude.astream("hello", feature="matrix", **kwargs) as stream:
+            async for _ in stream.text_stream:
+                pass
+        return stream.result
+
+    try:
+        if entry == "call":
+            return django_claude.call("hello", feature="matrix", **kwargs)
+        if entry == "stream":
+            with django_claude.stream("hello", feature="matrix", **kwargs) as stream:
+                for _ in stream.text_stream:
+                    pass
+            return stream.result
+        return asyncio.run(async_call())
+    except anthropic.BadRequestError as exc:
+        return exc
+
+
+COMMON = {
+    "gen_ai.operation.name": "chat",
+    "gen_ai.provider.name": "anthropic",
+    "gen_ai.request.model": PRIMARY,
+    "django_claude.feature": "matrix",
+}
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.parametrize(
+    ("entry", "ending"),
+    [
+        (entry, ending)
+        for entry in ENTRIES
+        for ending in ("ok", "fallback", "degraded", "error", "cached")
+        # A stream never replays a stored answer (it refuses cache_ttl).
+        if not (ending == "cached" and entry.endswith("stream"))
+    ],
+)
+def test_every_entry_point_and_ending(fake_anthropic, spans, settings, entry, ending):
+    settings.DJANGO_CLAUDE_MAX_ATTEMPTS = 1
+    settings.DJANGO_CLAUDE_FALLBACK_ATTEMPTS = 1
+    kwargs: dict[str, Any] = {}
+    if ending == "fallback":
+        fake_anthropic.always(PRIMARY, 529)
+    elif ending == "degraded":
+        fake_anthropic.always(PRIMARY, 529)
+        fake_anthropic.always(FALLBACK, 529)
+    elif ending == "error":
+        fake_anthropic.always(PRIMARY, 400)
+    elif ending == "cached":
+        kwargs["cache_ttl"] = 60
+        django_claude.call("hello", feature="matrix", cache_ttl=60)
+        spans.clear()
+    _run(entry, **kwargs)
+    flush_pending()
+    [span] = ours(spans)
+    attributes = dict(span.attributes)
+    assert {k: attributes.get(k) for k in COMMON} == COMMON
+    assert attributes["django_claude.outcome"] == ending
+    answered = ending in ("ok", "fallback", "cached")
+    assert ("error.type" in attributes) is not answered
+    assert span.status.status_code == (StatusCode.UNSET if answered else StatusCode.ERROR)
+    if ending in ("ok", "fallback"):
+        model = PRIMARY if ending == "ok" else FALLBACK
+        assert attributes["gen_ai.response.model"] == model
+        assert attributes["gen_ai.response.id"].startswith("msg_")
+        assert attributes["gen_ai.response.finish_reasons"] == ("end_turn",)
+        assert attributes["gen_ai.usage.output_tokens"] > 0
+        assert attributes["gen_ai.usage.input_tokens"] > 0
+    line_ids = set(CallRecord.objects.values_list("trace_id", "span_id"))
+    context = span.get_span_context()
+    assert (f"{context.trace_id:032x}", f"{context.span_id:016x}") in line_ids
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.parametrize("entry", ["stream", "astream", "acall"])
+def test_an_interrupted_call_is_an_error_span_everywhere(fake_anthropic, spans, entry):
+    if entry == "acall":
+        fake_anthropic.always(PRIMARY, Fault(delay=5))
+
+        async def cancelled() -> None:
+            task = asyncio.ensure_future(django_claude.acall("hello", feature="matrix"))
+            await asyncio.sleep(0.3)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        asyncio.run(cancelled())
+    else:
+        fake_anthropic.script(PRIMARY, [Fault(cut_after=2)])
+        _run(entry)
+    flush_pending()
+    [span] = ours(spans)
+    assert span.attributes["django_claude.outcome"] == "interrupted"
+    assert span.status.status_code == StatusCode.ERROR
+    assert span.attributes["error.type"]
