@@ -28,10 +28,23 @@ from benchmarks.preflight import require_installed  # noqa: E402
 
 # In the order a reader meets them: the call path, beside its peers and served
 # under load, the redactor, the reports.
-BENCHMARKS = ["overhead", "peers", "site_load", "redaction", "cost_report", "dashboard"]
-QUICK_FLAG = {"overhead", "peers", "site_load", "cost_report", "dashboard"}  # redaction: fixed
+BENCHMARKS = [
+    "overhead",
+    "peers",
+    "site_load",
+    "redaction",
+    "cost_report",
+    "dashboard",
+    "telemetry",
+]
+# redaction: a fixed size, already quick
+QUICK_FLAG = {"overhead", "peers", "site_load", "cost_report", "dashboard", "telemetry"}
 # The benchmarks that need the bench extra (pip install -e '.[bench]'): the modules.
-EXTRAS = {"peers": ["litellm"], "site_load": ["uvicorn", "gunicorn"]}
+EXTRAS = {
+    "peers": ["litellm"],
+    "site_load": ["uvicorn", "gunicorn"],
+    "telemetry": ["opentelemetry.sdk"],
+}
 # The benchmarks that need PostgreSQL: where each looks for it.
 POSTGRES = {
     "cost_report": ("BENCH_POSTGRES_URL", cost_report.DEFAULT_PG),

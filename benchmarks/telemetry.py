@@ -8,7 +8,7 @@ costs without any span), the API with no provider (every site that does not
 trace), and an SDK provider with a processor that drops what it gets (a site
 that traces), a span and the four metrics each.
 
-    python benchmarks/telemetry.py [--rounds 20000]
+    python benchmarks/telemetry.py [--rounds 20000] [--quick]
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from benchmarks.preflight import require_installed  # noqa: E402
 
 LINE = {
     "request_id": "0" * 32,
@@ -63,7 +64,11 @@ def p50_us(function, rounds: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20_000)
+    parser.add_argument("--quick", action="store_true", help="5,000 rounds")
     args = parser.parse_args()
+    if args.quick:
+        args.rounds = 5_000
+    require_installed(__file__, also=(("opentelemetry.sdk", "opentelemetry-sdk"),))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
     import django
 

@@ -433,6 +433,7 @@ def test_make_bench_runs_every_benchmark():
         "peers",
         "redaction",
         "site_load",
+        "telemetry",
     ]
     assert "benchmarks/run.py" in _make("-n", "bench").stdout
 
