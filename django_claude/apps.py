@@ -28,7 +28,7 @@ class DjangoClaudeConfig(AppConfig):
         checks.register(claude_checks.check_smell_test_deploy, "django_claude", deploy=True)
         checks.register(claude_checks.check_prices, "django_claude", checks.Tags.database)
         if conf.PROMETHEUS and find_spec("prometheus_client") is not None:
-            import_module("django_claude.contrib.prometheus")  # counts every call from now on
+            import_module("django_claude.contrib.prometheus").enable()  # counts every call
 
         def _prices_changed(**kwargs: object) -> None:
             pricing.invalidate()

@@ -36,6 +36,7 @@ E011 = "django_claude.E011"  # QUOTAS_WHEN_CACHE_DOWN neither "refuse" nor "allo
 E012 = "django_claude.E012"  # a canary guard setting out of range
 E013 = "django_claude.E013"  # PROMETHEUS set without prometheus_client
 E014 = "django_claude.E014"  # TRACE_URL not a URL template with {trace_id}
+E015 = "django_claude.E015"  # PROMETHEUS or OTEL_CAPTURE_CONTENT not True or False
 W001 = "django_claude.W001"  # no API key anywhere
 W002 = "django_claude.W002"  # a model in use has no price
 W003 = "django_claude.W003"  # a per-process cache: the breaker is not shared
@@ -113,6 +114,16 @@ def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
     messages += check_quotas()
     messages += check_canary_guard()
     messages += check_trace_url(get("TRACE_URL"))
+    for name in ("PROMETHEUS", "OTEL_CAPTURE_CONTENT"):
+        if not isinstance(get(name), bool):
+            messages.append(
+                Error(
+                    f"DJANGO_CLAUDE_{name} must be True or False, not {get(name)!r}.",
+                    hint="Anything but True counts as False: convert a string from the "
+                    "environment (env.bool).",
+                    id=E015,
+                )
+            )
     if get("PROMETHEUS") and find_spec("prometheus_client") is None:
         messages.append(
             Error(
@@ -156,9 +167,12 @@ def check_trace_url(template: Any) -> list[CheckMessage]:
         error = "must contain {trace_id}"
     else:
         try:
-            template.format(trace_id="0" * 32, span_id="0" * 16)
+            filled = template.format(trace_id="0123456789abcdef" * 2, span_id="f" * 16)
         except (KeyError, IndexError, ValueError) as exc:
             error = f"has a placeholder other than {{trace_id}} and {{span_id}} ({exc})"
+        else:
+            if "0123456789abcdef" * 2 not in filled:
+                error = "must contain {trace_id} (not {{trace_id}})"
     if error is None:
         return []
     return [

@@ -219,12 +219,13 @@ class ClaudeSettings:
     CANARY_MAX_LATENCY_RATIO = _Setting(float)
     CANARY_MAX_COST_RATIO = _Setting(float)
     # Count calls for Prometheus too (django_claude.contrib.prometheus).
-    PROMETHEUS = _Setting(bool)
+    PROMETHEUS = _Setting(lambda value: value is True)
     # OpenTelemetry: a trace's page, "https://.../trace/{trace_id}" (also
     # {span_id}), linked from a call record; and the redacted prompt and
     # answer on spans (off: never any content).
     TRACE_URL = _Setting(lambda value: str(value) if value else None)
-    OTEL_CAPTURE_CONTENT = _Setting(bool)
+    # Only True turns either on: "false" from the environment must not.
+    OTEL_CAPTURE_CONTENT = _Setting(lambda value: value is True)
 
 
 conf = ClaudeSettings()

@@ -20,9 +20,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 PROVIDER = "anthropic"
 OPERATION = "chat"
@@ -134,11 +138,14 @@ def measure(line: Mapping[str, Any]) -> None:
         cost_usd=float(line.get("cost_usd") or 0),
         counts_tokens=bool(line.get("model")) and line.get("outcome") != "cached",
     )
-    for sink in _sinks:
-        sink(measured)
     instruments = _get_instruments()
     if instruments is not None:
         _record(instruments, measured)
+    for sink in _sinks:
+        try:
+            sink(measured)
+        except Exception:  # one sink's trouble is not OpenTelemetry's, nor the call's
+            logger.exception("claude telemetry: a metrics sink failed")
 
 
 def _record(instruments: _Instruments, measured: Measured) -> None:
@@ -157,17 +164,26 @@ def _record(instruments: _Instruments, measured: Measured) -> None:
     if measured.counts_tokens:
         instruments.tokens.record(measured.input_tokens, {**common, "gen_ai.token.type": "input"})
         instruments.tokens.record(measured.output_tokens, {**common, "gen_ai.token.type": "output"})
-    feature = {"django_claude.feature": measured.feature, "gen_ai.response.model": model}
+    feature = {"django_claude.feature": measured.feature}
+    if model:
+        feature["gen_ai.response.model"] = model
     instruments.calls.add(1, {**feature, "django_claude.outcome": measured.outcome})
     if measured.cost_usd > 0:  # nothing billed, no series of zeros
         instruments.cost.add(measured.cost_usd, feature)
+
+
+def ids_of(span: CallSpan | None) -> dict[str, str]:
+    """A call's trace and span ids for its line and row (hex; "" without a
+    recorded span), so that a line, a row and a trace can be joined."""
+    trace_id, span_id = span.ids() if span is not None else ("", "")
+    return {"trace_id": trace_id, "span_id": span_id}
 
 
 class CallSpan:
     """The span of one call: started with the call, current while its
     attempts run, ended with its log line."""
 
-    __slots__ = ("span",)
+    __slots__ = ("lock", "span")
 
     def __init__(self, *, feature: str, model: str, max_tokens: Any) -> None:
         self.span: Any = None
@@ -189,6 +205,7 @@ class CallSpan:
             return  # no tracer provider: nothing to keep, nothing to attach
         if isinstance(max_tokens, int) and not isinstance(max_tokens, bool):
             span.set_attribute("gen_ai.request.max_tokens", max_tokens)
+        self.lock = threading.Lock()  # an ending in a thread, a release on the loop
         self.span = span
 
     def routed(self, model: str) -> None:
@@ -228,6 +245,7 @@ class CallSpan:
         the site opts in: ``DJANGO_CLAUDE_OTEL_CAPTURE_CONTENT``)."""
         if self.span is None:
             return
+        prompt, answer = _cut(prompt), _cut(answer)
         text = [{"role": "user", "parts": [{"type": "text", "content": prompt}]}]
         said = {
             "role": "assistant",
@@ -245,16 +263,35 @@ class CallSpan:
         context = self.span.get_span_context()
         return f"{context.trace_id:032x}", f"{context.span_id:016x}"
 
+    def _take(self) -> Any:
+        """The open span, once: whoever ends it."""
+        if self.span is None:
+            return None
+        with self.lock:
+            span, self.span = self.span, None
+        return span
+
     def finish(self, line: Mapping[str, Any]) -> None:
         """Set the attributes the call's (redacted) log line holds and end the span."""
-        span = self.span
+        span = self._take()
         if span is None:
             return
-        self.span = None
         try:
             _annotate(span, line)
         finally:
             span.end()
+
+    def abandon(self) -> None:
+        """End a span whose call ended with no record (an exception no ending
+        saw): an interrupted call, so that its children have a parent."""
+        span = self._take()
+        if span is None:
+            return
+        from opentelemetry.trace import Status, StatusCode
+
+        span.set_attributes({"django_claude.outcome": "interrupted", "error.type": "abandoned"})
+        span.set_status(Status(StatusCode.ERROR, "abandoned"))
+        span.end()
 
 
 def _annotate(span: Any, line: Mapping[str, Any]) -> None:
@@ -301,6 +338,15 @@ def _annotate(span: Any, line: Mapping[str, Any]) -> None:
         attributes["error.type"] = error
         span.set_status(Status(StatusCode.ERROR, error))
     span.set_attributes(attributes)
+
+
+MAX_CONTENT_CHARS = 64_000  # per message: a huge attribute can sink an export batch
+
+
+def _cut(text: str) -> str:
+    if len(text) <= MAX_CONTENT_CHARS:
+        return text
+    return text[: MAX_CONTENT_CHARS - 1] + "\u2026"
 
 
 def _input_tokens(line: Mapping[str, Any]) -> int:

@@ -59,7 +59,8 @@ def worker(fake_url: str, feature: str, calls: int, **env: str) -> None:
         from django.conf import settings
         from django.core.management import call_command
         import django_claude
-        import django_claude.contrib.prometheus  # DJANGO_CLAUDE_PROMETHEUS = True does this
+        import django_claude.contrib.prometheus
+        django_claude.contrib.prometheus.enable()  # DJANGO_CLAUDE_PROMETHEUS = True does this
         call_command("migrate", verbosity=0)
         settings.DJANGO_CLAUDE_BASE_URL = {fake_url!r}
         settings.DJANGO_CLAUDE_API_KEY = "sk-ant-test-fake-key-0000"
@@ -101,8 +102,9 @@ def test_one_scrape_counts_every_gunicorn_worker(fake_anthropic, tmp_path):
 
 
 def test_a_single_process_serves_its_own(claude):
-    from django_claude.contrib.prometheus import metrics_view
+    from django_claude.contrib.prometheus import enable, metrics_view
 
+    enable()
     sample = CALLS.format(feature="single", model="claude-sonnet-4-6")
     before = scrape_here(metrics_view)
     django_claude.call("hi", feature="single")

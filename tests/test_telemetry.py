@@ -442,3 +442,78 @@ def test_an_interrupted_call_is_an_error_span_everywhere(fake_anthropic, spans, 
     assert span.attributes["django_claude.outcome"] == "interrupted"
     assert span.status.status_code == StatusCode.ERROR
     assert span.attributes["error.type"]
+
+
+# -- what a hostile review found ----------------------------------------------------------
+
+
+def test_the_sdks_spans_carry_no_content_whatever_its_environment_says(claude, spans, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_OPEN_TELEMETRY_TRACES_CONTENT_MODE", "content")
+    sdk._sync_client.cache_clear()
+    claude.reply_text = "Card 4111 1111 1111 1111 noted."
+    django_claude.call("My email is jane.doe@example.com", feature="support")
+    [sdk_span] = [s for s in spans.get_finished_spans() if s.name == SDK_SPAN]
+    dumped = json.dumps([dict(s.attributes or {}) for s in spans.get_finished_spans()], default=str)
+    assert "jane.doe" not in dumped and "4111" not in dumped
+    assert "gen_ai.input.messages" not in sdk_span.attributes
+
+
+@pytest.mark.parametrize("value", ["false", "False", 1, "yes"])
+def test_only_true_turns_content_capture_on(claude, spans, settings, value):
+    from django_claude import checks
+
+    settings.DJANGO_CLAUDE_OTEL_CAPTURE_CONTENT = value
+    django_claude.call("hello jane.doe@example.com", feature="support")
+    [span] = ours(spans)
+    assert "gen_ai.input.messages" not in span.attributes
+    assert checks.E015 in [m.id for m in checks.check_settings()]
+
+
+def test_a_doubled_brace_trace_url_is_refused(settings):
+    from django_claude import checks
+
+    settings.DJANGO_CLAUDE_TRACE_URL = "https://tempo.example.com/trace/{{trace_id}}"
+    assert checks.E014 in [m.id for m in checks.check_settings()]
+
+
+def slow_redactor(text: str) -> str:
+    import time
+
+    time.sleep(0.4)
+    return text
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_cancel_during_an_ending_in_a_thread_records_the_call_once(
+    fake_anthropic, spans, call_lines, settings
+):
+    # A site's redactor is not known not to block: the ending runs in a
+    # thread; cancelling the caller meanwhile must not record it twice.
+    settings.DJANGO_CLAUDE_REDACTOR = "tests.test_telemetry.slow_redactor"
+
+    async def cancel_while_ending() -> None:
+        task = asyncio.ensure_future(django_claude.acall("hello", feature="once"))
+        await asyncio.sleep(0.25)  # answered; the ending is redacting in its thread
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(1.0)  # the thread finishes its ending
+
+    asyncio.run(cancel_while_ending())
+    flush_pending()
+    assert len([line for line in call_lines.lines if line["feature"] == "once"]) == 1
+    assert len(ours(spans)) == 1
+    assert CallRecord.objects.filter(feature="once").count() == 1
+
+
+def interrupting_redactor(text: str) -> str:
+    raise KeyboardInterrupt
+
+
+def test_a_span_is_ended_whatever_escapes_the_call(claude, spans, settings):
+    settings.DJANGO_CLAUDE_REDACTOR = "tests.test_telemetry.interrupting_redactor"
+    with pytest.raises(KeyboardInterrupt):
+        django_claude.call("hello", feature="support")
+    [span] = ours(spans)  # ended, so exported, with the SDK's span under it
+    assert span.status.status_code == StatusCode.ERROR
+    assert span.attributes["django_claude.outcome"] == "interrupted"

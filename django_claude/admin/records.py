@@ -39,6 +39,7 @@ DETAIL_DISPLAY = {
     "trace_id": "trace_link",
 }
 TRACE_ID = re.compile(r"[0-9a-f]{32}")
+SPAN_ID = re.compile(r"[0-9a-f]{16}")
 
 
 def attempt_rows(attempt_log: Any) -> list[dict[str, Any]]:
@@ -168,7 +169,11 @@ class CallRecordAdmin(ReadOnlyAdmin):
     def trace_link(self, obj: CallRecord) -> str:
         """The trace id, linked to the trace (``DJANGO_CLAUDE_TRACE_URL``)."""
         template = conf.TRACE_URL
-        if not template or not TRACE_ID.fullmatch(obj.trace_id):
+        if (
+            not template
+            or not TRACE_ID.fullmatch(obj.trace_id)
+            or not SPAN_ID.fullmatch(obj.span_id)
+        ):
             return obj.trace_id or "—"
         try:
             url = template.format(trace_id=obj.trace_id, span_id=obj.span_id)

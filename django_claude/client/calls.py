@@ -27,9 +27,9 @@ from django_claude.client.drivers import (
 )
 from django_claude.client.engine import Attempt
 from django_claude.client.errors import BadResponse
-from django_claude.client.outcome import CallState
 from django_claude.client.request import CallRequest, prepare, prepare_from
 from django_claude.client.sdk import get_async_client, get_client, sdk_request
+from django_claude.client.state import CallState
 from django_claude.routing import Route, serving_route
 from django_claude.types import ClaudeResult
 

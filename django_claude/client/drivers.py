@@ -27,9 +27,9 @@ from django_claude.client.engine import (
     Sleep,
     Step,
 )
-from django_claude.client.outcome import CallState
 from django_claude.client.ratelimits import attempt_model
 from django_claude.client.request import CallRequest
+from django_claude.client.state import CallState
 from django_claude.conf import DEFAULTS, conf
 from django_claude.models import CallRecord
 from django_claude.recording import catalog
@@ -81,6 +81,7 @@ def ending_cannot_block(state: CallState) -> bool:
         and price_book_is_fresh()
         and catalog.is_loaded()
         and conf.REDACTOR in BUILT_IN_REDACTORS
+        and not conf.OTEL_CAPTURE_CONTENT  # the whole prompt and answer to redact
         and writes_behind(router.db_for_write(CallRecord))
     )
 

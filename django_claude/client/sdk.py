@@ -18,6 +18,11 @@ from django_claude.conf import conf
 
 R = TypeVar("R")
 
+# The SDK's own spans (children of each call's) carry metadata only, whatever
+# ANTHROPIC_OPEN_TELEMETRY_TRACES_CONTENT_MODE says: content reaches a span
+# only through DJANGO_CLAUDE_OTEL_CAPTURE_CONTENT, after the redactor.
+SDK_TELEMETRY: Any = {"traces": {"content_mode": "metadata_only"}}
+
 
 @functools.lru_cache(maxsize=8)
 def _sync_client(api_key: str | None, base_url: str | None) -> anthropic.Anthropic:
@@ -26,6 +31,7 @@ def _sync_client(api_key: str | None, base_url: str | None) -> anthropic.Anthrop
         api_key=api_key,
         base_url=base_url,
         max_retries=0,
+        open_telemetry=SDK_TELEMETRY,
         http_client=anthropic.DefaultHttpxClient(
             transport=transport, event_hooks={"response": [note_response]}
         ),
@@ -57,6 +63,7 @@ def get_async_client() -> anthropic.AsyncAnthropic:
             api_key=key[0],
             base_url=key[1],
             max_retries=0,
+            open_telemetry=SDK_TELEMETRY,
             http_client=anthropic.DefaultAsyncHttpxClient(
                 event_hooks={"response": [_note_response]}
             ),

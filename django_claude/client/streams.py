@@ -38,10 +38,10 @@ from django_claude.client.drivers import (
 )
 from django_claude.client.engine import Attempt
 from django_claude.client.errors import StreamCutOff, StreamStalled
-from django_claude.client.outcome import CallState
 from django_claude.client.request import prepare_from
 from django_claude.client.sdk import get_async_client, get_client, sdk_request
 from django_claude.client.stalls import StallWatch
+from django_claude.client.state import CallState
 from django_claude.conf import conf
 from django_claude.recording.pricing import Usage, requested_cache_ttl
 from django_claude.routing import serving_route
@@ -124,6 +124,13 @@ class StreamSession:
     def more(self) -> bool:
         return not (self.degraded or self.saw_stop or self.ended)
 
+    @property
+    def answered_by(self) -> str:
+        """The model that answered, as its ``message_start`` named it (a dated
+        snapshot for an alias, as ``call`` records), else the one asked."""
+        named = getattr(self.snapshot, "model", None)
+        return named if isinstance(named, str) and named else self.model
+
     def usage(self) -> Usage:
         usage = Usage.from_api(
             getattr(self.snapshot, "usage", None),
@@ -150,7 +157,7 @@ class StreamSession:
             return  # a degraded stream was recorded when its last attempt failed
         if isinstance(exit_error, asyncio.CancelledError) and not self.parts:
             outcome.cancelled(
-                self.call, usage=self.usage() if self.snapshot else None, model=self.model
+                self.call, usage=self.usage() if self.snapshot else None, model=self.answered_by
             )
             return
         abandoned = not self.saw_stop and not self.ended
@@ -163,7 +170,7 @@ class StreamSession:
             self.call,
             text=self.text,
             message=self.snapshot,
-            model=self.model,
+            model=self.answered_by,
             upstream=self.upstream,
             usage=self.usage(),
             interrupted=interrupted,

@@ -77,7 +77,10 @@ def record(measured: telemetry.Measured) -> None:
         COST.labels(measured.feature, measured.model).inc(measured.cost_usd)
 
 
-telemetry.add_sink(record)
+def enable() -> None:
+    """Count every call from now on (``DJANGO_CLAUDE_PROMETHEUS`` does this
+    at startup; importing ``metrics_view`` alone counts nothing)."""
+    telemetry.add_sink(record)
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:

@@ -106,6 +106,7 @@ class CallFacts:
     idempotency_key: str = ""
     billable: bool = True  # False: nothing was billed (cached, degraded, refused)
     span: Any = None  # the call's telemetry.CallSpan: its ids go in the line, the line ends it
+    duplicate: bool = False  # another ending of the same call was recorded: record nothing
 
 
 REDACTION_FAILED = "[REDACTION FAILED]"
@@ -176,7 +177,7 @@ def log_line(
         "tenant": safe_text(facts.tenant, limit=200, redact=redact),
         "arm": facts.arm,
         "canary_id": facts.canary_id,
-        **_trace_ids(facts.span),
+        **telemetry.ids_of(facts.span),
         "model_requested": facts.model_requested,
         "model": facts.model,
         "outcome": facts.outcome,
@@ -215,13 +216,6 @@ def log_line(
         ),
         "idempotency_key": safe_text(facts.idempotency_key, limit=128, redact=redact),
     }
-
-
-def _trace_ids(span: Any) -> dict[str, str]:
-    """The call's trace and span ids (hex; "" without a recorded span), so a
-    line, a row and a trace can be joined."""
-    trace_id, span_id = span.ids() if span is not None else ("", "")
-    return {"trace_id": trace_id, "span_id": span_id}
 
 
 def _limits() -> dict[str, tuple[str, int]]:
@@ -357,6 +351,19 @@ def record_call(
     (None: the model has no price). ``after_write`` runs once the record
     exists (or could not be saved). ``background`` hands the row to the writer
     thread (for code that must not block). Never raises."""
+    if facts.duplicate:
+        logger.info("claude call %s: a second ending, not recorded again", facts.request_id)
+        return None
+    try:
+        return _record_call(facts, after_write=after_write, background=background)
+    finally:
+        if facts.span is not None:
+            facts.span.abandon()  # ended already, unless something escaped (KeyboardInterrupt)
+
+
+def _record_call(
+    facts: CallFacts, *, after_write: Callable[[], None] | None, background: bool
+) -> Decimal | None:
     cost: Decimal | None = Decimal(0)
     breakdown: dict[str, str] = {}
     if facts.billable:

@@ -1,0 +1,182 @@
+"""``CallState``: what every entry point of one call shares (the request, the
+route, the deadline, the attempt plan, the quota reservation, the span), and
+the facts every ending records."""
+
+from __future__ import annotations
+
+import datetime
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.utils import timezone
+
+from django_claude.client.engine import AttemptPlan, Deadline, ModelRun, Policy
+from django_claude.client.request import CallRequest
+from django_claude.conf import conf
+from django_claude.quotas.config import Quota
+from django_claude.quotas.enforce import NOTHING_HELD, Refusal, Reservation, Scope, admit, applying
+from django_claude.recording import sampling
+from django_claude.recording.facts import CallFacts
+from django_claude.routing import Route
+from django_claude.telemetry import CallSpan
+from django_claude.types import Outcome
+
+# Attempt-log errors of steps that sent no request.
+NOT_SENT = frozenset({"breaker_open", "deadline", "rate_limited", "limited"})
+
+
+def policy() -> Policy:
+    """The engine's limits, read from settings at call time."""
+    return Policy(
+        timeout=conf.TIMEOUT,
+        max_attempts=conf.MAX_ATTEMPTS,
+        fallback_attempts=conf.FALLBACK_ATTEMPTS,
+        backoff_base=conf.BACKOFF_BASE,
+        backoff_max=conf.BACKOFF_MAX,
+    )
+
+
+def upstream_id_of(answer_or_error: Any) -> str:
+    """Anthropic's request id, from a Message, a stream or an API error."""
+    for name in ("_request_id", "request_id"):
+        value = getattr(answer_or_error, name, None)
+        if value:
+            return str(value)
+    return ""
+
+
+@dataclass
+class CallState:
+    """What the drivers of one call share, from its start to its record."""
+
+    req: CallRequest
+    route: Route
+    started: float = field(default_factory=time.monotonic)
+    created_at: datetime.datetime = field(default_factory=timezone.now)
+    deadline: Deadline = field(default_factory=lambda: Deadline(conf.DEADLINE))
+    plan: AttemptPlan | None = None
+    sampled: bool | None = None  # the smell test's draw, once made (``draw_sample``)
+    # What the call's quotas hold for it, settled by its ending.
+    reservation: Reservation = field(default_factory=lambda: NOTHING_HELD)
+    released: bool = False  # ``release`` ran: the call is over for its caller
+    # An ending built the call's facts: a second one (a cancel racing an
+    # ending that runs in a thread) records nothing.
+    ending_taken: bool = False
+    _release_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    span: CallSpan = field(init=False, repr=False)  # OpenTelemetry's, ended by the record
+
+    def __post_init__(self) -> None:
+        self.span = CallSpan(
+            feature=self.req.feature,
+            model=self.route.model,
+            max_tokens=self.req.params.get("max_tokens"),
+        )
+
+    def draw_sample(self) -> bool:
+        """Is this call judged? Drawn once, whoever asks first."""
+        if self.sampled is None:
+            self.sampled = sampling.should_sample(self.req.feature, self.req.smell_test)
+        return self.sampled
+
+    def start(self, route: Route | None = None) -> AttemptPlan:
+        """The attempt plan for ``route`` (default: the state's own)."""
+        self.route = route or self.route
+        self.span.routed(self.route.model)
+        self.plan = AttemptPlan(
+            model=self.route.model,
+            fallback_model=self.route.fallback_model,
+            deadline=self.deadline,
+            policy=policy(),
+            admit=bool(self._quotas()),
+        )
+        return self.plan
+
+    def _quotas(self) -> list[tuple[Quota, str]]:
+        """The quotas that apply to this call, each with its scope key."""
+        req = self.req
+        return applying(Scope(feature=req.feature, user=req.user_ref, tenant=req.tenant))
+
+    def admit(self) -> Refusal | None:
+        """Reserve the call's worst case on its route's models (the plan's
+        ``Admit`` step); the refusal, if a quota refuses it. Blocking (cache)."""
+        admitted = admit(
+            self._quotas(),
+            self.req.params,
+            [self.route.model, self.route.fallback_model],
+        )
+        if isinstance(admitted, Refusal):
+            return admitted
+        with self._release_lock:
+            released = self.released
+            if not released:
+                # A second reservation (before a retry that follows an attempt
+                # whose cost is unknown) leaves the first one charged.
+                self.reservation = admitted
+        if released:  # the caller went away while this reserved (an async cancel)
+            admitted.settle(None, None, billed=False)
+        return None
+
+    def release(self) -> None:
+        """The call is over for its caller: give back what it still holds, if
+        nothing was sent (an ending settles first; this covers any other way
+        out). A request that was sent and never settled may have been billed:
+        its worst case stays charged. A reservation an ``admit`` still in
+        flight makes later is given back by it (``released``)."""
+        with self._release_lock:
+            self.released = True
+            unrecorded = not self.ending_taken
+        if not self.sent_anything():
+            self.reservation.settle(None, None, billed=False)
+        if unrecorded:  # left by an exception no ending saw (KeyboardInterrupt...)
+            self.span.abandon()
+
+    def sent_anything(self) -> bool:
+        return any(run.attempts for run in self.runs)
+
+    def spend_unknown(self) -> bool:
+        """Did an attempt reach Anthropic without an answer that says it was
+        not billed (a timeout, a dropped connection, a cancel)? Then what
+        it cost is unknown, and its worst case stays charged."""
+        return any(
+            "status" not in entry and entry.get("error") not in NOT_SENT
+            for run in self.runs
+            for entry in run.log
+        )
+
+    @property
+    def runs(self) -> list[ModelRun]:
+        return self.plan.runs if self.plan is not None else []
+
+    # -- facts ------------------------------------------------------------------------
+
+    def facts(self, outcome: Outcome, *, upstream: Any = None) -> CallFacts:
+        """The facts every record of this call carries, whatever its ending
+        (marked ``duplicate`` for any ending after the first)."""
+        with self._release_lock:
+            duplicate, self.ending_taken = self.ending_taken, True
+        runs = self.runs
+        return CallFacts(
+            request_id=uuid.uuid4(),
+            created_at=self.created_at,
+            feature=self.req.feature,
+            model_requested=self.route.model,
+            outcome=outcome,
+            prompt_text=self.req.prompt_text,
+            user_id=self.req.user_id,
+            user_ref=self.req.user_ref,
+            tenant=self.req.tenant,
+            arm=self.route.arm,
+            canary_id=self.route.canary_id,
+            attempts=sum(run.attempts for run in runs),
+            attempt_log=[entry for run in runs for entry in run.log],
+            fallback_used=len(runs) > 1,
+            tags=self.req.tags,
+            idempotency_key=self.req.idempotency_key,
+            upstream_request_id=upstream_id_of(upstream),
+            latency_ms=round((time.monotonic() - self.started) * 1000),
+            span=self.span,
+            duplicate=duplicate,
+        )
