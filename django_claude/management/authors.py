@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import getpass
 import re
-from argparse import RawDescriptionHelpFormatter
+from argparse import ArgumentParser, RawDescriptionHelpFormatter
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.core.management.base import CommandError, DjangoHelpFormatter
+from django.core.management.base import BaseCommand, CommandError, DjangoHelpFormatter
 from django.db.models import Model
 
 from django_claude.models import ModelRouteChange
@@ -20,6 +20,35 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 class HelpFormatter(DjangoHelpFormatter, RawDescriptionHelpFormatter):
     """Django's option order, with the examples kept as written."""
+
+
+class RouteCommand(BaseCommand):
+    """A command that changes routes: its examples kept as written after the
+    options, and the options every change takes."""
+
+    examples = ""
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> Any:
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        parser.formatter_class = HelpFormatter
+        parser.epilog = self.examples
+        return parser
+
+    @staticmethod
+    def add_change_arguments(parser: ArgumentParser, *, what: str) -> None:
+        """--reason, --user, --allow-unpriced and --format."""
+        parser.add_argument("--reason", default="", help=f"why: required to change {what}")
+        parser.add_argument(
+            "--user",
+            default=None,
+            help="username to record as the author (default: the one named like your OS login)",
+        )
+        parser.add_argument(
+            "--allow-unpriced",
+            action="store_true",
+            help="accept a model with no ModelPrice (its calls are recorded with no cost)",
+        )
+        parser.add_argument("--format", choices=["table", "json"], default="table")
 
 
 def option_errors(exc: ValidationError, options: dict[str, str]) -> str:

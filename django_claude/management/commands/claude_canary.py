@@ -8,11 +8,11 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from django_claude import routing
 from django_claude.management.authors import (
-    HelpFormatter,
+    RouteCommand,
     author_of,
     check_text,
     django_user,
@@ -42,7 +42,7 @@ to your OS login (kept in the reason when no Django user has that name).
 OPTIONS = {"model": "--model", "fallback_model": "--fallback", "percent": "--percent"}
 
 
-class Command(BaseCommand):
+class Command(RouteCommand):
     help = (
         "Show a route's canary with its arms compared (show), send a share of a\n"
         "feature's calls to another model (start), change the share (percent),\n"
@@ -50,11 +50,7 @@ class Command(BaseCommand):
         "Uses the same functions as the admin: history, LogEntry and signal included."
     )
 
-    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> Any:
-        parser = super().create_parser(prog_name, subcommand, **kwargs)
-        parser.formatter_class = HelpFormatter
-        parser.epilog = EXAMPLES
-        return parser
+    examples = EXAMPLES
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("action", choices=["show", "start", "percent", "promote", "stop"])
@@ -62,18 +58,7 @@ class Command(BaseCommand):
         parser.add_argument("--model", default=None, help="the canary's model (start)")
         parser.add_argument("--fallback", default="", help="the canary's fallback (start)")
         parser.add_argument("--percent", default=None, help="the share of calls, 0.01 to 100")
-        parser.add_argument("--reason", default="", help="why: required to change a canary")
-        parser.add_argument(
-            "--user",
-            default=None,
-            help="username to record as the author (default: the one named like your OS login)",
-        )
-        parser.add_argument(
-            "--allow-unpriced",
-            action="store_true",
-            help="accept a model with no ModelPrice (its calls are recorded with no cost)",
-        )
-        parser.add_argument("--format", choices=["table", "json"], default="table")
+        self.add_change_arguments(parser, what="a canary")
 
     def handle(self, *args: Any, **options: Any) -> None:
         action, feature = options["action"], options["feature"]

@@ -8,11 +8,11 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from django_claude import routing
 from django_claude.management.authors import (
-    HelpFormatter,
+    RouteCommand,
     author_of,
     check_text,
     django_user,
@@ -87,7 +87,7 @@ def _change(action: str, feature: str, author: Any, reason: str, options: dict[s
         raise CommandError(f"--feature: {exc}") from None
 
 
-class Command(BaseCommand):
+class Command(RouteCommand):
     help = (
         "Show the model routes, point a feature at another model (set), undo its\n"
         "latest change (rollback), or remove its own route so that it follows the\n"
@@ -95,29 +95,14 @@ class Command(BaseCommand):
         "history, LogEntry and signal included."
     )
 
-    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> Any:
-        parser = super().create_parser(prog_name, subcommand, **kwargs)
-        parser.formatter_class = HelpFormatter
-        parser.epilog = EXAMPLES
-        return parser
+    examples = EXAMPLES
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("action", choices=["show", "set", "rollback", "remove"])
         parser.add_argument("--feature", default=None, help='the feature; "" is the default route')
         parser.add_argument("--model", default=None)
         parser.add_argument("--fallback", default=None, help='fallback model; "" for none')
-        parser.add_argument("--reason", default="", help="why: required to change a route")
-        parser.add_argument(
-            "--user",
-            default=None,
-            help="username to record as the author (default: the one named like your OS login)",
-        )
-        parser.add_argument(
-            "--allow-unpriced",
-            action="store_true",
-            help="accept a model with no ModelPrice (its calls are recorded with no cost)",
-        )
-        parser.add_argument("--format", choices=["table", "json"], default="table")
+        self.add_change_arguments(parser, what="a route")
 
     def handle(
         self,
