@@ -145,6 +145,8 @@ def test_a_fallback_shows_each_attempt_as_an_event(claude, spans, settings):
         (PRIMARY, 529),
         (FALLBACK, 200),
     ]
+    # The back-off after an attempt that is retried (none in tests: BACKOFF_BASE 0).
+    assert [e.get("wait_ms") for e in events] == [0, None, None]
     assert span.status.status_code == StatusCode.UNSET
     sdk_spans = [s for s in spans.get_finished_spans() if s.name == SDK_SPAN]
     assert len(sdk_spans) == 3 and all(s.parent.span_id == span.context.span_id for s in sdk_spans)

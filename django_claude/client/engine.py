@@ -185,6 +185,11 @@ class ModelRun:
                 entry["status"] = status
         self.log.append(entry)
 
+    def waits(self, delay: float) -> float:
+        """Note on the last attempt the back-off before the next one; ``delay``."""
+        self.log[-1]["wait_ms"] = round(delay * 1000)
+        return delay
+
     @property
     def falls_back(self) -> bool:
         """Did this model fail in a way another model might not?"""
@@ -325,7 +330,7 @@ class AttemptPlan:
         decision = self.policy.after_failure(
             run, exc, max_attempts=self._max_attempts, deadline=self.deadline, rng=self._rng
         )
-        after = Sleep(decision.delay) if decision.retry else self._next_model()
+        after = Sleep(run.waits(decision.delay)) if decision.retry else self._next_model()
         if self._admit and not isinstance(after, Done) and cost_unknown(exc, run.kind):
             self._after_admit, after = after, ADMIT  # reserve the next attempt too
         if run.kind is ErrorKind.TRANSIENT:
