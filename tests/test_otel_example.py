@@ -149,7 +149,8 @@ def test_the_call_span_sits_between_the_request_and_the_sdk(
             chat = [s for s in spans if s["name"].startswith("chat ")]
             sdk = [s for s in spans if s["name"] == "anthropic.messages.create"]
             requests = [s for s in spans if s["kind"] == 2]  # SERVER
-            if chat and sdk and requests:
+            # The request's span ends (and is exported) after the call's.
+            if chat and sdk and any(s["span_id"] == chat[0]["parent"] for s in requests):
                 break
             time.sleep(0.1)
     finally:
