@@ -199,7 +199,7 @@ def test_a_dearer_canary_is_stopped_on_cost(claude):
 def test_a_slower_canary_is_stopped_on_latency(claude, settings):
     settings.DJANGO_CLAUDE_CANARY_MIN_CALLS = 20
     set_route(feature="f", model=SONNET)
-    claude.always(OPUS, Fault(delay=0.15))
+    claude.always(OPUS, Fault(delay=0.4))  # far over 1.5x and 100 ms, even on a busy machine
     canary = start_canary(feature="f", model=OPUS, percent=50, allow_unpriced=True)
     rng = random.Random(6)
     stopped = []
