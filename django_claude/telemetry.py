@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from django_claude.types import Outcome
+
 logger = logging.getLogger(__name__)
 
 PROVIDER = "anthropic"
@@ -362,7 +364,8 @@ def _input_tokens(line: Mapping[str, Any]) -> int:
 def _error_type(line: Mapping[str, Any]) -> str:
     """``error.type`` of a call that failed ("" for one that did not): the
     error's type, else its outcome."""
-    outcome = line.get("outcome")
-    if outcome not in ("degraded", "error", "interrupted", "limited"):
+    try:
+        outcome = Outcome(str(line.get("outcome")))
+    except ValueError:
         return ""
-    return str(line.get("error_type") or outcome)
+    return "" if outcome.answered else str(line.get("error_type") or outcome.value)

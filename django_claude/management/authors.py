@@ -4,7 +4,6 @@ of a change, and the reason kept in the route's history."""
 from __future__ import annotations
 
 import getpass
-import re
 from argparse import ArgumentParser, RawDescriptionHelpFormatter
 from typing import Any
 
@@ -14,8 +13,7 @@ from django.core.management.base import BaseCommand, CommandError, DjangoHelpFor
 from django.db.models import Model
 
 from django_claude.models import ModelRouteChange
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+from django_claude.routing.audit import CONTROL
 
 
 class HelpFormatter(DjangoHelpFormatter, RawDescriptionHelpFormatter):
@@ -75,7 +73,7 @@ def check_text(
         return
     if "\x00" in value:
         raise CommandError(f"{option}: contains a NUL character")
-    if not controls_ok and _CONTROL.search(value):
+    if not controls_ok and CONTROL.search(value):
         raise CommandError(f"{option}: contains a control character")
     if max_length is not None and len(value) > max_length:
         raise CommandError(f"{option}: {len(value)} characters, at most {max_length}")
