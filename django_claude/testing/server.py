@@ -55,6 +55,12 @@ class FakeAnthropic:
         self.stream_start_usage: dict[str, Any] = {}
         self.unknown_models: set[str] = set()
         self.admin = FakeAdminAPI()  # the Usage & Cost Admin API (admin_api.py)
+        # POST /v1/messages/count_tokens: the bodies it was asked about, the
+        # count it answers (None: the same estimate message_for bills) and a
+        # fault to answer with instead (a status, a delay).
+        self.count_requests: list[dict[str, Any]] = []
+        self.token_count: int | None = None
+        self.count_fault: Fault | None = None
         handler = type("Handler", (_Handler,), {"fake": self})
         self._httpd = _Server((host, port), handler)
         self._httpd.daemon_threads = True
@@ -94,6 +100,7 @@ class FakeAnthropic:
             self.requests.clear()
             self.unknown_models.clear()
             self.usage, self.responder, self.admin = {}, None, FakeAdminAPI()
+            self.count_requests, self.token_count, self.count_fault = [], None, None
             self.stream_start_usage = {}
             self.reply_text = "Hello from the fake Claude."
 
@@ -135,9 +142,8 @@ class FakeAnthropic:
             text = self.responder(body)
         if text is None:
             text = self.reply_text
-        prompt_chars = len(json.dumps(body.get("messages", []))) + len(str(body.get("system", "")))
         usage: dict[str, Any] = {
-            "input_tokens": max(1, prompt_chars // 4),
+            "input_tokens": prompt_tokens(body),
             "output_tokens": max(1, len(text) // 4),
             "cache_creation_input_tokens": 0,
             "cache_read_input_tokens": 0,
@@ -167,6 +173,12 @@ class FakeAnthropic:
             "stop_sequence": None,
             "usage": usage,
         }
+
+
+def prompt_tokens(body: dict[str, Any]) -> int:
+    """The fake's input token count of a request: a token per 4 characters."""
+    prompt_chars = len(json.dumps(body.get("messages", []))) + len(str(body.get("system", "")))
+    return max(1, prompt_chars // 4)
 
 
 def stream_events(message: dict[str, Any], fault: Fault) -> list[tuple[str, dict[str, Any]]]:
@@ -259,7 +271,11 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             self._send_error(400, "request body is not JSON")
             return
-        if self.path.split("?")[0] != "/v1/messages":
+        route = self.path.split("?")[0]
+        if route == "/v1/messages/count_tokens":
+            self._count_tokens(body)
+            return
+        if route != "/v1/messages":
             self._send_error(404, f"no route {self.path}")
             return
         model = str(body.get("model", ""))
@@ -287,6 +303,19 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_stream(message, fault)
         else:
             self._send(200, json.dumps(message).encode(), "application/json", fault=fault)
+
+    def _count_tokens(self, body: dict[str, Any]) -> None:
+        fake = self.fake
+        with fake._lock:
+            fake.count_requests.append(body)
+            fault, count = fake.count_fault, fake.token_count
+        if fault is not None and fault.delay:
+            time.sleep(fault.delay)
+        if fault is not None and fault.status:
+            self._send_error(fault.status, f"fake {fault.status}")
+            return
+        answer = {"input_tokens": prompt_tokens(body) if count is None else count}
+        self._send(200, json.dumps(answer).encode(), "application/json")
 
     def _send(
         self,
