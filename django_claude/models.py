@@ -75,6 +75,10 @@ class CallRecord(models.Model):
     inference_geo = models.CharField(_("inference geo"), max_length=16, blank=True)
     speed = models.CharField(_("speed"), max_length=16, blank=True)
     service_tier = models.CharField(_("service tier"), max_length=16, blank=True)
+    # Code execution: the tool's runs and the container they ran in (its
+    # hours are billed per day; claude_reconcile shares the fee out).
+    code_execution_requests = models.PositiveIntegerField(_("code executions"), default=0)
+    container_id = models.CharField(_("container"), max_length=100, blank=True)
     stop_reason = models.CharField(_("stop reason"), max_length=32, blank=True)
     cost_usd = models.DecimalField(
         _("cost (USD)"), max_digits=18, decimal_places=10, null=True, blank=True

@@ -46,6 +46,8 @@ LINE_FIELDS = {
     "inference_geo",
     "speed",
     "service_tier",
+    "code_execution_requests",
+    "container_id",
     "stop_reason",
     "cost_usd",
     "cost_breakdown",

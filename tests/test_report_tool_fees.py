@@ -84,6 +84,7 @@ def test_the_breakdown_splits_each_cost_into_its_parts(billed_day):
         "cache_write_5m": "0.0000000000",
         "cache_write_1h": "0.0000000000",
         "tools": "0.0600000000",
+        "code_execution": "0.0000000000",
         "other": "0.0000000000",
     }
     assert rows["chat"]["cost_breakdown"] == {
@@ -93,6 +94,7 @@ def test_the_breakdown_splits_each_cost_into_its_parts(billed_day):
         "cache_write_5m": "0.0005000000",
         "cache_write_1h": "0.0002000000",
         "tools": "0.0000000000",
+        "code_execution": "0.0000000000",
         "other": "0.0000000000",
     }
     assert data["total_cost_breakdown"]["tools"] == "0.0600000000"
@@ -151,13 +153,14 @@ def test_the_table_and_csv_show_the_new_columns(billed_day):
 
 def test_an_empty_csv_with_breakdown_still_names_its_columns(db):
     header = next(csv.reader(StringIO(report("--breakdown", fmt="csv"))))
-    assert header[-7:] == [
+    assert header[-8:] == [
         "input_cost_usd",
         "output_cost_usd",
         "cache_read_cost_usd",
         "cache_write_5m_cost_usd",
         "cache_write_1h_cost_usd",
         "tools_cost_usd",
+        "code_execution_cost_usd",
         "other_cost_usd",
     ]
     assert "tool_cost_usd" in header

@@ -55,7 +55,7 @@ def answered(
         outcome = Outcome.INTERRUPTED
     facts = call.facts(outcome, upstream=upstream)
     facts.model = model or call.runs[-1].model
-    facts.usage = usage or Usage.from_api(getattr(message, "usage", None))
+    facts.usage = usage or Usage.from_message(message)
     facts.stop_reason = str(getattr(message, "stop_reason", None) or "")
     call.span.answered(message)
     if conf.OTEL_CAPTURE_CONTENT and call.span.recording:

@@ -132,8 +132,8 @@ class StreamSession:
         return named if isinstance(named, str) and named else self.model
 
     def usage(self) -> Usage:
-        usage = Usage.from_api(
-            getattr(self.snapshot, "usage", None),
+        usage = Usage.from_message(
+            self.snapshot,
             late_write_ttl=lambda: requested_cache_ttl(self.call.req.params),
         )
         if not self.saw_stop and self.parts:

@@ -9,6 +9,11 @@ failing or slow API is a ``ReconcileError`` and leaves the table as it was.
 A difference over ``DJANGO_CLAUDE_RECONCILE_TOLERANCE`` (a share of their
 cost) is a drift: a WARNING, the ``reconciliation_drift`` signal and a mail
 to the site's admins, once the rows are saved.
+
+Code execution is billed by container hours, which no call reports: the
+day's fee is shared out over the day's calls that used a container first
+(``containers.py``), in the same transaction. Priority Tier calls are not in
+Anthropic's cost report, so they are not in ours either.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncDate
 
 from django_claude.conf import conf, is_loopback_url
+from django_claude.costs import containers
 from django_claude.models import CallRecord, Reconciliation
 from django_claude.signals import reconciliation_drift
 
@@ -41,6 +47,8 @@ PAGE_DAYS = 31  # the API's largest page
 TIMEOUT = 30.0  # seconds per request
 MAX_PAGES = 60
 NO_MODEL = "(no model)"  # costs not tied to a model: server tools (web search), sessions
+CODE_EXECUTION = "code_execution"  # the cost report's cost_type of container hours
+PRIORITY = "priority"  # usage.service_tier of Priority Tier calls: not in the cost report
 
 
 class ReconcileError(Exception):
@@ -65,21 +73,25 @@ class Line:
 
 def reconcile(first: datetime.date, last: datetime.date) -> list[Line]:
     """Compare ``first``..``last`` (UTC days), save the rows, announce drift."""
-    theirs = their_costs(first, last)
-    ours, unpriced = our_costs(first, last)
-    keys = sorted(set(theirs) | set(ours) | set(unpriced))
-    lines = [
-        Line(
-            day,
-            model,
-            ours.get((day, model), Decimal(0)),
-            theirs.get((day, model), Decimal(0)),
-            unpriced.get((day, model), 0),
-        )
-        for day, model in keys
-    ]
+    theirs, code_execution = their_costs(first, last)
     tolerance = conf.RECONCILE_TOLERANCE
     with transaction.atomic():
+        day = first
+        while day <= last:  # container hours: only the bill knows them
+            containers.share_out(day, code_execution.get(day, Decimal(0)))
+            day += datetime.timedelta(days=1)
+        ours, unpriced = our_costs(first, last)
+        keys = sorted(set(theirs) | set(ours) | set(unpriced))
+        lines = [
+            Line(
+                day,
+                model,
+                ours.get((day, model), Decimal(0)),
+                theirs.get((day, model), Decimal(0)),
+                unpriced.get((day, model), 0),
+            )
+            for day, model in keys
+        ]
         Reconciliation.objects.filter(day__range=(first, last)).delete()
         Reconciliation.objects.bulk_create(
             Reconciliation(
@@ -102,33 +114,40 @@ def reconcile(first: datetime.date, last: datetime.date) -> list[Line]:
 def our_costs(
     first: datetime.date, last: datetime.date
 ) -> tuple[dict[tuple[datetime.date, str], Decimal], dict[tuple[datetime.date, str], int]]:
-    """Recorded cost, and calls recorded unpriced, per UTC day and model."""
+    """Recorded cost, and calls recorded unpriced, per UTC day and model.
+
+    Priority Tier calls are left out: Anthropic's cost report leaves them
+    out too (the tier is billed by its commitment)."""
     start = datetime.datetime.combine(first, datetime.time(), tzinfo=datetime.UTC)
     end = datetime.datetime.combine(last, datetime.time(), tzinfo=datetime.UTC)
+    priced = Q(cost_usd__isnull=False)
     rows = (
         CallRecord.objects.filter(
             created_at__gte=start, created_at__lt=end + datetime.timedelta(days=1)
         )
+        .exclude(service_tier=PRIORITY)
         .annotate(day=TruncDate("created_at", tzinfo=datetime.UTC))
         .values("day", "model")
         .annotate(
             cost=Sum("cost_usd"),
-            tools=Sum("tool_cost_usd"),
-            unpriced=Count("id", filter=Q(cost_usd__isnull=True)),
+            tools=Sum("tool_cost_usd", filter=priced),
+            # code execution shared out to calls whose tokens are unpriced
+            unpriced_tools=Sum("tool_cost_usd", filter=~priced),
+            unpriced=Count("id", filter=~priced),
         )
     )
     costs: dict[tuple[datetime.date, str], Decimal] = {}
     unpriced: dict[tuple[datetime.date, str], int] = {}
     for row in rows:
         key = (row["day"], row["model"] or NO_MODEL)
+        # Anthropic's report puts server-tool fees (web search, code
+        # execution) under no model: so do we, to compare like with like.
+        tools = (row["tools"] or Decimal(0)) + (row["unpriced_tools"] or Decimal(0))
         if row["cost"] is not None:
-            # Anthropic's report puts server-tool fees (web search) under no
-            # model: so do we, to compare like with like.
-            tools = row["tools"] or Decimal(0)
-            costs[key] = costs.get(key, Decimal(0)) + row["cost"] - tools
-            if tools:
-                nomodel = (row["day"], NO_MODEL)
-                costs[nomodel] = costs.get(nomodel, Decimal(0)) + tools
+            costs[key] = costs.get(key, Decimal(0)) + row["cost"] - (row["tools"] or 0)
+        if tools:
+            nomodel = (row["day"], NO_MODEL)
+            costs[nomodel] = costs.get(nomodel, Decimal(0)) + tools
         if row["unpriced"]:
             unpriced[key] = unpriced.get(key, 0) + row["unpriced"]
     return costs, unpriced
@@ -136,9 +155,11 @@ def our_costs(
 
 def their_costs(
     first: datetime.date, last: datetime.date
-) -> dict[tuple[datetime.date, str], Decimal]:
-    """Anthropic's cost per UTC day and model, in USD, every page read."""
+) -> tuple[dict[tuple[datetime.date, str], Decimal], dict[datetime.date, Decimal]]:
+    """Anthropic's cost per UTC day and model, in USD, every page read; and
+    the code execution fee per day (in the no-model totals as well)."""
     totals: dict[tuple[datetime.date, str], Decimal] = defaultdict(Decimal)
+    code_execution: dict[datetime.date, Decimal] = defaultdict(Decimal)
     workspace = conf.RECONCILE_WORKSPACE
     for bucket in _buckets(first, last, by_workspace=workspace is not None):
         day = _bucket_day(bucket)
@@ -158,7 +179,9 @@ def their_costs(
             if not cents.is_finite():
                 raise ReconcileError("the cost report has a result without a finite amount")
             totals[(day, str(result.get("model") or NO_MODEL))] += cents / 100
-    return dict(totals)
+            if result.get("cost_type") == CODE_EXECUTION:
+                code_execution[day] += cents / 100
+    return dict(totals), dict(code_execution)
 
 
 def _buckets(

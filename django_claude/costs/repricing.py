@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
+from django_claude.costs import containers
 from django_claude.costs.days import day_bounds, resolve_tz
 from django_claude.costs.rollups import rollup_day
 from django_claude.models import CallRecord
@@ -54,8 +55,12 @@ def reprice(
         if priced is None:
             still += 1
             continue
-        record.cost_usd, record.cost_breakdown = priced.cost, priced.breakdown
-        record.tool_cost_usd = priced.tool_cost
+        # The code execution fee a reconciliation shared out to it stays.
+        shared = containers.share_of(record)
+        record.cost_usd, record.cost_breakdown = priced.cost + shared, priced.breakdown
+        record.tool_cost_usd = priced.tool_cost + shared
+        if shared:
+            record.cost_breakdown[containers.PART] = format(shared.normalize(), "f")
         changed.append(record)
         days.add(record.created_at.astimezone(zone).date())
         if len(changed) >= batch_size:

@@ -55,7 +55,15 @@ def format_cost(value: Decimal) -> str:
 
 # The parts of a cost, as ``CallRecord.cost_breakdown`` names them; "other" is
 # what they leave of the cost (calls recorded before breakdowns, rounding).
-BREAKDOWN_PARTS = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h", "tools")
+BREAKDOWN_PARTS = (
+    "input",
+    "output",
+    "cache_read",
+    "cache_write_5m",
+    "cache_write_1h",
+    "tools",
+    "code_execution",  # container hours, shared out by claude_reconcile
+)
 
 
 @dataclass

@@ -59,6 +59,8 @@ RECORD_FIELDS = (
     "inference_geo",
     "speed",
     "service_tier",
+    "code_execution_requests",
+    "container_id",
     "cost_breakdown",
     "stop_reason",
     "prompt_prefix",
@@ -195,6 +197,8 @@ def log_line(
         "inference_geo": usage.inference_geo,
         "speed": usage.speed,
         "service_tier": usage.service_tier,
+        "code_execution_requests": usage.code_execution_requests,
+        "container_id": usage.container_id,
         "stop_reason": facts.stop_reason,
         "cost_usd": None if cost is None else str(cost),
         "cost_breakdown": breakdown or {},
@@ -289,13 +293,12 @@ def record_from_line(line: Mapping[str, Any]) -> CallRecord:
     for name in ("tags", "cost_breakdown"):
         if name in values:
             values[name] = _storable(values[name])
-    cost_usd = _usd("cost_usd", line.get("cost_usd"))
     tool_fee = _usd("cost_breakdown.tools", values.get("cost_breakdown", {}).get("tools"))
     return CallRecord(
         id=request_id,
         created_at=_timestamp(line.get("created_at")),
         user_id=_user_id(line.get("user_id")),
-        cost_usd=cost_usd,
+        cost_usd=_usd("cost_usd", line.get("cost_usd")),
         tool_cost_usd=Decimal(0) if tool_fee is None else tool_fee,
         **values,
     )
@@ -306,9 +309,9 @@ def _usd(name: str, value: Any) -> Decimal | None:
     ``ValueError`` for one that is not a finite number."""
     if value is None:
         return None
-    if isinstance(value, bool):
-        raise ValueError(f"{name} is not a number")
     try:
+        if isinstance(value, bool):
+            raise ArithmeticError
         amount = Decimal(str(value))
     except ArithmeticError:
         raise ValueError(f"{name} is not a number") from None
@@ -320,8 +323,6 @@ def _usd(name: str, value: Any) -> Decimal | None:
 def _user_id(value: Any) -> Any:
     """The user key as the user model stores it; one that does not fit (a
     line from another site, a garbled id) is left out, the row kept."""
-    if value is None:
-        return None
     try:
         return CallRecord._meta.get_field("user").target_field.to_python(value)
     except (ValidationError, TypeError, ValueError, AttributeError):

@@ -34,6 +34,8 @@ class FakeAdminAPI:
     costs: dict[datetime.date, dict[str, Decimal]] = field(default_factory=dict)
     # Web search fees per day, reported as the real API does: no model.
     web_search: dict[datetime.date, Decimal] = field(default_factory=dict)
+    # Code execution's container hours per day, in USD: no model either.
+    code_execution: dict[datetime.date, Decimal] = field(default_factory=dict)
     # Other workspaces of the organization: workspace id -> day -> model -> USD
     # (``costs`` and ``web_search`` are the default workspace's: id null).
     workspaces: dict[str, dict[datetime.date, dict[str, Decimal]]] = field(default_factory=dict)
@@ -95,6 +97,7 @@ class FakeAdminAPI:
                     merged[model] = merged.get(model, Decimal(0)) + usd
             spaces = {None: merged}
         search = self.web_search.get(day)
+        containers = self.code_execution.get(day)
         start = datetime.datetime.combine(day, datetime.time(), tzinfo=datetime.UTC)
         results: list[dict[str, Any]] = []
         if grouped:
@@ -103,9 +106,12 @@ class FakeAdminAPI:
                     results.append(dict(_result(usd, model), workspace_id=space))
             if search:
                 results.append(dict(_result(search, None), cost_type="web_search"))
+            if containers:
+                results.append(dict(_result(containers, None), cost_type="code_execution"))
         else:
             total = sum(
-                (sum(c.values(), Decimal(0)) for c in spaces.values()), search or Decimal(0)
+                (sum(c.values(), Decimal(0)) for c in spaces.values()),
+                (search or Decimal(0)) + (containers or Decimal(0)),
             )
             results = [_result(total, None)] if total else []
         return {

@@ -20,6 +20,12 @@ from typing import Any
 
 from django_claude.testing.admin_api import FakeAdminAPI
 from django_claude.testing.faults import ERROR_TYPES, OK, Fault
+from django_claude.testing.messages import (
+    answer,
+    prompt_tokens,
+    stream_events,
+    with_code_execution,
+)
 
 __all__ = ["OK", "Fault", "FakeAnthropic", "RecordedRequest"]
 
@@ -61,6 +67,10 @@ class FakeAnthropic:
         self.count_requests: list[dict[str, Any]] = []
         self.token_count: int | None = None
         self.count_fault: Fault | None = None
+        # Code execution: each answer runs it this many times (server_tool_use
+        # blocks and their results) in the container ``container`` names.
+        self.code_executions = 0
+        self.container = "container_011CodeExecFake"
         handler = type("Handler", (_Handler,), {"fake": self})
         self._httpd = _Server((host, port), handler)
         self._httpd.daemon_threads = True
@@ -101,6 +111,7 @@ class FakeAnthropic:
             self.unknown_models.clear()
             self.usage, self.responder, self.admin = {}, None, FakeAdminAPI()
             self.count_requests, self.token_count, self.count_fault = [], None, None
+            self.code_executions, self.container = 0, "container_011CodeExecFake"
             self.stream_start_usage = {}
             self.reply_text = "Hello from the fake Claude."
 
@@ -142,104 +153,12 @@ class FakeAnthropic:
             text = self.responder(body)
         if text is None:
             text = self.reply_text
-        usage: dict[str, Any] = {
-            "input_tokens": prompt_tokens(body),
-            "output_tokens": max(1, len(text) // 4),
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
-            # What the request asked for comes back in the usage, as Anthropic's does.
-            "service_tier": "standard",
-            "inference_geo": body.get("inference_geo") or "global",
-            "speed": body.get("speed") or "standard",
-        }
-        usage.update(self.usage)
-        five = usage.pop("ephemeral_5m_input_tokens", None)
-        hour = usage.pop("ephemeral_1h_input_tokens", None)
-        if five is not None or hour is not None:
-            usage["cache_creation"] = {
-                "ephemeral_5m_input_tokens": five or 0,
-                "ephemeral_1h_input_tokens": hour or 0,
-            }
-            usage["cache_creation_input_tokens"] = (five or 0) + (hour or 0)
+        message = answer(body, text, usage=self.usage)
         if body.get("stream") and self.stream_start_usage:
-            usage["_start"] = self.stream_start_usage
-        return {
-            "id": f"msg_{uuid.uuid4().hex[:24]}",
-            "type": "message",
-            "role": "assistant",
-            "model": body.get("model", ""),
-            "content": [{"type": "text", "text": text}],
-            "stop_reason": "end_turn",
-            "stop_sequence": None,
-            "usage": usage,
-        }
-
-
-def prompt_tokens(body: dict[str, Any]) -> int:
-    """The fake's input token count of a request: a token per 4 characters."""
-    prompt_chars = len(json.dumps(body.get("messages", []))) + len(str(body.get("system", "")))
-    return max(1, prompt_chars // 4)
-
-
-def stream_events(message: dict[str, Any], fault: Fault) -> list[tuple[str, dict[str, Any]]]:
-    """The SSE events of ``message`` as ``fault`` would send them (cut short, stalled...)."""
-    text = message["content"][0]["text"]
-    usage = dict(message["usage"])
-    start = dict(message, content=[], stop_reason=None)
-    early = usage.pop("_start", {})
-    start["usage"] = {**usage, **early, "output_tokens": 1}
-    # message_delta carries the cumulative totals, as Anthropic's does.
-    late = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
-    delta_usage = {k: usage[k] for k in (*late, "server_tool_use", "output_tokens") if k in usage}
-    events: list[tuple[str, dict[str, Any]]] = [
-        ("message_start", {"type": "message_start", "message": start}),
-        (
-            "content_block_start",
-            {
-                "type": "content_block_start",
-                "index": 0,
-                "content_block": {"type": "text", "text": ""},
-            },
-        ),
-        *[("ping", {"type": "ping"})] * max(1, fault.pings),
-    ]
-    for i in range(0, len(text), 8):
-        events.append(
-            (
-                "content_block_delta",
-                {
-                    "type": "content_block_delta",
-                    "index": 0,
-                    "delta": {"type": "text_delta", "text": text[i : i + 8]},
-                },
-            )
-        )
-    if fault.stall_after is not None:
-        first_delta = next(i for i, (name, _) in enumerate(events) if name.endswith("delta"))
-        events[first_delta + fault.stall_after :] = [("ping", {"type": "ping"})] * 100_000
-    events += [
-        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-        (
-            "message_delta",
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                "usage": delta_usage,
-            },
-        ),
-        ("message_stop", {"type": "message_stop"}),
-    ]
-    stop_at = None  # index of the first event not sent
-    if fault.cut_after is not None or fault.error_event is not None:
-        deltas = 0
-        stop_at = len(events)
-        for i, (name, _) in enumerate(events):
-            if name == "content_block_delta":
-                if deltas == (fault.cut_after or 0):
-                    stop_at = i
-                    break
-                deltas += 1
-    return events[:stop_at]
+            message["usage"]["_start"] = self.stream_start_usage
+        if self.code_executions:
+            with_code_execution(message, self.code_executions, self.container)
+        return message
 
 
 class _Server(ThreadingHTTPServer):

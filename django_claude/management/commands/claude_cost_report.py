@@ -22,13 +22,15 @@ from django_claude.recording.redaction import escape_controls
 # start a job of seven hundred thousand days.
 MAX_SAVE_DAYS = 3660
 SHOWN_BAD_LINES = 10
-# The table's --breakdown columns (tool fees have their own column already).
+# The table's --breakdown columns (tool fees, code execution's included, have
+# their own column already; this one says how much of them is container hours).
 BREAKDOWN_HEADERS = {
     "input": "input USD",
     "output": "output USD",
     "cache_read": "read USD",
     "cache_write_5m": "5m write USD",
     "cache_write_1h": "1h write USD",
+    "code_execution": "code exec USD",
     "other": "other USD",
 }
 
