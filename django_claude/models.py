@@ -75,10 +75,14 @@ class CallRecord(models.Model):
     inference_geo = models.CharField(_("inference geo"), max_length=16, blank=True)
     speed = models.CharField(_("speed"), max_length=16, blank=True)
     service_tier = models.CharField(_("service tier"), max_length=16, blank=True)
-    # Code execution: the tool's runs and the container they ran in (its
-    # hours are billed per day; claude_reconcile shares the fee out).
+    # Code execution: the tool's runs and the container they ran in. Its
+    # hours are billed per day: claude_reconcile shares the day's fee out, and
+    # a call's share is also in its cost_usd and tool_cost_usd once it is priced.
     code_execution_requests = models.PositiveIntegerField(_("code executions"), default=0)
     container_id = models.CharField(_("container"), max_length=100, blank=True)
+    code_execution_usd = models.DecimalField(
+        _("code execution fee (USD)"), max_digits=18, decimal_places=10, default=Decimal(0)
+    )
     stop_reason = models.CharField(_("stop reason"), max_length=32, blank=True)
     cost_usd = models.DecimalField(
         _("cost (USD)"), max_digits=18, decimal_places=10, null=True, blank=True

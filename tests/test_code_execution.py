@@ -100,14 +100,6 @@ def test_a_container_id_that_is_not_one_is_never_stored_as_sent(claude):
     assert "example.com" not in json.dumps(list(CallRecord.objects.values()), default=str)
 
 
-@pytest.mark.django_db
-def test_split_adds_up_exactly():
-    for amount, parts in [("0.10", 3), ("1", 7), ("0.0000000001", 4), ("12.345", 1)]:
-        shares = containers.split(Decimal(amount), parts)
-        assert len(shares) == parts and sum(shares) == Decimal(amount)
-        assert max(shares) - min(shares) <= containers.QUANTUM
-
-
 def test_reconcile_shares_the_days_fee_over_containers_then_calls(claude, admin_api):
     a1 = call_in(claude, "container_A", "analysis", runs=2)
     a2 = call_in(claude, "container_A", "reports")
@@ -125,7 +117,8 @@ def test_reconcile_shares_the_days_fee_over_containers_then_calls(claude, admin_
         assert containers.share_of(record) == share
         assert record.cost_usd == tokens[record.pk] + share
         assert record.tool_cost_usd == share
-        assert record.cost_usd == sum(Decimal(v) for v in record.cost_breakdown.values())
+        parts = sum(Decimal(v) for v in record.cost_breakdown.values())
+        assert record.cost_usd == parts + share
     # The bill's no-model row (container hours) now agrees, to the cent.
     assert lines["(no model)"].ours == lines["(no model)"].theirs == Decimal("0.30")
     assert all(line.difference == 0 for line in lines.values())
@@ -159,7 +152,8 @@ def test_reconciling_a_day_again_replaces_its_shares(claude, admin_api):
     del admin_api.code_execution[day]  # no fee at all (free hours): no shares left
     reconcile.reconcile(day, day)
     assert sum(r.cost_usd for r in CallRecord.objects.all()) == tokens
-    assert not CallRecord.objects.filter(cost_breakdown__has_key="code_execution").exists()
+    assert not CallRecord.objects.exclude(code_execution_usd=0).exists()
+    assert sum(r.tool_cost_usd for r in CallRecord.objects.all()) == 0
 
 
 def test_an_awkward_fee_is_shared_to_the_last_digit(claude, admin_api):
@@ -169,6 +163,10 @@ def test_an_awkward_fee_is_shared_to_the_last_digit(claude, admin_api):
     reconcile.reconcile(day, day)
     shares = [containers.share_of(r) for r in CallRecord.objects.all()]
     assert sum(shares) == Decimal("0.10") and sorted(shares)[0] == Decimal("0.0333333333")
+    assert max(shares) - min(shares) <= Decimal("1e-9")
+    admin_api.code_execution[day] = Decimal("-0.0000000005")  # a credit, to the last digit
+    reconcile.reconcile(day, day)
+    assert sum(containers.share_of(r) for r in CallRecord.objects.all()) == Decimal("-5E-10")
 
 
 def test_a_fee_nobody_here_ran_containers_for_is_a_drift(claude, admin_api):
@@ -190,7 +188,8 @@ def test_a_share_survives_repricing_an_unpriced_call(claude, admin_api, settings
     lines = {line.model: line for line in reconcile.reconcile(day, day)}
     record.refresh_from_db()
     # Its tokens stay unpriced (never $0); the fee is still its own, and compared.
-    assert record.cost_usd is None and record.tool_cost_usd == Decimal("0.05")
+    assert record.cost_usd is None and record.code_execution_usd == Decimal("0.05")
+    assert record.tool_cost_usd == 0  # no tool fees above an unknown cost in the report
     assert lines["(no model)"].ours == Decimal("0.05")
     ModelPrice.objects.create(
         model="claude-unlisted-9", effective_from=day - datetime.timedelta(days=1),
@@ -220,3 +219,77 @@ def test_priority_tier_calls_are_left_out_as_the_bill_leaves_them(claude, admin_
     admin_api.costs[day] = {SONNET: standard.cost_usd}  # the cost report: standard only
     [line] = reconcile.reconcile(day, day)
     assert (line.ours, line.theirs, line.difference) == (standard.cost_usd, standard.cost_usd, 0)
+
+
+def test_a_hostile_answer_is_recorded_without_its_runs_never_lost(claude, monkeypatch):
+    from django_claude.testing import messages
+
+    def odd(runs):
+        return [
+            {
+                "type": "server_tool_use",
+                "id": "srvtoolu_1",
+                "name": ["code_execution"],
+                "input": {},
+            },
+            {"type": "server_tool_use", "id": "srvtoolu_2", "name": {"a": 1}, "input": {}},
+            {"type": "server_tool_use", "id": "srvtoolu_3", "name": "code_execution", "input": {}},
+        ]
+
+    monkeypatch.setattr(messages, "code_execution_blocks", odd)
+    claude.code_executions = 1
+    result = django_claude.call("run this", feature="analysis")
+    assert result.outcome == "ok" and result.text == "Hello from the fake Claude."
+    record = CallRecord.objects.get(id=result.request_id)
+    assert (record.code_execution_requests, record.container_id) == (1, CONTAINER)
+    with django_claude.stream("run this", feature="analysis") as stream:
+        assert "".join(stream.text_stream) == "Hello from the fake Claude."
+    assert stream.result.outcome == "ok"
+    assert CallRecord.objects.get(id=stream.result.request_id).code_execution_requests == 1
+
+
+def test_priority_calls_containers_are_shared_and_compared(claude, admin_api):
+    claude.usage = {"service_tier": "priority"}
+    priority = call_in(claude, "container_P", "chat")
+    claude.usage = {}
+    standard = call_in(claude, "container_S", "chat")
+    day = utc_day(standard)
+    tokens = priority.cost_usd
+    admin_api.costs[day] = {SONNET: standard.cost_usd}
+    admin_api.code_execution[day] = Decimal("0.20")
+    lines = {line.model: line for line in reconcile.reconcile(day, day)}
+    assert lines["(no model)"].ours == lines["(no model)"].theirs == Decimal("0.20")
+    assert lines[SONNET].difference == 0
+    priority.refresh_from_db()
+    assert priority.cost_usd == tokens + Decimal("0.10")
+    assert containers.share_of(priority) == Decimal("0.10")
+
+
+@pytest.mark.parametrize("amount", ["1e30", "1e12", "-1e12"])
+def test_an_amount_no_day_can_cost_is_a_clear_error(claude, admin_api, amount):
+    record = call_in(claude, CONTAINER, "analysis")
+    day = utc_day(record)
+    admin_api.code_execution[day] = Decimal(amount)
+    with pytest.raises(reconcile.ReconcileError, match="too large"):
+        reconcile.reconcile(day, day)
+    record.refresh_from_db()
+    assert containers.share_of(record) == 0
+
+
+def test_the_breakdown_of_an_unpriced_call_with_a_share_stays_consistent(
+    claude, admin_api, settings
+):
+    settings.DJANGO_CLAUDE_DEFAULT_MODEL = "claude-unlisted-9"
+    record = call_in(claude, CONTAINER, "analysis")
+    day = utc_day(record)
+    admin_api.code_execution[day] = Decimal("0.05")
+    reconcile.reconcile(day, day)
+    out = StringIO()
+    call_command(
+        "claude_cost_report", "--since", str(day), "--until", str(day), "--breakdown",
+        "--format", "json", "--tz", "UTC", stdout=out,
+    )  # fmt: skip
+    [row] = json.loads(out.getvalue())["rows"]
+    assert Decimal(row["cost_usd"]) == 0 and Decimal(row["tool_cost_usd"]) == 0
+    assert all(Decimal(v) == 0 for v in row["cost_breakdown"].values())
+    assert row["unpriced_calls"] == 1

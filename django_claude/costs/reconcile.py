@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 import httpx2
 from django.core.mail import mail_admins
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncDate
 
@@ -46,8 +46,10 @@ ANTHROPIC_API = "https://api.anthropic.com"
 PAGE_DAYS = 31  # the API's largest page
 TIMEOUT = 30.0  # seconds per request
 MAX_PAGES = 60
+MAX_CENTS = Decimal(10) ** 10  # $100,000,000 a day and model: what the columns hold
 NO_MODEL = "(no model)"  # costs not tied to a model: server tools (web search), sessions
 CODE_EXECUTION = "code_execution"  # the cost report's cost_type of container hours
+ADVISORY_LOCK = 0x646A_636C_7265  # "djclre": claude_reconcile's lock
 PRIORITY = "priority"  # usage.service_tier of Priority Tier calls: not in the cost report
 
 
@@ -76,6 +78,7 @@ def reconcile(first: datetime.date, last: datetime.date) -> list[Line]:
     theirs, code_execution = their_costs(first, last)
     tolerance = conf.RECONCILE_TOLERANCE
     with transaction.atomic():
+        _one_at_a_time()
         day = first
         while day <= last:  # container hours: only the bill knows them
             containers.share_out(day, code_execution.get(day, Decimal(0)))
@@ -111,40 +114,52 @@ def reconcile(first: datetime.date, last: datetime.date) -> list[Line]:
     return lines
 
 
+def _one_at_a_time() -> None:
+    """Reconciliations take turns (on PostgreSQL, a transaction-level
+    advisory lock): two over overlapping days would otherwise lock the same
+    records and DailyCost rows in different orders. SQLite takes one writer
+    at a time anyway."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ADVISORY_LOCK])
+
+
 def our_costs(
     first: datetime.date, last: datetime.date
 ) -> tuple[dict[tuple[datetime.date, str], Decimal], dict[tuple[datetime.date, str], int]]:
     """Recorded cost, and calls recorded unpriced, per UTC day and model.
 
-    Priority Tier calls are left out: Anthropic's cost report leaves them
-    out too (the tier is billed by its commitment)."""
+    Priority Tier calls' tokens are left out: Anthropic's cost report leaves
+    them out too (the tier is billed by its commitment); their server tools
+    are billed as anyone's."""
     start = datetime.datetime.combine(first, datetime.time(), tzinfo=datetime.UTC)
     end = datetime.datetime.combine(last, datetime.time(), tzinfo=datetime.UTC)
     priced = Q(cost_usd__isnull=False)
+    tokens = priced & ~Q(service_tier=PRIORITY)
     rows = (
         CallRecord.objects.filter(
             created_at__gte=start, created_at__lt=end + datetime.timedelta(days=1)
         )
-        .exclude(service_tier=PRIORITY)
         .annotate(day=TruncDate("created_at", tzinfo=datetime.UTC))
         .values("day", "model")
         .annotate(
-            cost=Sum("cost_usd"),
+            cost=Sum("cost_usd", filter=tokens),  # (SQLite sums a difference as a float)
+            cost_tools=Sum("tool_cost_usd", filter=tokens),
             tools=Sum("tool_cost_usd", filter=priced),
-            # code execution shared out to calls whose tokens are unpriced
-            unpriced_tools=Sum("tool_cost_usd", filter=~priced),
-            unpriced=Count("id", filter=~priced),
+            # code execution's shares of calls whose tokens are unpriced
+            unpriced_shares=Sum("code_execution_usd", filter=~priced),
+            unpriced=Count("id", filter=~priced & ~Q(service_tier=PRIORITY)),
         )
     )
     costs: dict[tuple[datetime.date, str], Decimal] = {}
     unpriced: dict[tuple[datetime.date, str], int] = {}
     for row in rows:
         key = (row["day"], row["model"] or NO_MODEL)
+        if row["cost"] is not None:
+            costs[key] = costs.get(key, Decimal(0)) + row["cost"] - row["cost_tools"]
         # Anthropic's report puts server-tool fees (web search, code
         # execution) under no model: so do we, to compare like with like.
-        tools = (row["tools"] or Decimal(0)) + (row["unpriced_tools"] or Decimal(0))
-        if row["cost"] is not None:
-            costs[key] = costs.get(key, Decimal(0)) + row["cost"] - (row["tools"] or 0)
+        tools = (row["tools"] or Decimal(0)) + (row["unpriced_shares"] or Decimal(0))
         if tools:
             nomodel = (row["day"], NO_MODEL)
             costs[nomodel] = costs.get(nomodel, Decimal(0)) + tools
@@ -178,6 +193,8 @@ def their_costs(
                 cents = Decimal("NaN")
             if not cents.is_finite():
                 raise ReconcileError("the cost report has a result without a finite amount")
+            if abs(cents) >= MAX_CENTS:
+                raise ReconcileError("the cost report has an amount too large to be a day's cost")
             totals[(day, str(result.get("model") or NO_MODEL))] += cents / 100
             if result.get("cost_type") == CODE_EXECUTION:
                 code_execution[day] += cents / 100

@@ -5,13 +5,15 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
-from django_claude.costs import containers
+from django.db.models import DecimalField, F, Value
+
 from django_claude.costs.days import day_bounds, resolve_tz
 from django_claude.costs.rollups import rollup_day
 from django_claude.models import CallRecord
 from django_claude.recording import pricing
 
 REPRICED_FIELDS = ["cost_usd", "cost_breakdown", "tool_cost_usd"]
+AMOUNT = DecimalField(max_digits=18, decimal_places=10)
 
 
 @dataclass
@@ -55,12 +57,12 @@ def reprice(
         if priced is None:
             still += 1
             continue
-        # The code execution fee a reconciliation shared out to it stays.
-        shared = containers.share_of(record)
-        record.cost_usd, record.cost_breakdown = priced.cost + shared, priced.breakdown
-        record.tool_cost_usd = priced.tool_cost + shared
-        if shared:
-            record.cost_breakdown[containers.PART] = format(shared.normalize(), "f")
+        # With the code execution fee a reconciliation gave it, read when the
+        # row is written (a reconciliation may change it meanwhile).
+        share = F("code_execution_usd")
+        record.cost_usd = Value(priced.cost, output_field=AMOUNT) + share
+        record.tool_cost_usd = Value(priced.tool_cost, output_field=AMOUNT) + share
+        record.cost_breakdown = priced.breakdown
         changed.append(record)
         days.add(record.created_at.astimezone(zone).date())
         if len(changed) >= batch_size:

@@ -62,7 +62,7 @@ BREAKDOWN_PARTS = (
     "cache_write_5m",
     "cache_write_1h",
     "tools",
-    "code_execution",  # container hours, shared out by claude_reconcile
+    "code_execution",  # container hours, shared out by claude_reconcile: keep it last
 )
 
 
@@ -176,8 +176,10 @@ def aggregates(
         named["smell_passed"] = Count("created_at", filter=Q(smell_verdict=SmellVerdict.PASS))
         named["smell_judged"] = Count("created_at", filter=Q(smell_verdict__in=JUDGED))
     if breakdown:
-        for part in BREAKDOWN_PARTS:
+        for part in BREAKDOWN_PARTS[:-1]:
             named[f"part_{part}"] = Sum(Cast(KeyTextTransform(part, "cost_breakdown"), PART_FIELD))
+        # Shared out after the call (its own column), and in the cost once priced.
+        named["part_code_execution"] = Sum("code_execution_usd", filter=Q(cost_usd__isnull=False))
     if percentiles:
         named["latency_p50_ms"] = Percentile("latency_ms", 0.5)
         named["latency_p95_ms"] = Percentile("latency_ms", 0.95)

@@ -46,18 +46,23 @@ class Usage:
         """``from_api`` of a ``Message``'s usage, with its code execution runs
         (server tool uses in the content) and container."""
         usage = cls.from_api(getattr(message, "usage", None), late_write_ttl=late_write_ttl)
-        container = getattr(message, "container", None)
-        runs = 0
-        for block in getattr(message, "content", None) or ():
-            get = _getter(block)
-            if get("type") == "server_tool_use" and get("name") in CODE_EXECUTION_TOOLS:
-                runs += 1
-        if not runs and container is None:
+        try:  # what upstream sent is not validated: any shape, never an exception
+            content = getattr(message, "content", None)
+            runs = sum(
+                1
+                for block in (content if isinstance(content, (list, tuple)) else ())
+                if _getter(block)("type") == "server_tool_use"
+                and isinstance(name := _getter(block)("name"), str)
+                and name in CODE_EXECUTION_TOOLS
+            )
+            container = getattr(message, "container", None)
+            container_id = container_ref(_getter(container)("id")) if container else ""
+        except Exception:
+            return usage
+        if not runs and not container_id:
             return usage
         return replace(
-            usage,
-            code_execution_requests=min(runs, MAX_COUNT),
-            container_id=container_ref(_getter(container)("id") if container else None),
+            usage, code_execution_requests=min(runs, MAX_COUNT), container_id=container_id
         )
 
     @classmethod

@@ -35,8 +35,9 @@ class Fault:
     - ``drop``: close the connection without answering.
     - ``body`` / ``content_type``: a raw body, e.g. an HTML page from a proxy.
     - ``text``: the answer's text, instead of the server's default.
-    - streams only: ``cut_after`` drops the connection after that many text
-      deltas (before ``message_stop``); ``error_event`` sends an SSE error
+    - streams only: ``cut_after`` drops the connection after that many
+      content deltas, text first, then a server tool's input (before
+      ``message_stop``); ``error_event`` sends an SSE error
       event of that type (``"overloaded_error"``...) after ``cut_after``
       deltas (0: before the first); ``chunk_delay`` waits between events;
       ``pings`` sends that many ``ping`` events (``chunk_delay`` apart) before

@@ -87,6 +87,7 @@ def stream_events(message: dict[str, Any], fault: Fault) -> list[tuple[str, dict
     text = message["content"][0]["text"]
     usage = dict(message["usage"])
     start = dict(message, content=[], stop_reason=None)
+    start.pop("container", None)  # it comes in message_delta
     early = usage.pop("_start", {})
     start["usage"] = {**usage, **early, "output_tokens": 1}
     # message_delta carries the cumulative totals, as Anthropic's does.
