@@ -57,7 +57,7 @@ INSERT INTO django_claude_callrecord (
     stop_reason, cost_usd, prompt_prefix, error_type, upstream_request_id, smell_verdict,
     tags, idempotency_key, web_search_requests, web_fetch_requests, inference_geo, speed,
     service_tier, cost_breakdown, tool_cost_usd, tenant, arm, trace_id,
-    code_execution_requests, container_id, span_id)
+    code_execution_requests, container_id, span_id, code_execution_usd)
 SELECT md5(i::text)::uuid,
        %s::timestamptz + ((i::bigint * %s) / %s) * interval '1 second',
        'feature-' || (i %% 50),
@@ -76,7 +76,7 @@ SELECT md5(i::text)::uuid,
        CASE WHEN i %% 10 = 0 THEN 1 + i %% 3 ELSE 0 END, 0, '', 'standard', 'standard', '{}',
        CASE WHEN i %% 10 = 0 AND i %% 37 <> 0 THEN (1 + i %% 3) / 100.0 ELSE 0 END,
        'tenant-' || (i %% 20),
-       '', '', 0, '', ''
+       '', '', 0, '', '', 0
 FROM generate_series(1, %s) AS i
 """
 
