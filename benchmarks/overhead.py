@@ -7,10 +7,11 @@ SQLite and, when it answers, PostgreSQL. When Redis answers
 (``BENCH_REDIS_URL``), a "quotas" row times call() with three quotas against
 call() without them, both with the shared cache on Redis.
 
-    python benchmarks/overhead.py [--calls 2000] [--quick] [--postgres URL]
+    python benchmarks/overhead.py [--calls 2000] [--quick] [--postgres URL] [--only PATH]
 
-``--quick``: 300 requests each. Without a PostgreSQL server it says so in one
-line and measures SQLite only.
+``--quick``: 300 requests each. ``--only quotas`` (or ``call``, ``acall``,
+``stream``): that row alone, on each database. Without a PostgreSQL server
+it says so in one line and measures SQLite only.
 """
 
 from __future__ import annotations
@@ -37,9 +38,12 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[index]
 
 
-def measure(calls: int) -> dict[str, float]:
+PATHS = ("call", "acall", "stream", "quotas")
+
+
+def measure(calls: int, only: str | None = None) -> dict[str, float]:
     """Run inside a configured process: time the bare SDK and django-claude,
-    for call(), acall() and stream()."""
+    for call(), acall() and stream() (``only``: one of ``PATHS``)."""
     import anthropic
     import django
     from django.core.management import call_command
@@ -97,6 +101,8 @@ def measure(calls: int) -> dict[str, float]:
     rounds = 20
     per_round = max(1, calls // rounds)
     for name, (base_fn, our_fn) in pairs.items():
+        if only not in (None, name):
+            continue
         for _ in range(30):  # warm both paths: connections, price book, imports
             base_fn()
             our_fn()
@@ -148,13 +154,19 @@ def measure(calls: int) -> dict[str, float]:
 
     import asyncio
 
-    asyncio.run(async_bench())
-    results.update(quota_overhead(call_once, rounds, per_round))
+    if only in (None, "acall"):
+        asyncio.run(async_bench())
+    if only in (None, "quotas"):
+        results.update(quota_overhead(call_once, rounds, per_round))
     from django_claude.recording import writer
 
     writer.flush_pending()
     results["records"] = CallRecord.objects.filter(feature="bench").count()
-    results["calls"] = 3 * rounds * per_round
+    results["calls"] = sum(
+        2 * rounds * per_round if path == "quotas" else rounds * per_round
+        for path in PATHS
+        if only in (None, path) and f"{path}_sdk_p50" in results
+    )
     fake.stop()
     return results
 
@@ -168,8 +180,10 @@ QUOTAS = {  # what a site with per-user, per-tenant and site-wide limits sets
 
 def quota_overhead(call_once: object, rounds: int, per_round: int) -> dict[str, float]:
     """call() on a Redis cache with three quotas against the same without
-    them, interleaved: the quota work's added p50 (reserve and settle: one
-    Lua script each). Nothing when Redis does not answer."""
+    them, in alternate blocks (so that what a quota call leaves to a
+    background thread is not charged to a call without quotas): the quota
+    work's added p50 (reserving, and settling, which the next reservation
+    carries: one Lua script a call). Nothing when Redis does not answer."""
     import redis
     from django.conf import settings
 
@@ -181,11 +195,25 @@ def quota_overhead(call_once: object, rounds: int, per_round: int) -> dict[str, 
     except redis.RedisError:
         print(f"quota overhead: no Redis at {url} (BENCH_REDIS_URL)", file=sys.stderr)
         return {}
-    settings.CACHES = {
-        **settings.CACHES,
-        "bench_redis": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url},
-    }
-    settings.DJANGO_CLAUDE_CACHE = "bench_redis"
+    from django.test.utils import override_settings
+
+    from django_claude import shared_cache
+
+    # Through override_settings: Django's cache handler and django-claude's
+    # settings learn of the change (a plain assignment would leave both on
+    # the local-memory cache they already read).
+    on_redis = override_settings(
+        CACHES={
+            **settings.CACHES,
+            "bench_redis": {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": url,
+            },
+        },
+        DJANGO_CLAUDE_CACHE="bench_redis",
+    )
+    on_redis.enable()
+    shared_cache.warm()  # import redis-py now, not inside a call's cache budget
 
     def plain() -> None:
         settings.DJANGO_CLAUDE_QUOTAS = {}
@@ -211,6 +239,12 @@ def quota_overhead(call_once: object, rounds: int, per_round: int) -> dict[str, 
                 fn()
                 bucket.append((time.perf_counter() - started) * 1000)
     settings.DJANGO_CLAUDE_QUOTAS = {}
+    from django_claude.quotas import counters
+
+    counters.settled()
+    kept = redis.Redis.from_url(url).keys("*quota*")
+    on_redis.disable()
+    assert kept, "the quotas' counters must be on Redis"
     return {
         "quotas_sdk_p50": percentile(base_times, 50),
         "quotas_sdk_p95": percentile(base_times, 95),
@@ -219,7 +253,7 @@ def quota_overhead(call_once: object, rounds: int, per_round: int) -> dict[str, 
     }
 
 
-def run_child(database_url: str, calls: int) -> dict[str, float] | None:
+def run_child(database_url: str, calls: int, only: str | None) -> dict[str, float] | None:
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -228,7 +262,8 @@ def run_child(database_url: str, calls: int) -> dict[str, float] | None:
     }
     env.pop("CACHE_URL", None)
     proc = subprocess.run(
-        [sys.executable, __file__, "--child", "--calls", str(calls)],
+        [sys.executable, __file__, "--child", "--calls", str(calls)]
+        + (["--only", only] if only else []),
         capture_output=True,
         text=True,
         env=env,
@@ -246,13 +281,14 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--postgres", default=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_PG))
     parser.add_argument("--quick", action="store_true", help="300 requests each")
+    parser.add_argument("--only", choices=PATHS, help="measure this row alone")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
         args.calls = 300
     require_installed(__file__)
     if args.child:
-        print(json.dumps(measure(args.calls)))
+        print(json.dumps(measure(args.calls, args.only)))
         return 0
 
     from benchmarks.pg import postgres_problem, skip_line
@@ -276,12 +312,12 @@ def main() -> int:
         print("-" * len(header))
         failed = 0
         for name, url in targets:
-            r = run_child(url, args.calls)
+            r = run_child(url, args.calls, args.only)
             if r is None:
                 print(f"{name:<14} failed")
                 failed += 1
                 continue
-            for path in ("call", "acall", "stream", "quotas"):
+            for path in PATHS:
                 if f"{path}_sdk_p50" not in r:
                     continue  # quotas: no Redis
                 sdk50, ours50 = r[f"{path}_sdk_p50"], r[f"{path}_ours_p50"]

@@ -37,6 +37,7 @@ E012 = "django_claude.E012"  # a canary guard setting out of range
 E013 = "django_claude.E013"  # PROMETHEUS set without prometheus_client
 E014 = "django_claude.E014"  # TRACE_URL not a URL template with {trace_id}
 E015 = "django_claude.E015"  # PROMETHEUS or OTEL_CAPTURE_CONTENT not True or False
+E016 = "django_claude.E016"  # QUOTA_COUNT_TOKENS not True or False
 W001 = "django_claude.W001"  # no API key anywhere
 W002 = "django_claude.W002"  # a model in use has no price
 W003 = "django_claude.W003"  # a per-process cache: the breaker is not shared
@@ -224,6 +225,16 @@ def check_quotas() -> list[CheckMessage]:
             Error(
                 f'DJANGO_CLAUDE_QUOTAS_WHEN_CACHE_DOWN must be "refuse" or "allow", not {mode!r}.',
                 id=E011,
+            )
+        )
+    counting = conf._get("QUOTA_COUNT_TOKENS")
+    if not isinstance(counting, bool):
+        messages.append(
+            Error(
+                f"DJANGO_CLAUDE_QUOTA_COUNT_TOKENS must be True or False, not {counting!r}.",
+                hint="Anything but True leaves token counting off: convert a string from "
+                "the environment (env.bool).",
+                id=E016,
             )
         )
     if quota_config.quotas():

@@ -41,6 +41,7 @@ DEFAULTS: dict[str, Any] = {
     "QUOTAS": {},
     "TENANT": None,
     "QUOTAS_WHEN_CACHE_DOWN": "refuse",
+    "QUOTA_COUNT_TOKENS": False,
     "PROMPT_PREFIX_CHARS": 80,
     "REDACTOR": "django_claude.recording.redaction.redact",
     "SMELL_TEST_RATE": 0.01,
@@ -189,6 +190,8 @@ class ClaudeSettings:
     LIMITED_MESSAGE = _Setting(str)
     TENANT = _Setting(lambda value: value or None)
     QUOTAS_WHEN_CACHE_DOWN = _Setting(str)
+    # Reserve input as Anthropic's token-counting endpoint counts it (only True).
+    QUOTA_COUNT_TOKENS = _Setting(lambda value: value is True)
     PROMPT_PREFIX_CHARS = _Setting(lambda value: max(0, min(PREFIX_CHARS_CEILING, int(value))))
     REDACTOR = _Setting(str)
     SMELL_TEST_RATE = _Setting(float)

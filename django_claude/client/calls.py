@@ -183,7 +183,7 @@ async def acall(prompt: str | None = None, **kwargs: Any) -> ClaudeResult:
             )
 
         with state.span.current():
-            await arun_plan(plan, attempt, state.admit)
+            await arun_plan(plan, attempt, state.aadmit)
         if _ends_on_the_loop(state, reuse):
             return _conclude(state, reuse)  # nothing in it blocks: no thread hop
         return await recording_off_loop(_conclude)(state, reuse)

@@ -37,7 +37,6 @@ from django_claude.recording.pricing import price_book_is_fresh
 from django_claude.recording.transactions import under_test_runner
 from django_claude.recording.writer import writes_behind
 from django_claude.routing import Route, route_table_is_fresh, serving_route
-from django_claude.shared_cache import cache_is_local
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -119,18 +118,18 @@ def run_plan(
 async def arun_plan(
     plan: AttemptPlan,
     attempt: Callable[[Attempt], Awaitable[Any]],
-    admit: Callable[[], Any] = lambda: None,
+    admit: Callable[[], Awaitable[Any]] | None = None,
 ) -> None:
-    """Carry out ``plan`` on the event loop; breaker and quota I/O goes to a
-    thread only when it touches a cache that can block. A cancelled attempt is
-    logged, then re-raised."""
+    """Carry out ``plan`` on the event loop; breaker I/O goes to a thread
+    only when it touches a cache that can block, and ``admit``
+    (``CallState.aadmit``) sees to its own. A cancelled attempt is logged,
+    then re-raised."""
     breakers = Breakers()
     step: Step = plan.first()
     try:
         while not isinstance(step, Done):
             if isinstance(step, Admit):
-                refusal = admit() if cache_is_local() else await off_loop(admit)()
-                step = plan.send(refusal)
+                step = plan.send(None if admit is None else await admit())
             elif not isinstance(step, (BreakerStep, Sleep)):
                 token = attempt_model.set(step.model)
                 try:

@@ -11,16 +11,21 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.utils import timezone
 
+from django_claude.client.deadline import bounded
 from django_claude.client.engine import AttemptPlan, Deadline, ModelRun, Policy
 from django_claude.client.request import CallRequest
+from django_claude.client.sdk import get_async_client, get_client
 from django_claude.conf import conf
 from django_claude.quotas.config import Quota
+from django_claude.quotas.counting import acount_input, count_input, count_timeout, counts_tokens
 from django_claude.quotas.enforce import NOTHING_HELD, Refusal, Reservation, Scope, admit, applying
 from django_claude.recording import sampling
 from django_claude.recording.facts import CallFacts
 from django_claude.routing import Route
+from django_claude.shared_cache import cache_is_local
 from django_claude.telemetry import CallSpan
 from django_claude.types import Outcome
 
@@ -61,6 +66,8 @@ class CallState:
     sampled: bool | None = None  # the smell test's draw, once made (``draw_sample``)
     # What the call's quotas hold for it, settled by its ending.
     reservation: Reservation = field(default_factory=lambda: NOTHING_HELD)
+    # Input tokens per model, as Anthropic counted them (``QUOTA_COUNT_TOKENS``).
+    counted: dict[str, int] | None = None
     released: bool = False  # ``release`` ran: the call is over for its caller
     # An ending built the call's facts: a second one (a cancel racing an
     # ending that runs in a thread) records nothing.
@@ -99,14 +106,31 @@ class CallState:
         req = self.req
         return applying(Scope(feature=req.feature, user=req.user_ref, tenant=req.tenant))
 
+    def models(self) -> list[str]:
+        """The route's models: what a reservation is priced on."""
+        return [self.route.model, self.route.fallback_model]
+
     def admit(self) -> Refusal | None:
         """Reserve the call's worst case on its route's models (the plan's
-        ``Admit`` step); the refusal, if a quota refuses it. Blocking (cache)."""
-        admitted = admit(
-            self._quotas(),
-            self.req.params,
-            [self.route.model, self.route.fallback_model],
-        )
+        ``Admit`` step); the refusal, if a quota refuses it. Blocking (cache,
+        and the token count when the site asks for one)."""
+        found = self._quotas()
+        if self.counted is None and counts_tokens(found):
+            self.counted = count_input_of(self)
+        return self._reserve(found)
+
+    async def aadmit(self) -> Refusal | None:
+        """``admit`` for the event loop: the token count is awaited there, the
+        reservation made in a thread when the cache can block."""
+        found = self._quotas()
+        if self.counted is None and counts_tokens(found):
+            self.counted = await acount_input_of(self)
+        if cache_is_local():
+            return self._reserve(found)
+        return await sync_to_async(self._reserve, thread_sensitive=False)(found)
+
+    def _reserve(self, found: list[tuple[Quota, str]]) -> Refusal | None:
+        admitted = admit(found, self.req.params, self.models(), counted=self.counted)
         if isinstance(admitted, Refusal):
             return admitted
         with self._release_lock:
@@ -180,3 +204,32 @@ class CallState:
             span=self.span,
             duplicate=duplicate,
         )
+
+
+def count_input_of(state: CallState) -> dict[str, int]:
+    """The call's input tokens per model of its route, as Anthropic's
+    token-counting endpoint counts them with the client the call uses
+    ({} when there is no time left to ask)."""
+    timeout = count_timeout(state.deadline.remaining())
+    if timeout is None:
+        return {}
+    client, until = get_client(), time.monotonic() + timeout
+
+    def send(model: str, request: dict[str, Any], left: float) -> Any:
+        with bounded(until):  # a count that dribbles in is cut off too
+            return client.messages.count_tokens(model=model, timeout=left, **request)
+
+    return count_input(send, state.req.params, state.models(), timeout=timeout)
+
+
+async def acount_input_of(state: CallState) -> dict[str, int]:
+    """``count_input_of`` with the event loop's async client."""
+    timeout = count_timeout(state.deadline.remaining())
+    if timeout is None:
+        return {}
+    client = get_async_client()
+
+    async def send(model: str, request: dict[str, Any], left: float) -> Any:
+        return await client.messages.count_tokens(model=model, timeout=left, **request)
+
+    return await acount_input(send, state.req.params, state.models(), timeout=timeout)

@@ -278,7 +278,7 @@ class AsyncClaudeStream:
             session.call.start(await aroute(session.call.req))
             assert session.call.plan is not None
             with session.call.span.current():
-                await arun_plan(session.call.plan, self._connect, session.call.admit)
+                await arun_plan(session.call.plan, self._connect, session.call.aadmit)
             if session.call.plan.answer is None:
                 session.degraded = True
                 session.result = await recording_off_loop(outcome.failed)(session.call)

@@ -215,24 +215,28 @@ HINTS = {
 
 
 class _Parsed:
-    """The quotas of the settings' current values, parsed once per value."""
+    """The quotas of the settings' values, parsed once per value: the last
+    few values are kept (a test or a benchmark that switches between two
+    must not parse on every call)."""
+
+    KEPT = 4
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.source: tuple[Any, Any] | None = None
-        self.value: tuple[Quota, ...] = ()
+        # (QUOTAS, BUDGETS) as read, and their quotas; the newest last.
+        self.known: list[tuple[Any, Any, tuple[Quota, ...]]] = []
 
     def get(self) -> tuple[Quota, ...]:
-        raw = (
-            getattr(settings, "DJANGO_CLAUDE_QUOTAS", None),
-            getattr(settings, "DJANGO_CLAUDE_BUDGETS", None),
-        )
-        source = self.source
-        if source is not None and source[0] is raw[0] and source[1] is raw[1]:
-            return self.value
-        value = tuple(_valid(raw[0], parse_quota)) + tuple(_valid(raw[1], parse_budget))
+        raw_quotas = getattr(settings, "DJANGO_CLAUDE_QUOTAS", None)
+        raw_budgets = getattr(settings, "DJANGO_CLAUDE_BUDGETS", None)
+        for known_quotas, known_budgets, value in reversed(self.known):
+            if known_quotas is raw_quotas and known_budgets is raw_budgets:
+                return value
+        value = tuple(_valid(raw_quotas, parse_quota)) + tuple(_valid(raw_budgets, parse_budget))
         with self.lock:
-            self.source, self.value = raw, value
+            # Identity stands for the value: a setting changed in place (a
+            # test's dict, mutated) is parsed anew only when replaced.
+            self.known = [*self.known[-(self.KEPT - 1) :], (raw_quotas, raw_budgets, value)]
         return value
 
 

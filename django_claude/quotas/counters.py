@@ -13,16 +13,21 @@ the local-memory cache within its process), at the price of refusing a call
 that raced one being rolled back. The database and file caches have no
 atomic ``incr``: ``check`` warns (W007) when quotas sit on one.
 
-A reservation the cache made after the caller stopped waiting is given back
-(``late``), and settling is tried even while the cache is marked down: a
-reservation is never kept by a slow or flapping cache.
+A call's settlement does not wait for the cache: on Redis the process's next
+reservation carries it in its own round trip (so a steady stream of calls
+makes one round trip each), else the settler's thread writes it within
+``settler.CARRY_WAIT`` seconds. A reservation the cache made after the
+caller stopped waiting is given back (``late``), and settling is tried even
+while the cache is marked down: a reservation is never kept by a slow or
+flapping cache. (A settlement whose write fails is lost, as a failed write
+is: the counter then keeps what the calls did not use of their reservations
+until the window ends, which can refuse a call but not let one overspend.)
 """
 
 from __future__ import annotations
 
 import atexit
 import os
-import queue
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,25 +36,44 @@ from typing import Any
 from django.core.cache import BaseCache
 
 from django_claude.conf import conf
+from django_claude.quotas.settler import Settler
 from django_claude.shared_cache import cache_is_local, cache_op
 
-# KEYS: the counters; ARGV: amount, limit, ttl for each. Returns {} when all
-# were charged, else the 1-based indexes of every one that would pass its limit.
+# KEYS: the counters a waiting settlement moves, then the counters to charge;
+# ARGV: how many counters are settled, the change of each, then amount, limit
+# and ttl of each charge. The settlement is applied first, whatever follows.
+# Returns {} when every charge was made, else the 1-based indexes (among the
+# charges) of every one that would pass its limit; then none is made.
 RESERVE = """
+local settled = tonumber(ARGV[1])
+for i = 1, settled do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    if redis.call('INCRBY', KEYS[i], ARGV[1 + i]) < 0 then
+      local ttl = redis.call('PTTL', KEYS[i])
+      redis.call('SET', KEYS[i], 0)
+      if ttl > 0 then
+        redis.call('PEXPIRE', KEYS[i], ttl)
+      end
+    end
+  end
+end
 local refused = {}
-for i = 1, #KEYS do
-  local used = tonumber(redis.call('GET', KEYS[i]) or '0')
-  if used + tonumber(ARGV[3 * i - 2]) > tonumber(ARGV[3 * i - 1]) then
+local charges = #KEYS - settled
+local base = 1 + settled
+for i = 1, charges do
+  local used = tonumber(redis.call('GET', KEYS[settled + i]) or '0')
+  if used + tonumber(ARGV[base + 3 * i - 2]) > tonumber(ARGV[base + 3 * i - 1]) then
     refused[#refused + 1] = i
   end
 end
 if #refused > 0 then
   return refused
 end
-for i = 1, #KEYS do
-  redis.call('INCRBY', KEYS[i], ARGV[3 * i - 2])
-  if redis.call('TTL', KEYS[i]) < 0 then
-    redis.call('EXPIRE', KEYS[i], ARGV[3 * i])
+for i = 1, charges do
+  local amount = tonumber(ARGV[base + 3 * i - 2])
+  -- A counter that was absent (or at zero) starts its window's expiry now.
+  if redis.call('INCRBY', KEYS[settled + i], amount) == amount then
+    redis.call('EXPIRE', KEYS[settled + i], ARGV[base + 3 * i])
   end
 end
 return refused
@@ -132,16 +156,23 @@ def _run_script(client: Any, source: str, keys: list[str], args: list[int]) -> A
     return script(keys=keys, args=args, client=client)
 
 
-def _reserve_in(cache: BaseCache, charges: Sequence[Charge]) -> list[int]:
-    """[] when every charge was made, else the 1-based indexes of those refused."""
+def _reserve_in(cache: BaseCache, charges: Sequence[Charge]) -> tuple[list[int], bool]:
+    """([] when every charge was made, else the 1-based indexes of those
+    refused; whether it carried this process's waiting settlements too)."""
     redis = _redis(cache)
     if redis is not None:
         client, make_key = redis
-        args: list[int] = []
-        for charge in charges:
-            args += [charge.amount, charge.limit, charge.ttl]
-        keys = [make_key(c.key) for c in charges]
-        return [int(i) for i in _run_script(client, RESERVE, keys, args)]
+        batch = _settler.take()  # written by this round trip, before the charges
+        try:
+            keys = [make_key(key) for key in batch]
+            keys += [make_key(charge.key) for charge in charges]
+            args: list[int] = [len(batch), *batch.values()]
+            for charge in charges:
+                args += [charge.amount, charge.limit, charge.ttl]
+            return [int(i) for i in _run_script(client, RESERVE, keys, args)], bool(batch)
+        finally:
+            if batch:  # written, or given up on as a failed settlement is
+                _settler.done()
     made: list[Charge] = []
     for index, charge in enumerate(charges, start=1):
         cache.add(charge.key, 0, timeout=charge.ttl)
@@ -154,8 +185,8 @@ def _reserve_in(cache: BaseCache, charges: Sequence[Charge]) -> list[int]:
         if total > charge.limit:
             for undo in made:
                 _decrement(cache, undo.key, undo.amount)
-            return [index, *_also_refused(cache, charges[index:], start=index + 1)]
-    return []
+            return [index, *_also_refused(cache, charges[index:], start=index + 1)], False
+    return [], False
 
 
 def _also_refused(cache: BaseCache, rest: Sequence[Charge], *, start: int) -> list[int]:
@@ -185,8 +216,8 @@ def reserve(charges: Sequence[Charge]) -> list[int]:
     if not charges:
         return []
 
-    def give_back(refused: Any) -> None:
-        if refused == []:  # charged after all, for a call that was not sent
+    def give_back(answer: Any) -> None:
+        if answer[0] == []:  # charged after all, for a call that was not sent
             adjust([(charge.key, -charge.amount) for charge in charges])
 
     def attempt() -> Any:
@@ -199,16 +230,17 @@ def reserve(charges: Sequence[Charge]) -> list[int]:
         )
 
     landed = _settler.completed
-    refused = attempt()
-    if refused and refused is not _UNAVAILABLE:
+    answer = attempt()
+    if answer is not _UNAVAILABLE and answer[0]:
         # This process's own settlements may be what filled the quota: let
-        # them land, then ask again (never refuse for a refund in flight).
+        # those in flight land, then ask again (never refuse for a refund in
+        # flight). Those the refused attempt carried were counted already.
         _settler.drain(RESERVE_BUDGET)
-        if _settler.completed != landed:
-            refused = attempt()
-    if refused is _UNAVAILABLE:
+        if _settler.completed - landed > answer[1]:
+            answer = attempt()
+    if answer is _UNAVAILABLE:
         raise QuotaStoreUnavailable
-    assert isinstance(refused, list)
+    refused: list[int] = answer[0]
     return refused
 
 
@@ -240,49 +272,7 @@ def _settle_now(changes: Sequence[tuple[str, int]]) -> None:
     )
 
 
-class _Settler:
-    """One thread that settles reservations in order, off the call's path
-    (a call ends without waiting for the cache). ``drain`` waits for what is
-    queued: reads do, so a process reads its own settlements, and so does
-    the process's exit."""
-
-    def __init__(self) -> None:
-        self.jobs: queue.SimpleQueue[Sequence[tuple[str, int]]] = queue.SimpleQueue()
-        self.pending = 0
-        self.completed = 0  # settlements written (or given up on) so far
-        self.idle = threading.Condition()
-        self.thread: threading.Thread | None = None
-
-    def submit(self, changes: Sequence[tuple[str, int]]) -> None:
-        with self.idle:
-            self.pending += 1
-            if self.thread is None:
-                self.thread = threading.Thread(
-                    target=self._work, name="django-claude-quota-settler", daemon=True
-                )
-                self.thread.start()
-        self.jobs.put(changes)
-
-    def _work(self) -> None:
-        while True:
-            changes = self.jobs.get()
-            try:
-                _settle_now(changes)
-            finally:
-                with self.idle:
-                    self.pending -= 1
-                    self.completed += 1
-                    self.idle.notify_all()
-
-    def drain(self, timeout: float = 2.0) -> bool:
-        with self.idle:
-            return self.idle.wait_for(lambda: self.pending == 0, timeout=timeout)
-
-    def after_fork(self) -> None:
-        self.__init__()  # type: ignore[misc]  # the parent's thread does not exist here
-
-
-_settler = _Settler()
+_settler = Settler(_settle_now)
 os.register_at_fork(after_in_child=_settler.after_fork)
 atexit.register(_settler.drain)
 
@@ -290,7 +280,8 @@ atexit.register(_settler.drain)
 def adjust(changes: Sequence[tuple[str, int]]) -> None:
     """Move each counter by its change (what was used minus what was
     reserved); a counter whose window ended is left alone. The local-memory
-    cache at once; any other in the settler's thread, without waiting."""
+    cache at once; any other without waiting: carried by the process's next
+    reservation on Redis, or written by the settler's thread (``settler``)."""
     changes = [(key, delta) for key, delta in changes if delta]
     if not changes:
         return

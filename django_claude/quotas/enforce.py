@@ -19,6 +19,7 @@ import hashlib
 import logging
 import math
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -71,14 +72,18 @@ def counter_key(quota: Quota, scope_key: str, start: datetime.datetime) -> str:
     """A counter's cache key: keyed with ``SECRET_KEY`` and hashed, so no user
     id or tenant name can be read (or guessed back) from it, and safe for any
     cache backend (Memcached refuses spaces)."""
-    digest = hashlib.blake2b(
-        f"{quota.name}\0{scope_key}".encode(), key=_hash_key(), digest_size=12
+    return f"django_claude:quota:{_digest(quota.name, scope_key, settings.SECRET_KEY)}:" + (
+        window_label(start)
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _digest(name: str, scope_key: str, secret: str) -> str:
+    """The hashed part of a counter's key (the same user is charged again
+    and again: hashed once)."""
+    return hashlib.blake2b(
+        f"{name}\0{scope_key}".encode(), key=_key_of(secret), digest_size=12
     ).hexdigest()
-    return f"django_claude:quota:{digest}:{window_label(start)}"
-
-
-def _hash_key() -> bytes:
-    return _key_of(settings.SECRET_KEY)
 
 
 @functools.lru_cache(maxsize=4)
@@ -155,13 +160,16 @@ def admit(
     models: list[str],
     *,
     now: datetime.datetime | None = None,
+    counted: Mapping[str, int] | None = None,
 ) -> Reservation | Refusal:
     """Reserve the call's worst case against the quotas ``found`` for it
-    (``applying``), or say which one refuses it."""
+    (``applying``), or say which one refuses it. ``counted``: each model's
+    input tokens from Anthropic's token count (``counting``), if made."""
     if not found:
         return NOTHING_HELD
     now = now or timezone.now()
-    worst = worst_case(params, models, on=now.astimezone(datetime.UTC).date())
+    on = now.astimezone(datetime.UTC).date()
+    worst = worst_case(params, models, on=on, counted=counted)
     held: list[tuple[Quota, counters.Charge]] = []
     for quota, scope_key in found:
         start, end = window_bounds(quota.window, now)

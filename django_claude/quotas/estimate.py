@@ -5,6 +5,7 @@ least one byte of text, so the UTF-8 length of every string in the request
 (messages, system, tool definitions) bounds them, plus a margin per message
 and for tool use. An image costs at most ``IMAGE_TOKENS`` (Anthropic
 resizes larger ones); a base64 document counts one token per decoded byte.
+Anthropic's token-counting endpoint may count them instead (``counting``).
 Output is ``max_tokens`` (thinking included). The USD worst case prices
 that usage on the dearer of the model and its fallback, input at the 1-hour
 cache-write rate when the request caches anything, with its speed and
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from django_claude.recording.pricing import Usage, price_detail
+from django_claude.recording.pricing import Usage, price_book, price_detail
 
 IMAGE_TOKENS = 5_000
 MESSAGE_MARGIN = 16  # tokens of role and framing per message
@@ -100,34 +101,79 @@ def _option(params: Mapping[str, Any], name: str) -> str:
     return value if isinstance(value, str) else ""
 
 
-def worst_case(params: Mapping[str, Any], models: list[str], *, on: datetime.date) -> WorstCase:
+def worst_case(
+    params: Mapping[str, Any],
+    models: list[str],
+    *,
+    on: datetime.date,
+    counted: Mapping[str, int] | None = None,
+) -> WorstCase:
     """The most a request with these ``messages.create`` arguments can cost
-    on any of ``models`` (the route's model and its fallback)."""
+    on any of ``models`` (the route's model and its fallback). ``counted``:
+    a model's input tokens as Anthropic's token-counting endpoint counted
+    them (``counting``), instead of the byte bound."""
     messages = params.get("messages") or []
     tools = params.get("tools")
-    input_tokens = (
+    bound = (
         _text_tokens(messages)
         + _text_tokens(params.get("system"))
         + MESSAGE_MARGIN * (len(messages) + 1)
     )
     if tools:
-        input_tokens += _text_tokens(tools) + TOOLS_MARGIN
-    input_tokens = min(input_tokens + SEARCH_RESULT_TOKENS * _searches(tools), MAX_CONTEXT)
+        bound += _text_tokens(tools) + TOOLS_MARGIN
+    searches = _searches(tools)
     output_tokens = int(params.get("max_tokens") or 0)
     caches = _asks_to_cache(params)
-    usage = Usage(
-        input_tokens=0 if caches else input_tokens,
-        output_tokens=output_tokens,
-        cache_creation_input_tokens=input_tokens if caches else 0,
-        cache_creation_1h_input_tokens=input_tokens if caches else 0,
-        web_search_requests=_searches(tools),
-        inference_geo=_option(params, "inference_geo"),
-        speed=_option(params, "speed"),
-    )
+    geo, speed = _option(params, "inference_geo"), _option(params, "speed")
     costs = []
-    for model in dict.fromkeys(m for m in models if m):
+    most_input = 0
+    for model in dict.fromkeys(m for m in models if m) or [""]:
+        # A search's results are input the request does not hold yet.
+        base = counted.get(model, bound) if counted else bound
+        input_tokens = min(base + SEARCH_RESULT_TOKENS * searches, MAX_CONTEXT)
+        most_input = max(most_input, input_tokens)
+        if not model:
+            continue
+        usage = Usage(
+            input_tokens=0 if caches else input_tokens,
+            output_tokens=output_tokens,
+            cache_creation_input_tokens=input_tokens if caches else 0,
+            cache_creation_1h_input_tokens=input_tokens if caches else 0,
+            web_search_requests=searches,
+            inference_geo=geo,
+            speed=speed,
+        )
+        costs.append(_cost(model, usage, on))
+    usd = None if not costs or None in costs else max(c for c in costs if c is not None)
+    return WorstCase(most_input, output_tokens, usd)
+
+
+class _Costs:
+    """What a usage costs on a model and day, remembered while the site's
+    prices stay the same object (``price_book`` replaces it when it reloads):
+    a feature's calls ask about the same few worst cases again and again."""
+
+    KEPT = 4096
+
+    def __init__(self) -> None:
+        self.book: object = None
+        self.known: dict[tuple[str, Usage, datetime.date], Decimal | None] = {}
+
+    def get(self, model: str, usage: Usage, on: datetime.date) -> Decimal | None:
+        book = price_book()
+        if book is not self.book:
+            self.book, self.known = book, {}
+        key = (model, usage, on)
+        try:
+            return self.known[key]
+        except KeyError:
+            pass
         priced = price_detail(model, usage, on=on, itemize=False)
-        if priced is None:
-            return WorstCase(input_tokens, output_tokens, None)
-        costs.append(priced.cost)
-    return WorstCase(input_tokens, output_tokens, max(costs) if costs else None)
+        cost = None if priced is None else priced.cost
+        if len(self.known) >= self.KEPT:
+            self.known = {}
+        self.known[key] = cost
+        return cost
+
+
+_cost = _Costs().get

@@ -56,6 +56,14 @@ def _midnight(day: datetime.date, zone: datetime.tzinfo | None) -> datetime.date
     return timezone.make_aware(naive, zone) if zone is not None else naive
 
 
+_labels: dict[datetime.datetime, str] = {}
+
+
 def window_label(start: datetime.datetime) -> str:
     """A window's start as a compact UTC stamp, for a counter's key."""
-    return start.astimezone(datetime.UTC).strftime("%Y%m%d%H%M")
+    label = _labels.get(start)
+    if label is None:
+        if len(_labels) > 64:  # old windows: a minute window makes one a minute
+            _labels.clear()
+        label = _labels[start] = start.astimezone(datetime.UTC).strftime("%Y%m%d%H%M")
+    return label
