@@ -11,7 +11,8 @@ return their default at once, and the first one after the cooldown probes.
 
 The local-memory cache cannot hang, so it is called directly; other caches
 are called from a small pool of threads so that a hung socket can be left
-behind.
+behind, except by work that bounds its own sockets' time (``cache_op_here``:
+a quota's reservation on Redis).
 """
 
 from __future__ import annotations
@@ -179,6 +180,23 @@ def _run_late(done: concurrent.futures.Future[T], late: Callable[[T], None]) -> 
         logger.warning("claude cache: undoing a late operation failed", exc_info=True)
 
 
+def cache_op_here(operation: str, fn: Callable[[BaseCache], T], *, default: T) -> T:
+    """``fn(cache)`` in the caller's thread: for work whose client bounds its
+    own time (a socket timeout) and would pay more for the hop to a worker
+    than for the round trip. ``default`` while the cache is marked down or if
+    ``fn`` raises (which marks it down). Never raises."""
+    alias = conf.CACHE
+    if _health.down_until > time.monotonic():
+        return default
+    try:
+        value = fn(_for_workers(alias))
+    except Exception as exc:
+        _health.trip(operation, f"failed ({type(exc).__name__})")
+        return default
+    _health.recovered()
+    return value
+
+
 def cache_op_later(operation: str, fn: Callable[[BaseCache], Any], *, force: bool = False) -> None:
     """``fn(cache)`` without waiting for it (the local-memory cache: now).
     For work that must not block, such as the event loop's; never raises.
@@ -229,4 +247,4 @@ def reset() -> None:
     _health.recovered()
 
 
-__all__ = ["cache_is_local", "cache_op", "cache_op_later", "reset", "warm"]
+__all__ = ["cache_is_local", "cache_op", "cache_op_here", "cache_op_later", "reset", "warm"]

@@ -27,8 +27,8 @@ until the window ends, which can refuse a call but not let one overspend.)
 from __future__ import annotations
 
 import atexit
+import itertools
 import os
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,65 +36,9 @@ from typing import Any
 from django.core.cache import BaseCache
 
 from django_claude.conf import conf
+from django_claude.quotas.scripts import ADJUST, CANCEL, RESERVE, run_script
 from django_claude.quotas.settler import Settler
-from django_claude.shared_cache import cache_is_local, cache_op
-
-# KEYS: the counters a waiting settlement moves, then the counters to charge;
-# ARGV: how many counters are settled, the change of each, then amount, limit
-# and ttl of each charge. The settlement is applied first, whatever follows.
-# Returns {} when every charge was made, else the 1-based indexes (among the
-# charges) of every one that would pass its limit; then none is made.
-RESERVE = """
-local settled = tonumber(ARGV[1])
-for i = 1, settled do
-  if redis.call('EXISTS', KEYS[i]) == 1 then
-    if redis.call('INCRBY', KEYS[i], ARGV[1 + i]) < 0 then
-      local ttl = redis.call('PTTL', KEYS[i])
-      redis.call('SET', KEYS[i], 0)
-      if ttl > 0 then
-        redis.call('PEXPIRE', KEYS[i], ttl)
-      end
-    end
-  end
-end
-local refused = {}
-local charges = #KEYS - settled
-local base = 1 + settled
-for i = 1, charges do
-  local used = tonumber(redis.call('GET', KEYS[settled + i]) or '0')
-  if used + tonumber(ARGV[base + 3 * i - 2]) > tonumber(ARGV[base + 3 * i - 1]) then
-    refused[#refused + 1] = i
-  end
-end
-if #refused > 0 then
-  return refused
-end
-for i = 1, charges do
-  local amount = tonumber(ARGV[base + 3 * i - 2])
-  -- A counter that was absent (or at zero) starts its window's expiry now.
-  if redis.call('INCRBY', KEYS[settled + i], amount) == amount then
-    redis.call('EXPIRE', KEYS[settled + i], ARGV[base + 3 * i])
-  end
-end
-return refused
-"""
-
-# KEYS: the counters; ARGV: the change for each. A counter whose window is
-# over (gone) is left gone; none goes below zero.
-ADJUST = """
-for i = 1, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 1 then
-    if redis.call('INCRBY', KEYS[i], ARGV[i]) < 0 then
-      local ttl = redis.call('PTTL', KEYS[i])
-      redis.call('SET', KEYS[i], 0)
-      if ttl > 0 then
-        redis.call('PEXPIRE', KEYS[i], ttl)
-      end
-    end
-  end
-end
-return 0
-"""
+from django_claude.shared_cache import cache_is_local, cache_op, cache_op_here, cache_op_later
 
 
 @dataclass(frozen=True)
@@ -115,8 +59,10 @@ _UNAVAILABLE = object()
 # A refused reservation refuses the call: give the cache longer to answer than
 # the breaker's lookups get (a process's first calls wait on its connections).
 RESERVE_BUDGET = 1.0
-_scripts: dict[str, Any] = {}
-_scripts_lock = threading.Lock()
+# How long a reservation's marker lives: longer than any reservation can be
+# on its way to Redis after its caller gave up on it.
+MARKER_TTL_MS = 30_000
+_NOT_HERE = object()
 
 
 def _redis(cache: BaseCache) -> tuple[Any, Any] | None:
@@ -146,33 +92,13 @@ def _find_redis(cache: BaseCache) -> tuple[Any, Any] | None:
     return None
 
 
-def _run_script(client: Any, source: str, keys: list[str], args: list[int]) -> Any:
-    """EVALSHA ``source`` (loading it when Redis does not know it) on ``client``.
-    One ``Script`` per source: Django's backend hands out a new client per call."""
-    script = _scripts.get(source)
-    if script is None:
-        with _scripts_lock:
-            script = _scripts.setdefault(source, client.register_script(source))
-    return script(keys=keys, args=args, client=client)
-
-
 def _reserve_in(cache: BaseCache, charges: Sequence[Charge]) -> tuple[list[int], bool]:
     """([] when every charge was made, else the 1-based indexes of those
     refused; whether it carried this process's waiting settlements too)."""
     redis = _redis(cache)
     if redis is not None:
         client, make_key = redis
-        batch = _settler.take()  # written by this round trip, before the charges
-        try:
-            keys = [make_key(key) for key in batch]
-            keys += [make_key(charge.key) for charge in charges]
-            args: list[int] = [len(batch), *batch.values()]
-            for charge in charges:
-                args += [charge.amount, charge.limit, charge.ttl]
-            return [int(i) for i in _run_script(client, RESERVE, keys, args)], bool(batch)
-        finally:
-            if batch:  # written, or given up on as a failed settlement is
-                _settler.done()
+        return _reserve_on_redis(client, make_key, charges, make_key(_markers.new()))
     made: list[Charge] = []
     for index, charge in enumerate(charges, start=1):
         cache.add(charge.key, 0, timeout=charge.ttl)
@@ -187,6 +113,100 @@ def _reserve_in(cache: BaseCache, charges: Sequence[Charge]) -> tuple[list[int],
                 _decrement(cache, undo.key, undo.amount)
             return [index, *_also_refused(cache, charges[index:], start=index + 1)], False
     return [], False
+
+
+class _Markers:
+    """Unique reservation markers: a random prefix per process (a fork's
+    child draws its own) and a counter, without a system call per call."""
+
+    def __init__(self) -> None:
+        self.prefix = f"django_claude:quota:reservation:{os.urandom(9).hex()}:"
+        self.count = itertools.count()
+
+    def new(self) -> str:
+        return f"{self.prefix}{next(self.count)}"
+
+
+_markers = _Markers()
+
+
+def _markers_after_fork() -> None:
+    global _markers
+    _markers = _Markers()
+
+
+os.register_at_fork(after_in_child=_markers_after_fork)
+
+
+def _reserve_on_redis(
+    client: Any, make_key: Any, charges: Sequence[Charge], marker: str
+) -> tuple[list[int], bool]:
+    batch = _settler.take()  # written by this round trip, before the charges
+    try:
+        keys = [make_key(key) for key in batch]
+        keys += [make_key(charge.key) for charge in charges]
+        args: list[int] = [len(batch), *batch.values()]
+        for charge in charges:
+            args += [charge.amount, charge.limit, charge.ttl]
+        answer = run_script(client, RESERVE, [*keys, marker], [*args, MARKER_TTL_MS])
+        return [int(i) for i in answer], bool(batch)
+    finally:
+        if batch:  # written, or given up on as a failed settlement is
+            _settler.done()
+
+
+def _reserve_here(cache: BaseCache, charges: Sequence[Charge], budget: float) -> Any:
+    """The reservation in the caller's thread, on a client whose sockets give
+    up after ``budget`` seconds (the hop to a cache worker costs more than
+    the round trip); ``_NOT_HERE`` when the cache is not Redis. A reservation
+    that failed or timed out may still reach Redis: its marker is cancelled
+    in the background, which undoes it, or keeps it from being made."""
+    found = _timed_redis(cache, budget)
+    if found is None:
+        return _NOT_HERE
+    client, make_key = found
+    marker = make_key(_markers.new())
+    try:
+        return _reserve_on_redis(client, make_key, charges, marker)
+    except Exception:
+        keys = [*(make_key(charge.key) for charge in charges), marker]
+        amounts = [*(charge.amount for charge in charges), MARKER_TTL_MS]
+        untimed = _redis(cache)
+        assert untimed is not None
+        cache_op_later(
+            "quota cancel",
+            lambda _cache: run_script(untimed[0], CANCEL, keys, amounts),
+            force=True,
+        )
+        raise
+
+
+def _timed_redis(cache: BaseCache, budget: float) -> tuple[Any, Any] | None:
+    """``_redis(cache)`` on a pool of its own whose sockets time out after
+    ``budget`` seconds; None when the cache is not Redis (or its pool cannot
+    be copied: Sentinel, Cluster)."""
+    kept = getattr(cache, "_django_claude_timed", None)
+    if kept is not None and kept[0] == budget:
+        return kept[1]
+    found = _redis(cache)
+    if found is None:
+        return None
+    client, make_key = found
+    pool = client.connection_pool
+    try:
+        timed_pool = type(pool)(
+            connection_class=pool.connection_class,
+            **{
+                **pool.connection_kwargs,
+                "socket_timeout": budget,
+                "socket_connect_timeout": budget,
+            },
+        )
+        timed = (type(client)(connection_pool=timed_pool), make_key)
+    except Exception:
+        timed = None
+    cache._django_claude_timed = (budget, timed)  # type: ignore[attr-defined]
+    return timed
 
 
 def _also_refused(cache: BaseCache, rest: Sequence[Charge], *, start: int) -> list[int]:
@@ -220,12 +240,21 @@ def reserve(charges: Sequence[Charge]) -> list[int]:
         if answer[0] == []:  # charged after all, for a call that was not sent
             adjust([(charge.key, -charge.amount) for charge in charges])
 
+    budget = max(conf.CACHE_BUDGET, RESERVE_BUDGET)
+
     def attempt() -> Any:
+        here = cache_op_here(
+            "quota reserve",
+            lambda cache: _reserve_here(cache, charges, budget),
+            default=_UNAVAILABLE,
+        )
+        if here is not _NOT_HERE:
+            return here
         return cache_op(
             "quota reserve",
             lambda cache: _reserve_in(cache, charges),
             default=_UNAVAILABLE,
-            budget=max(conf.CACHE_BUDGET, RESERVE_BUDGET),
+            budget=budget,
             late=give_back,
         )
 
@@ -249,7 +278,7 @@ def _adjust_in(cache: BaseCache, changes: Sequence[tuple[str, int]]) -> None:
     if redis is not None:
         client, make_key = redis
         keys = [make_key(key) for key, _ in changes]
-        _run_script(client, ADJUST, keys, [delta for _, delta in changes])
+        run_script(client, ADJUST, keys, [delta for _, delta in changes])
         return
     for key, delta in changes:
         try:
