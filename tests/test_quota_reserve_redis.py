@@ -43,9 +43,11 @@ def reserve(client, prefix: str, amounts=(5, 7), settle: dict[str, int] | None =
     return run_script(client, RESERVE, [*settle, user, site, marker], [*args, TTL_MS])
 
 
-def cancel(client, prefix: str, amounts=(5, 7)):
+def cancel(client, prefix: str, amounts=(5, 7), settle: dict[str, int] | None = None):
     user, site, marker = keys(prefix)
-    return run_script(client, CANCEL, [user, site, marker], [*amounts, TTL_MS])
+    settle = settle or {}
+    args = [2, *(-amount for amount in amounts), *settle.values(), TTL_MS]
+    return run_script(client, CANCEL, [user, site, *settle, marker], args)
 
 
 def values(client, prefix: str) -> tuple[int, int]:
@@ -67,9 +69,21 @@ def test_a_reservation_landing_after_its_cancel_is_never_made(redis_client):
     prefix = f"test:{uuid.uuid4().hex}"
     other = f"{prefix}:settled"
     redis_client.set(other, 40)
-    cancel(redis_client, prefix)
-    # The settlements it carries are real: applied all the same.
+    # The settlements it carries are applied once, by the cancel that came first.
+    cancel(redis_client, prefix, settle={other: -15})
+    assert int(redis_client.get(other)) == 25
     assert reserve(redis_client, prefix, settle={other: -15}) == [-1]
+    assert values(redis_client, prefix) == (0, 0)
+    assert int(redis_client.get(other)) == 25
+
+
+def test_the_settlements_a_landed_reservation_carried_are_not_applied_again(redis_client):
+    prefix = f"test:{uuid.uuid4().hex}"
+    other = f"{prefix}:settled"
+    redis_client.set(other, 40)
+    assert reserve(redis_client, prefix, settle={other: -15}) == []
+    cancel(redis_client, prefix, settle={other: -15})
+    cancel(redis_client, prefix, settle={other: -15})
     assert values(redis_client, prefix) == (0, 0)
     assert int(redis_client.get(other)) == 25
 
@@ -77,10 +91,13 @@ def test_a_reservation_landing_after_its_cancel_is_never_made(redis_client):
 def test_a_refused_reservation_leaves_nothing_to_undo(redis_client):
     prefix = f"test:{uuid.uuid4().hex}"
     user, _, _ = keys(prefix)
+    other = f"{prefix}:settled"
     redis_client.set(user, 99)
-    assert reserve(redis_client, prefix) == [1]
-    cancel(redis_client, prefix)
+    redis_client.set(other, 40)
+    assert reserve(redis_client, prefix, settle={other: -15}) == [1]
+    cancel(redis_client, prefix, settle={other: -15})
     assert values(redis_client, prefix) == (99, 0)
+    assert int(redis_client.get(other)) == 25
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -108,3 +125,41 @@ def test_a_reservation_redis_is_too_busy_for_refuses_the_call_and_keeps_nothing(
     shared_cache.reset()
     assert django_claude.quota_status(feature="busy")[0].used == used
     assert django_claude.call("after", feature="busy").outcome == "ok"
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_client_that_retries_on_timeout_never_sends_a_reservation_twice(
+    fake_anthropic, settings, redis_client
+):
+    """A site's ``retry_on_timeout``: the reservation's own pool never retries
+    (a second send would find its own marker), so the call is refused as the
+    cache being down, within its budget, and keeps nothing."""
+    settings.CACHES = {
+        **settings.CACHES,
+        "retrying": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": os.environ["CACHE_URL"],
+            "OPTIONS": {"retry_on_timeout": True},
+        },
+    }
+    settings.DJANGO_CLAUDE_CACHE = "retrying"
+    settings.DJANGO_CLAUDE_QUOTAS = {
+        "a": {"window": "day", "calls": 100},
+        "b": {"per": "user", "window": "day", "calls": 100},
+    }
+    assert django_claude.call("warm", feature="retry", user="u").outcome == "ok"
+    used = [q.used for q in django_claude.quota_status(user="u", feature="retry")]
+    busy = "local t = redis.call('TIME') local s = t[1] + t[2] / 1e6 " \
+        "while true do local n = redis.call('TIME') " \
+        "if n[1] + n[2] / 1e6 - s > 1.5 then break end end return 0"  # fmt: skip
+    blocker = threading.Thread(target=lambda: redis_client.eval(busy, 0))
+    blocker.start()
+    time.sleep(0.1)
+    try:
+        result = django_claude.call("while redis is busy", feature="retry", user="u")
+    finally:
+        blocker.join()
+    assert result.outcome == "limited"
+    time.sleep(0.5)
+    shared_cache.reset()
+    assert [q.used for q in django_claude.quota_status(user="u", feature="retry")] == used

@@ -28,7 +28,10 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import logging
 import os
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +42,8 @@ from django_claude.conf import conf
 from django_claude.quotas.scripts import ADJUST, CANCEL, RESERVE, run_script
 from django_claude.quotas.settler import Settler
 from django_claude.shared_cache import cache_is_local, cache_op, cache_op_here, cache_op_later
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -98,7 +103,12 @@ def _reserve_in(cache: BaseCache, charges: Sequence[Charge]) -> tuple[list[int],
     redis = _redis(cache)
     if redis is not None:
         client, make_key = redis
-        return _reserve_on_redis(client, make_key, charges, make_key(_markers.new()))
+        batch = _settler.take()
+        try:
+            return _reserve_on_redis(client, make_key, charges, make_key(_markers.new()), batch)
+        finally:
+            if batch:  # written, or given up on as a failed settlement is
+                _settler.done()
     made: list[Charge] = []
     for index, charge in enumerate(charges, start=1):
         cache.add(charge.key, 0, timeout=charge.ttl)
@@ -122,9 +132,12 @@ class _Markers:
     def __init__(self) -> None:
         self.prefix = f"django_claude:quota:reservation:{os.urandom(9).hex()}:"
         self.count = itertools.count()
+        self.lock = threading.Lock()
 
     def new(self) -> str:
-        return f"{self.prefix}{next(self.count)}"
+        with self.lock:
+            number = next(self.count)
+        return f"{self.prefix}{number}"
 
 
 _markers = _Markers()
@@ -139,20 +152,19 @@ os.register_at_fork(after_in_child=_markers_after_fork)
 
 
 def _reserve_on_redis(
-    client: Any, make_key: Any, charges: Sequence[Charge], marker: str
+    client: Any, make_key: Any, charges: Sequence[Charge], marker: str, batch: dict[str, int]
 ) -> tuple[list[int], bool]:
-    batch = _settler.take()  # written by this round trip, before the charges
-    try:
-        keys = [make_key(key) for key in batch]
-        keys += [make_key(charge.key) for charge in charges]
-        args: list[int] = [len(batch), *batch.values()]
-        for charge in charges:
-            args += [charge.amount, charge.limit, charge.ttl]
-        answer = run_script(client, RESERVE, [*keys, marker], [*args, MARKER_TTL_MS])
-        return [int(i) for i in answer], bool(batch)
-    finally:
-        if batch:  # written, or given up on as a failed settlement is
-            _settler.done()
+    """RESERVE on ``client``, carrying ``batch`` (this process's waiting
+    settlements). Raises ``ValueError`` for an answer that is not one."""
+    keys = [make_key(key) for key in batch]
+    keys += [make_key(charge.key) for charge in charges]
+    args: list[int] = [len(batch), *batch.values()]
+    for charge in charges:
+        args += [charge.amount, charge.limit, charge.ttl]
+    answer = [int(i) for i in run_script(client, RESERVE, [*keys, marker], [*args, MARKER_TTL_MS])]
+    if any(not 1 <= index <= len(charges) for index in answer):
+        raise ValueError(f"RESERVE answered {answer[:3]}")  # its marker was taken: cancel
+    return answer, bool(batch)
 
 
 def _reserve_here(cache: BaseCache, charges: Sequence[Charge], budget: float) -> Any:
@@ -160,31 +172,60 @@ def _reserve_here(cache: BaseCache, charges: Sequence[Charge], budget: float) ->
     up after ``budget`` seconds (the hop to a cache worker costs more than
     the round trip); ``_NOT_HERE`` when the cache is not Redis. A reservation
     that failed or timed out may still reach Redis: its marker is cancelled
-    in the background, which undoes it, or keeps it from being made."""
+    in the background, which undoes its charges if it landed, or else applies
+    the settlements it carried and keeps it from ever being made."""
     found = _timed_redis(cache, budget)
     if found is None:
         return _NOT_HERE
     client, make_key = found
     marker = make_key(_markers.new())
+    batch = _settler.take()  # written by this round trip (or its cancel)
     try:
-        return _reserve_on_redis(client, make_key, charges, marker)
-    except Exception:
-        keys = [*(make_key(charge.key) for charge in charges), marker]
-        amounts = [*(charge.amount for charge in charges), MARKER_TTL_MS]
-        untimed = _redis(cache)
-        assert untimed is not None
-        cache_op_later(
-            "quota cancel",
-            lambda _cache: run_script(untimed[0], CANCEL, keys, amounts),
-            force=True,
-        )
+        return _reserve_on_redis(client, make_key, charges, marker, batch)
+    except BaseException:
+        keys = [
+            *(make_key(charge.key) for charge in charges),
+            *(make_key(key) for key in batch),
+            marker,
+        ]
+        args = [
+            len(charges),
+            *(-charge.amount for charge in charges),
+            *batch.values(),
+            MARKER_TTL_MS,
+        ]
+        cache_op_later("quota cancel", lambda _cache: _cancel(client, keys, args), force=True)
         raise
+    finally:
+        if batch:
+            _settler.done()
+
+
+_timed_lock = threading.Lock()
+CANCEL_TRIES = (0.0, 1.0, 4.0)  # seconds before each try: within the marker's life
+
+
+def _cancel(client: Any, keys: list[str], args: list[int]) -> None:
+    """CANCEL, tried again while Redis does not answer (it is safe to repeat)."""
+    for pause in CANCEL_TRIES:
+        time.sleep(pause)
+        try:
+            run_script(client, CANCEL, keys, args)
+            return
+        except Exception as exc:
+            failure = exc
+    logger.warning(
+        "claude quota: a reservation given up on could not be cancelled (%s); if it "
+        "reached Redis, it is held until its window ends",
+        type(failure).__name__,
+    )
 
 
 def _timed_redis(cache: BaseCache, budget: float) -> tuple[Any, Any] | None:
     """``_redis(cache)`` on a pool of its own whose sockets time out after
-    ``budget`` seconds; None when the cache is not Redis (or its pool cannot
-    be copied: Sentinel, Cluster)."""
+    ``budget`` seconds and never retry (a retry would send the reservation
+    twice); None when the cache is not Redis (or its pool cannot be copied:
+    Sentinel, Cluster)."""
     kept = getattr(cache, "_django_claude_timed", None)
     if kept is not None and kept[0] == budget:
         return kept[1]
@@ -194,19 +235,31 @@ def _timed_redis(cache: BaseCache, budget: float) -> tuple[Any, Any] | None:
     client, make_key = found
     pool = client.connection_pool
     try:
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        kwargs = dict(pool.connection_kwargs)
+        for name in ("socket_timeout", "socket_connect_timeout"):
+            kwargs[name] = budget
+            if f"orig_{name}" in kwargs:  # what maintenance notices restore
+                kwargs[f"orig_{name}"] = budget
+        kwargs.update(retry=Retry(NoBackoff(), 0), retry_on_timeout=False, retry_on_error=[])
+        if hasattr(pool, "timeout"):  # BlockingConnectionPool: wait for a connection
+            kwargs["timeout"] = min(float(pool.timeout or budget), budget)
         timed_pool = type(pool)(
             connection_class=pool.connection_class,
-            **{
-                **pool.connection_kwargs,
-                "socket_timeout": budget,
-                "socket_connect_timeout": budget,
-            },
+            max_connections=pool.max_connections,
+            **kwargs,
         )
         timed = (type(client)(connection_pool=timed_pool), make_key)
     except Exception:
         timed = None
-    cache._django_claude_timed = (budget, timed)  # type: ignore[attr-defined]
-    return timed
+    with _timed_lock:  # one pool per cache, even when threads race to build it
+        kept = getattr(cache, "_django_claude_timed", None)
+        if kept is None or kept[0] != budget:  # (a pool for another budget is dropped)
+            kept = (budget, timed)
+            cache._django_claude_timed = kept  # type: ignore[attr-defined]
+    return kept[1]
 
 
 def _also_refused(cache: BaseCache, rest: Sequence[Charge], *, start: int) -> list[int]:

@@ -5,30 +5,41 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-# KEYS: the counters a waiting settlement moves, then the counters to charge,
-# then the reservation's marker; ARGV: how many counters are settled, the
-# change of each, then amount, limit and ttl of each charge, then the marker's
-# ttl (ms). The settlement is applied first, whatever follows. Returns {} when
-# every charge was made (and marks the reservation made), else the 1-based
-# indexes (among the charges) of every one that would pass its limit, then
-# none is made; {-1} for a reservation its caller gave up on (CANCEL came first).
-RESERVE = """
-local settled = tonumber(ARGV[1])
-for i = 1, settled do
-  if redis.call('EXISTS', KEYS[i]) == 1 then
-    if redis.call('INCRBY', KEYS[i], ARGV[1 + i]) < 0 then
-      local ttl = redis.call('PTTL', KEYS[i])
-      redis.call('SET', KEYS[i], 0)
-      if ttl > 0 then
-        redis.call('PEXPIRE', KEYS[i], ttl)
+# Moves KEYS[first..last] by ARGV[first + shift..]: a counter whose window is
+# over (gone) is left gone; none goes below zero (keeping its expiry).
+_MOVE = """
+local function move(first, last, shift)
+  for i = first, last do
+    if redis.call('EXISTS', KEYS[i]) == 1 then
+      if redis.call('INCRBY', KEYS[i], ARGV[i + shift]) < 0 then
+        local ttl = redis.call('PTTL', KEYS[i])
+        redis.call('SET', KEYS[i], 0)
+        if ttl > 0 then
+          redis.call('PEXPIRE', KEYS[i], ttl)
+        end
       end
     end
   end
 end
+"""
+
+# KEYS: the counters a carried settlement moves, then the counters to charge,
+# then the reservation's marker; ARGV: how many counters are settled, the
+# change of each, then amount, limit and ttl of each charge, then the marker's
+# ttl (ms). Returns {} when every charge was made, else the 1-based indexes
+# (among the charges) of every one that would pass its limit (then none is
+# made), or {-1} when its CANCEL came first. The marker says what happened
+# ("made" or "refused": the settlement was applied either way), so that a
+# CANCEL undoes the charges, or applies the settlement, exactly once.
+RESERVE = (
+    _MOVE
+    + """
 local marker = KEYS[#KEYS]
 if redis.call('EXISTS', marker) == 1 then
   return {-1}
 end
+local settled = tonumber(ARGV[1])
+move(1, settled, 1)
 local refused = {}
 local charges = #KEYS - settled - 1
 local base = 1 + settled
@@ -39,6 +50,7 @@ for i = 1, charges do
   end
 end
 if #refused > 0 then
+  redis.call('SET', marker, 'refused', 'PX', ARGV[#ARGV])
   return refused
 end
 for i = 1, charges do
@@ -51,45 +63,38 @@ end
 redis.call('SET', marker, 'made', 'PX', ARGV[#ARGV])
 return refused
 """
+)
 
-# KEYS: the counters a reservation charged, then its marker; ARGV: the amount
-# of each, then the marker's ttl (ms). Undoes the reservation if it was made;
-# if it has not arrived yet, marks it so that it never is.
-CANCEL = """
+# A reservation its caller gave up on. KEYS: the counters it charges, then the
+# counters its carried settlement moves, then its marker; ARGV: how many
+# counters it charges, the amount of each (negated), the change of each
+# settled counter, then the marker's ttl (ms). "made": the charges are undone;
+# not there yet: the settlement is applied here, and the reservation will
+# never be made; "refused" or "cancelled": nothing more to do.
+CANCEL = (
+    _MOVE
+    + """
 local marker = KEYS[#KEYS]
-if redis.call('GET', marker) == 'made' then
-  for i = 1, #KEYS - 1 do
-    if redis.call('EXISTS', KEYS[i]) == 1 then
-      if redis.call('DECRBY', KEYS[i], ARGV[i]) < 0 then
-        local ttl = redis.call('PTTL', KEYS[i])
-        redis.call('SET', KEYS[i], 0)
-        if ttl > 0 then
-          redis.call('PEXPIRE', KEYS[i], ttl)
-        end
-      end
-    end
-  end
+local state = redis.call('GET', marker)
+local charged = tonumber(ARGV[1])
+if state == 'made' then
+  move(1, charged, 1)
+elseif not state then
+  move(charged + 1, #KEYS - 1, 1)
 end
 redis.call('SET', marker, 'cancelled', 'PX', ARGV[#ARGV])
 return 0
 """
+)
 
-# KEYS: the counters; ARGV: the change for each. A counter whose window is
-# over (gone) is left gone; none goes below zero.
-ADJUST = """
-for i = 1, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 1 then
-    if redis.call('INCRBY', KEYS[i], ARGV[i]) < 0 then
-      local ttl = redis.call('PTTL', KEYS[i])
-      redis.call('SET', KEYS[i], 0)
-      if ttl > 0 then
-        redis.call('PEXPIRE', KEYS[i], ttl)
-      end
-    end
-  end
-end
+# KEYS: the counters; ARGV: the change for each.
+ADJUST = (
+    _MOVE
+    + """
+move(1, #KEYS, 0)
 return 0
 """
+)
 
 
 _scripts: dict[str, Any] = {}
