@@ -5,6 +5,7 @@ it from ever being made if it lands after."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -28,6 +29,25 @@ def redis_client():
     client = redis.Redis.from_url(os.environ["CACHE_URL"])
     yield client
     client.close()
+
+
+# A Lua loop that keeps Redis from answering anyone for 1.5 s.
+BUSY = (
+    "local t = redis.call('TIME') local s = t[1] + t[2] / 1e6 "
+    "while true do local n = redis.call('TIME') "
+    "if n[1] + n[2] / 1e6 - s > 1.5 then break end end return 0"
+)
+
+
+@contextlib.contextmanager
+def redis_busy(client):
+    blocker = threading.Thread(target=lambda: client.eval(BUSY, 0))
+    blocker.start()
+    time.sleep(0.1)
+    try:
+        yield
+    finally:
+        blocker.join()
 
 
 def keys(prefix: str) -> tuple[str, str, str]:
@@ -107,18 +127,10 @@ def test_a_reservation_redis_is_too_busy_for_refuses_the_call_and_keeps_nothing(
     settings.DJANGO_CLAUDE_QUOTAS = {"site-calls": {"window": "day", "calls": 100}}
     assert django_claude.call("warm", feature="busy").outcome == "ok"
     used = django_claude.quota_status(feature="busy")[0].used
-    # A script that keeps Redis busy for 1.5 s: the reservation (1 s budget)
-    # waits behind it, gives up, and its command is still in Redis's queue.
-    busy = "local t = redis.call('TIME') local s = t[1] + t[2] / 1e6 " \
-        "while true do local n = redis.call('TIME') " \
-        "if n[1] + n[2] / 1e6 - s > 1.5 then break end end return 0"  # fmt: skip
-    blocker = threading.Thread(target=lambda: redis_client.eval(busy, 0))
-    blocker.start()
-    time.sleep(0.1)
-    try:
+    # The reservation (1 s budget) waits behind a busy Redis, gives up, and
+    # its command is still in Redis's queue.
+    with redis_busy(redis_client):
         result = django_claude.call("while redis is busy", feature="busy")
-    finally:
-        blocker.join()
     assert result.outcome == "limited"
     assert fake_anthropic.count() == 1  # the call was not sent
     time.sleep(0.5)  # the cancel, in the background, lands
@@ -149,16 +161,8 @@ def test_a_client_that_retries_on_timeout_never_sends_a_reservation_twice(
     }
     assert django_claude.call("warm", feature="retry", user="u").outcome == "ok"
     used = [q.used for q in django_claude.quota_status(user="u", feature="retry")]
-    busy = "local t = redis.call('TIME') local s = t[1] + t[2] / 1e6 " \
-        "while true do local n = redis.call('TIME') " \
-        "if n[1] + n[2] / 1e6 - s > 1.5 then break end end return 0"  # fmt: skip
-    blocker = threading.Thread(target=lambda: redis_client.eval(busy, 0))
-    blocker.start()
-    time.sleep(0.1)
-    try:
+    with redis_busy(redis_client):
         result = django_claude.call("while redis is busy", feature="retry", user="u")
-    finally:
-        blocker.join()
     assert result.outcome == "limited"
     time.sleep(0.5)
     shared_cache.reset()
