@@ -215,9 +215,13 @@ def quota_overhead(call_once: object, rounds: int, per_round: int) -> dict[str, 
     on_redis.enable()
     shared_cache.warm()  # import redis-py now, not inside a call's cache budget
 
+    # The same call both ways (user and tenant included: the log line and the
+    # record carry them either way); only the quotas differ.
     def plain() -> None:
         settings.DJANGO_CLAUDE_QUOTAS = {}
-        result = django_claude.call("Summarise the ticket.", feature="bench", user="u-1")
+        result = django_claude.call(
+            "Summarise the ticket.", feature="bench", user="u-1", tenant="acme"
+        )
         assert result.outcome == "ok", result.outcome
 
     def with_quotas() -> None:

@@ -27,7 +27,6 @@ until the window ends, which can refuse a call but not let one overspend.)
 from __future__ import annotations
 
 import atexit
-import itertools
 import logging
 import os
 import threading
@@ -39,7 +38,7 @@ from typing import Any
 from django.core.cache import BaseCache
 
 from django_claude.conf import conf
-from django_claude.quotas.scripts import ADJUST, CANCEL, RESERVE, run_script
+from django_claude.quotas.scripts import ADJUST, CANCEL, RESERVE, new_marker, run_script
 from django_claude.quotas.settler import Settler
 from django_claude.shared_cache import cache_is_local, cache_op, cache_op_here, cache_op_later
 
@@ -105,7 +104,7 @@ def _reserve_in(cache: BaseCache, charges: Sequence[Charge]) -> tuple[list[int],
         client, make_key = redis
         batch = _settler.take()
         try:
-            return _reserve_on_redis(client, make_key, charges, make_key(_markers.new()), batch)
+            return _reserve_on_redis(client, make_key, charges, make_key(new_marker()), batch)
         finally:
             if batch:  # written, or given up on as a failed settlement is
                 _settler.done()
@@ -125,30 +124,18 @@ def _reserve_in(cache: BaseCache, charges: Sequence[Charge]) -> tuple[list[int],
     return [], False
 
 
-class _Markers:
-    """Unique reservation markers: a random prefix per process (a fork's
-    child draws its own) and a counter, without a system call per call."""
-
-    def __init__(self) -> None:
-        self.prefix = f"django_claude:quota:reservation:{os.urandom(9).hex()}:"
-        self.count = itertools.count()
-        self.lock = threading.Lock()
-
-    def new(self) -> str:
-        with self.lock:
-            number = next(self.count)
-        return f"{self.prefix}{number}"
+# Counter keys as the cache makes them (prefix, version, validation), per
+# make_key: a counter's key is the same for every call of its window.
+_made_keys: dict[tuple[Any, str], str] = {}
 
 
-_markers = _Markers()
-
-
-def _markers_after_fork() -> None:
-    global _markers
-    _markers = _Markers()
-
-
-os.register_at_fork(after_in_child=_markers_after_fork)
+def _made(make_key: Any, key: str) -> str:
+    made = _made_keys.get((make_key, key))
+    if made is None:
+        if len(_made_keys) > 4096:
+            _made_keys.clear()
+        made = _made_keys[(make_key, key)] = make_key(key)
+    return made
 
 
 def _reserve_on_redis(
@@ -156,8 +143,8 @@ def _reserve_on_redis(
 ) -> tuple[list[int], bool]:
     """RESERVE on ``client``, carrying ``batch`` (this process's waiting
     settlements). Raises ``ValueError`` for an answer that is not one."""
-    keys = [make_key(key) for key in batch]
-    keys += [make_key(charge.key) for charge in charges]
+    keys = [_made(make_key, key) for key in batch]
+    keys += [_made(make_key, charge.key) for charge in charges]
     args: list[int] = [len(batch), *batch.values()]
     for charge in charges:
         args += [charge.amount, charge.limit, charge.ttl]
@@ -178,7 +165,7 @@ def _reserve_here(cache: BaseCache, charges: Sequence[Charge], budget: float) ->
     if found is None:
         return _NOT_HERE
     client, make_key = found
-    marker = make_key(_markers.new())
+    marker = make_key(new_marker())
     batch = _settler.take()  # written by this round trip (or its cancel)
     try:
         return _reserve_on_redis(client, make_key, charges, marker, batch)

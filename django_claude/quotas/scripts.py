@@ -1,7 +1,10 @@
-"""The Lua scripts of the quota counters on Redis: each one round trip, atomic."""
+"""The Lua scripts of the quota counters on Redis (each one round trip, atomic),
+and the markers that name one reservation."""
 
 from __future__ import annotations
 
+import itertools
+import os
 import threading
 from typing import Any
 
@@ -109,3 +112,34 @@ def run_script(client: Any, source: str, keys: list[str], args: list[int]) -> An
         with _scripts_lock:
             script = _scripts.setdefault(source, client.register_script(source))
     return script(keys=keys, args=args, client=client)
+
+
+class _Markers:
+    """Unique reservation markers: a random prefix per process (a fork's
+    child draws its own) and a counter, without a system call per call."""
+
+    def __init__(self) -> None:
+        self.prefix = f"django_claude:quota:reservation:{os.urandom(9).hex()}:"
+        self.count = itertools.count()
+        self.lock = threading.Lock()
+
+    def new(self) -> str:
+        with self.lock:
+            number = next(self.count)
+        return f"{self.prefix}{number}"
+
+
+_markers = _Markers()
+
+
+def _markers_after_fork() -> None:
+    global _markers
+    _markers = _Markers()
+
+
+os.register_at_fork(after_in_child=_markers_after_fork)
+
+
+def new_marker() -> str:
+    """A key for one reservation's marker, unique across processes."""
+    return _markers.new()

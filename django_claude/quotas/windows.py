@@ -8,7 +8,7 @@ from django.utils import timezone
 
 # The window that held the last ``now`` asked about, per window and zone: a
 # call in the same minute, hour, day or month needs no date arithmetic.
-_last: dict[tuple[str, str], tuple[datetime.datetime, datetime.datetime]] = {}
+_last: dict[tuple[str, object], tuple[datetime.datetime, datetime.datetime]] = {}
 
 
 def window_bounds(
@@ -21,7 +21,7 @@ def window_bounds(
     zone_of_site = timezone.get_default_timezone()
     if timezone.is_naive(now):  # USE_TZ = False: local time already
         now = timezone.make_aware(now, zone_of_site)
-    key = (window, str(zone_of_site))
+    key = (window, zone_of_site)
     known = _last.get(key)
     if known is not None and known[0] <= now < known[1]:
         return known
