@@ -12,8 +12,8 @@ to the site's admins, once the rows are saved.
 
 Code execution is billed by container hours, which no call reports: the
 day's fee is shared out over the day's calls that used a container first
-(``containers.py``), in the same transaction. Priority Tier calls are not in
-Anthropic's cost report, so they are not in ours either.
+(``containers.py``), in the same transaction. Priority Tier tokens are not in
+Anthropic's cost report, so they are not in ours either (their server tools are).
 """
 
 from __future__ import annotations

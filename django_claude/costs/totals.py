@@ -53,17 +53,12 @@ def format_cost(value: Decimal) -> str:
     return format(Decimal(value).quantize(COST_PLACES), "f")
 
 
-# The parts of a cost, as ``CallRecord.cost_breakdown`` names them; "other" is
-# what they leave of the cost (calls recorded before breakdowns, rounding).
-BREAKDOWN_PARTS = (
-    "input",
-    "output",
-    "cache_read",
-    "cache_write_5m",
-    "cache_write_1h",
-    "tools",
-    "code_execution",  # container hours, shared out by claude_reconcile: keep it last
-)
+# The parts of a cost: those ``CallRecord.cost_breakdown`` names (priced
+# when the call ends), then code execution's share of the day's container
+# hours (``code_execution_usd``, given by claude_reconcile). "other" is what
+# they leave of the cost (calls recorded before breakdowns, rounding).
+BREAKDOWN_KEYS = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h", "tools")
+BREAKDOWN_PARTS = (*BREAKDOWN_KEYS, "code_execution")
 
 
 @dataclass
@@ -176,7 +171,7 @@ def aggregates(
         named["smell_passed"] = Count("created_at", filter=Q(smell_verdict=SmellVerdict.PASS))
         named["smell_judged"] = Count("created_at", filter=Q(smell_verdict__in=JUDGED))
     if breakdown:
-        for part in BREAKDOWN_PARTS[:-1]:
+        for part in BREAKDOWN_KEYS:
             named[f"part_{part}"] = Sum(Cast(KeyTextTransform(part, "cost_breakdown"), PART_FIELD))
         # Shared out after the call (its own column), and in the cost once priced.
         named["part_code_execution"] = Sum("code_execution_usd", filter=Q(cost_usd__isnull=False))

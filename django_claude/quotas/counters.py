@@ -171,8 +171,8 @@ def _reserve_here(cache: BaseCache, charges: Sequence[Charge], budget: float) ->
         return _reserve_on_redis(client, make_key, charges, marker, batch)
     except BaseException:
         keys = [
-            *(make_key(charge.key) for charge in charges),
-            *(make_key(key) for key in batch),
+            *(_made(make_key, charge.key) for charge in charges),
+            *(_made(make_key, key) for key in batch),
             marker,
         ]
         args = [

@@ -9,10 +9,12 @@ are, once per model of its route (models do not all tokenize alike), and
 reserves that (plus ``COUNT_MARGIN``: Anthropic calls the count an
 estimate) instead of the byte bound, which for PDFs and images is coarse.
 
-Counting never fails a call and never lowers a reservation below what is
-safe: a count that fails, is slow (``COUNT_TIMEOUT``, and at most a
-quarter of what is left of the call's deadline) or is not a believable
-number is left out, and that model's input is the byte bound again.
+Counting never fails a call: a count that fails, is slow (``COUNT_TIMEOUT``,
+and at most a quarter of what is left of the call's deadline) or is not a
+believable number is left out, and that model's input is the byte bound
+again. A count that is answered is trusted as Anthropic's: a gateway at
+``BASE_URL`` answering low counts makes reservations low (settling then
+charges what the call really used).
 """
 
 from __future__ import annotations

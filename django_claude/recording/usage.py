@@ -141,21 +141,22 @@ def _getter(value: Any) -> Any:
 _LABEL = re.compile(r"[a-z][a-z0-9_-]{0,15}")
 
 
-def _label(value: Any) -> str:
-    """A usage label as upstream sent it ("us", "fast", "batch"), or
-    "other" for anything that is not a short lower-case word (never stored
-    or logged as it came)."""
-    if value is None or value == "":
-        return ""
-    return value if isinstance(value, str) and _LABEL.fullmatch(value) else "other"
-
-
 _CONTAINER = re.compile(r"[A-Za-z0-9_-]{1,100}")
 
 
-def container_ref(value: Any) -> str:
-    """A container id as upstream sent it if it looks like one (letters,
-    digits, ``_`` and ``-``, at most 100), else "other"; "" for none."""
+def _as_sent(value: Any, shape: re.Pattern[str]) -> str:
+    """``value`` as upstream sent it if it has ``shape``, else "other" (never
+    stored or logged as it came); "" for none."""
     if value is None or value == "":
         return ""
-    return value if isinstance(value, str) and _CONTAINER.fullmatch(value) else "other"
+    return value if isinstance(value, str) and shape.fullmatch(value) else "other"
+
+
+def _label(value: Any) -> str:
+    """A usage label ("us", "fast", "batch"): a short lower-case word."""
+    return _as_sent(value, _LABEL)
+
+
+def container_ref(value: Any) -> str:
+    """A container id: letters, digits, ``_`` and ``-``, at most 100."""
+    return _as_sent(value, _CONTAINER)
