@@ -55,12 +55,16 @@ def measure(calls: int, only: str | None = None) -> dict[str, float]:
 
     import django_claude
     from django_claude.models import CallRecord
-    from django_claude.testing import FakeAnthropic
 
-    fake = FakeAnthropic().start()
-    settings.DJANGO_CLAUDE_BASE_URL = fake.url
+    from benchmarks.peers import FakeAPI
+
+    # The fake runs in a process of its own, as the real API would: its
+    # server threads must not compete with the calls for this process's GIL.
+    fake = FakeAPI()
+    url = fake.__enter__()
+    settings.DJANGO_CLAUDE_BASE_URL = url
     settings.DJANGO_CLAUDE_API_KEY = "sk-ant-bench-0000"
-    bare = anthropic.Anthropic(api_key="sk-ant-bench-0000", base_url=fake.url, max_retries=0)
+    bare = anthropic.Anthropic(api_key="sk-ant-bench-0000", base_url=url, max_retries=0)
     prompt = "Summarise this support ticket: the printer on floor 3 prints blank pages."
     model = "claude-sonnet-4-6"  # DJANGO_CLAUDE_DEFAULT_MODEL
 
@@ -77,7 +81,7 @@ def measure(calls: int, only: str | None = None) -> dict[str, float]:
         assert result.outcome == "ok", result.outcome
 
     async_bare = anthropic.AsyncAnthropic(
-        api_key="sk-ant-bench-0000", base_url=fake.url, max_retries=0
+        api_key="sk-ant-bench-0000", base_url=url, max_retries=0
     )
 
     def stream_sdk_once() -> None:
@@ -167,7 +171,7 @@ def measure(calls: int, only: str | None = None) -> dict[str, float]:
         for path in PATHS
         if only in (None, path) and f"{path}_sdk_p50" in results
     )
-    fake.stop()
+    fake.__exit__()
     return results
 
 
