@@ -237,7 +237,7 @@ def warm() -> None:
 def cache_is_local() -> bool:
     """Is django-claude's cache the local-memory one (which never blocks)?"""
     try:
-        return isinstance(caches[conf.CACHE], LocMemCache)
+        return isinstance(_for_workers(conf.CACHE), LocMemCache)
     except Exception:
         return False
 

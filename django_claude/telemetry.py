@@ -62,6 +62,21 @@ def forget_tracer() -> None:
     _tracer = _instruments = _UNSET
 
 
+def note_not_sent() -> None:
+    """Mark the current span (the SDK's, around a request a quota stopped
+    before it went out) ``django_claude.not_sent``. Never raises."""
+    if _get_tracer() is None:
+        return
+    try:
+        from opentelemetry import trace
+
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.set_attribute("django_claude.not_sent", True)
+    except Exception:
+        logger.debug("claude telemetry: could not mark a span", exc_info=True)
+
+
 class _Instruments:
     """The app's four instruments, from OpenTelemetry's global meter (whose
     proxies follow a provider set later)."""

@@ -129,7 +129,7 @@ def _call(req: CallRequest, *, route: Route) -> ClaudeResult:
             )
 
         with state.span.current():
-            run_plan(state.start(), attempt, state.admit)
+            run_plan(state.start(), attempt, state.admit, state.confirm)
         return _conclude(state, reuse)
     finally:
         reuse.release()

@@ -39,6 +39,15 @@ def bounded(until: float) -> Iterator[None]:
         _ends.reset(token)
 
 
+def extend_bound(seconds: float, *, cap: float) -> None:
+    """Move this attempt's end ``seconds`` later, but not past ``cap``: for
+    time spent before its request went out that is not the upstream's (the
+    wait for the call's quota reservation)."""
+    until = _ends.get()
+    if until is not None and seconds > 0:
+        _ends.set(min(until + seconds, max(until, cap)))
+
+
 def _cut(timeout: float | None, error: type[Exception]) -> float | None:
     """``timeout`` shortened to what is left of the attempt; raise ``error`` if nothing is."""
     until = _ends.get()

@@ -29,6 +29,7 @@ from django_claude.client.engine import (
 )
 from django_claude.client.ratelimits import attempt_model
 from django_claude.client.request import CallRequest
+from django_claude.client.sdk import NotAdmitted, admission
 from django_claude.client.state import CallState
 from django_claude.conf import DEFAULTS, conf
 from django_claude.models import CallRecord
@@ -89,30 +90,63 @@ def run_plan(
     plan: AttemptPlan,
     attempt: Callable[[Attempt], Any],
     admit: Callable[[], Any] = lambda: None,
+    confirm: Callable[[], Any] = lambda: None,
 ) -> None:
     """Carry out ``plan`` in this thread until it is done; ``admit`` reserves
-    the call's quotas (``CallState.admit``)."""
+    the call's quotas (``CallState.admit``) and may answer before the cache
+    does: ``confirm`` then waits for its answer (the refusal or None). It is
+    asked just before the first request goes out (the SDK builds it
+    meanwhile), or before any step that could not be undone or must not wait
+    on it (a sleep, a breaker probe, the end)."""
     breakers = Breakers()
     step: Step = plan.first()
-    while not isinstance(step, Done):
+    unconfirmed = False
+    while True:
+        if unconfirmed and not (
+            isinstance(step, Attempt)
+            or (isinstance(step, BreakerStep) and not breakers.needs_io(step))
+        ):
+            unconfirmed = False
+            refusal = confirm()
+            if refusal is not None:
+                step = plan.refused(refusal)
+        if isinstance(step, Done):
+            return
         if isinstance(step, Admit):
             step = plan.send(admit())
+            unconfirmed = True
         elif isinstance(step, BreakerStep):
             step = plan.send(breakers.perform(step))
         elif isinstance(step, Sleep):
             time.sleep(step.seconds)
             step = plan.send()
         else:
-            token = attempt_model.set(step.model)
-            try:
-                with bounded(time.monotonic() + step.timeout):
-                    answer = attempt(step)
-            except Exception as exc:
-                step = plan.failed(exc)
-            else:
-                step = plan.succeeded(answer)
-            finally:
-                attempt_model.reset(token)
+            step = _attempt(plan, step, attempt, confirm if unconfirmed else None)
+            if unconfirmed:  # asked by the request, or now (none went out)
+                unconfirmed = False
+                refusal = confirm()
+                if refusal is not None:
+                    step = plan.refused(refusal)
+
+
+def _attempt(
+    plan: AttemptPlan,
+    step: Attempt,
+    attempt: Callable[[Attempt], Any],
+    confirm: Callable[[], Any] | None,
+) -> Step:
+    token = attempt_model.set(step.model)
+    try:
+        with bounded(time.monotonic() + step.timeout), admission(confirm, plan.deadline.ends):
+            answer = attempt(step)
+    except NotAdmitted:  # refused by the quota; the request was not sent
+        return plan.refused(confirm() if confirm is not None else None)
+    except Exception as exc:
+        return plan.failed(exc)
+    else:
+        return plan.succeeded(answer)
+    finally:
+        attempt_model.reset(token)
 
 
 async def arun_plan(

@@ -7,12 +7,16 @@ asks it for a step and does what the step says:
 - ``Admit``: reserve the call's worst case against its quotas (first, and
   only when some quota applies; again before any attempt that follows one
   whose cost is unknown, such as a timeout, which Anthropic may still bill);
-  the driver answers with the refusal, or None;
+  the driver answers with the refusal, or None (or ``refused()`` it later);
 - ``BreakerStep``: consult the model's breaker (``ALLOW``), or tell it how an
   attempt went (``SUCCEEDED``/``FAILED``);
 - ``Attempt``: send one request to ``model`` with ``timeout`` seconds;
 - ``Sleep``: back off before the next attempt;
 - ``Done``: every run is final (``plan.answer`` is set, or nothing answered).
+
+The driver reports with ``send(value)`` (``allowed`` for an ``ALLOW`` step,
+``None`` after a sleep or a breaker report) or, after an ``Attempt``, with
+``succeeded(answer)`` / ``failed(exc)``; each returns the next step.
 
 ``calls.py`` drives it for ``call``/``acall`` and ``streams.py`` for
 ``stream``/``astream`` (an attempt there is "connect and read to the first
@@ -245,13 +249,8 @@ class Policy:
 
 
 class AttemptPlan:
-    """Primary model, then its fallback, within one deadline: decides, never does.
-
-    ``first()`` gives the first step; the driver then reports what happened
-    with ``send(value)`` (``allowed`` for an ``ALLOW`` step, ``None`` after a
-    sleep or a breaker report) or, after an ``Attempt``, with
-    ``succeeded(answer)`` / ``failed(exc)``; each returns the next step.
-    """
+    """Primary model, then its fallback, within one deadline: decides, never
+    does. ``first()`` gives the first step (see the module for the rest)."""
 
     def __init__(
         self,
@@ -336,6 +335,11 @@ class AttemptPlan:
         if run.kind is ErrorKind.TRANSIENT:
             return self._go(BreakerStep(run.model, BreakerEvent.FAILED), then=after)
         return self._go(after)
+
+    def refused(self, refusal: Any) -> Step:
+        """A late refusal: as at the ``Admit`` (no run of it went out)."""
+        self.refusal, self.runs = refusal, []
+        return self._go(DONE)
 
     def cancelled(self) -> None:
         """The attempt in flight was cancelled (the client went away): log it."""

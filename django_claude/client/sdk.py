@@ -4,17 +4,21 @@ the sync client's transport keeps to each attempt's deadline (``deadline.py``)."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import anthropic
 
-from django_claude.client.deadline import BoundedTransport
+from django_claude.client.deadline import BoundedTransport, extend_bound
 from django_claude.client.errors import MissingCredentials
 from django_claude.client.ratelimits import note_response
 from django_claude.conf import conf
+from django_claude.telemetry import note_not_sent
 
 R = TypeVar("R")
 
@@ -22,6 +26,45 @@ R = TypeVar("R")
 # ANTHROPIC_OPEN_TELEMETRY_TRACES_CONTENT_MODE says: content reaches a span
 # only through DJANGO_CLAUDE_OTEL_CAPTURE_CONTENT, after the redactor.
 SDK_TELEMETRY: Any = {"traces": {"content_mode": "metadata_only"}}
+
+
+# The call's admission, when its quota reservation's answer is still on its
+# way (``Reservation.confirm``), and the call's deadline: read just before a
+# request goes out, so the round trip to the cache overlaps the SDK building
+# the request.
+_admission: ContextVar[tuple[Callable[[], object], float] | None] = ContextVar(
+    "django_claude_admission", default=None
+)
+
+
+class NotAdmitted(BaseException):
+    """A quota refused the call: its request is not sent. A ``BaseException``
+    (as a cancellation is) so that the SDK passes it on as it is, and its
+    span does not report the request as a failed one."""
+
+
+@contextlib.contextmanager
+def admission(confirm: Callable[[], object] | None, deadline_ends: float) -> Iterator[None]:
+    """Requests sent in this block go only once ``confirm()`` returns None;
+    the attempt's time spent waiting for it is given back, within the
+    call's deadline (``deadline_ends``, monotonic)."""
+    token = _admission.set(None if confirm is None else (confirm, deadline_ends))
+    try:
+        yield
+    finally:
+        _admission.reset(token)
+
+
+def _confirm_admission(request: Any) -> None:
+    gate = _admission.get()
+    if gate is None:
+        return
+    confirm, deadline_ends = gate
+    started = time.monotonic()
+    if confirm() is not None:
+        note_not_sent()  # the SDK's span of it: no status, and this mark
+        raise NotAdmitted("django-claude: a quota refused this call; nothing was sent")
+    extend_bound(time.monotonic() - started, cap=deadline_ends)
 
 
 @functools.lru_cache(maxsize=8)
@@ -33,7 +76,8 @@ def _sync_client(api_key: str | None, base_url: str | None) -> anthropic.Anthrop
         max_retries=0,
         open_telemetry=SDK_TELEMETRY,
         http_client=anthropic.DefaultHttpxClient(
-            transport=transport, event_hooks={"response": [note_response]}
+            transport=transport,
+            event_hooks={"request": [_confirm_admission], "response": [note_response]},
         ),
     )
 

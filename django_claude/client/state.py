@@ -5,6 +5,7 @@ the facts every ending records."""
 from __future__ import annotations
 
 import datetime
+import os
 import threading
 import time
 import uuid
@@ -31,6 +32,33 @@ from django_claude.types import Outcome
 
 # Attempt-log errors of steps that sent no request.
 NOT_SENT = frozenset({"breaker_open", "deadline", "rate_limited", "limited"})
+
+
+class _RandomIds:
+    """Version 4 UUIDs, as ``uuid.uuid4()`` makes them, from ``os.urandom``
+    read 4 KB at a time: one system call per 256 calls instead of one each.
+    A fork's child starts with nothing (never its parent's ids)."""
+
+    SIZE = 16 * 256
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pool, self.at = b"", 0
+
+    def new(self) -> uuid.UUID:
+        with self.lock:
+            if self.at >= len(self.pool):
+                self.pool, self.at = os.urandom(self.SIZE), 0
+            raw, self.at = self.pool[self.at : self.at + 16], self.at + 16
+        return uuid.UUID(bytes=raw, version=4)
+
+    def after_fork(self) -> None:
+        self.__init__()  # type: ignore[misc]
+
+
+_ids = _RandomIds()
+os.register_at_fork(after_in_child=_ids.after_fork)
+new_request_id = _ids.new
 
 
 def policy() -> Policy:
@@ -66,11 +94,11 @@ class CallState:
     sampled: bool | None = None  # the smell test's draw, once made (``draw_sample``)
     # What the call's quotas hold for it, settled by its ending.
     reservation: Reservation = field(default_factory=lambda: NOTHING_HELD)
+    quotas_found: list[tuple[Quota, str]] = field(default_factory=list)  # with scope keys
     # Input tokens per model, as Anthropic counted them (``QUOTA_COUNT_TOKENS``).
     counted: dict[str, int] | None = None
     released: bool = False  # ``release`` ran: the call is over for its caller
-    # An ending built the call's facts: a second one (a cancel racing an
-    # ending that runs in a thread) records nothing.
+    # An ending built the facts: a second one (a cancel racing it) records nothing.
     ending_taken: bool = False
     _release_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     span: CallSpan = field(init=False, repr=False)  # OpenTelemetry's, ended by the record
@@ -92,45 +120,45 @@ class CallState:
         """The attempt plan for ``route`` (default: the state's own)."""
         self.route = route or self.route
         self.span.routed(self.route.model)
+        req = self.req
+        self.quotas_found = applying(Scope(req.feature, user=req.user_ref, tenant=req.tenant))
         self.plan = AttemptPlan(
             model=self.route.model,
             fallback_model=self.route.fallback_model,
             deadline=self.deadline,
             policy=policy(),
-            admit=bool(self._quotas()),
+            admit=bool(self.quotas_found),
         )
         return self.plan
-
-    def _quotas(self) -> list[tuple[Quota, str]]:
-        """The quotas that apply to this call, each with its scope key."""
-        req = self.req
-        return applying(Scope(feature=req.feature, user=req.user_ref, tenant=req.tenant))
 
     def models(self) -> list[str]:
         """The route's models: what a reservation is priced on."""
         return [self.route.model, self.route.fallback_model]
 
     def admit(self) -> Refusal | None:
-        """Reserve the call's worst case on its route's models (the plan's
-        ``Admit`` step); the refusal, if a quota refuses it. Blocking (cache,
-        and the token count when the site asks for one)."""
-        found = self._quotas()
+        """Reserve the call's worst case (the plan's ``Admit``); the refusal,
+        if any. The first one's answer is read just before the request goes
+        out (``confirm``); one before a retry, and a token count, now."""
+        found = self.quotas_found
         if self.counted is None and counts_tokens(found):
             self.counted = count_input_of(self)
-        return self._reserve(found)
+        return self._reserve(found, later=self.plan is not None and not self.plan.runs)
+
+    def confirm(self) -> Refusal | None:  # (``admit``)
+        return self.reservation.confirm()
 
     async def aadmit(self) -> Refusal | None:
         """``admit`` for the event loop: the token count is awaited there, the
         reservation made in a thread when the cache can block."""
-        found = self._quotas()
+        found = self.quotas_found
         if self.counted is None and counts_tokens(found):
             self.counted = await acount_input_of(self)
         if cache_is_local():
             return self._reserve(found)
         return await sync_to_async(self._reserve, thread_sensitive=False)(found)
 
-    def _reserve(self, found: list[tuple[Quota, str]]) -> Refusal | None:
-        admitted = admit(found, self.req.params, self.models(), counted=self.counted)
+    def _reserve(self, found: list[tuple[Quota, str]], *, later: bool = False) -> Refusal | None:
+        admitted = admit(found, self.req.params, self.models(), counted=self.counted, later=later)
         if isinstance(admitted, Refusal):
             return admitted
         with self._release_lock:
@@ -144,16 +172,15 @@ class CallState:
         return None
 
     def release(self) -> None:
-        """The call is over for its caller: give back what it still holds, if
-        nothing was sent (an ending settles first; this covers any other way
-        out). A request that was sent and never settled may have been billed:
-        its worst case stays charged. A reservation an ``admit`` still in
-        flight makes later is given back by it (``released``)."""
+        """The call is over for its caller: give back what it holds if nothing
+        was sent (a request sent and never settled may have been billed: its
+        worst case stays charged); an ``admit`` still in flight gives back
+        what it makes later (``released``)."""
         with self._release_lock:
             self.released = True
             unrecorded = not self.ending_taken
-        if not self.sent_anything():
-            self.reservation.settle(None, None, billed=False)
+        if self.reservation.unconfirmed or not self.sent_anything():  # (unread: none went out)
+            self.reservation.give_back()
         if unrecorded:  # left by an exception no ending saw (KeyboardInterrupt...)
             self.span.abandon()
 
@@ -183,7 +210,7 @@ class CallState:
             duplicate, self.ending_taken = self.ending_taken, True
         runs = self.runs
         return CallFacts(
-            request_id=uuid.uuid4(),
+            request_id=new_request_id(),
             created_at=self.created_at,
             feature=self.req.feature,
             model_requested=self.route.model,

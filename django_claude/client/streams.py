@@ -204,7 +204,9 @@ class ClaudeStream:
         session = self._session
         try:
             with session.call.span.current():
-                run_plan(session.call.start(), self._connect, session.call.admit)
+                run_plan(
+                    session.call.start(), self._connect, session.call.admit, session.call.confirm
+                )
         except BaseException:  # SystemExit, KeyboardInterrupt: no __exit__ will run
             session.call.release()
             raise

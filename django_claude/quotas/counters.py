@@ -30,7 +30,6 @@ import atexit
 import logging
 import os
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,9 +37,10 @@ from typing import Any
 from django.core.cache import BaseCache
 
 from django_claude.conf import conf
-from django_claude.quotas.scripts import ADJUST, CANCEL, RESERVE, new_marker, run_script
+from django_claude.quotas.here import Sent, parse_answer, reserve_command, timed_redis
+from django_claude.quotas.scripts import ADJUST, RESERVE, new_marker, run_script
 from django_claude.quotas.settler import Settler
-from django_claude.shared_cache import cache_is_local, cache_op, cache_op_here, cache_op_later
+from django_claude.shared_cache import cache_is_local, cache_op, cache_op_here
 
 logger = logging.getLogger(__name__)
 
@@ -63,10 +63,8 @@ _UNAVAILABLE = object()
 # A refused reservation refuses the call: give the cache longer to answer than
 # the breaker's lookups get (a process's first calls wait on its connections).
 RESERVE_BUDGET = 1.0
-# How long a reservation's marker lives: longer than any reservation can be
-# on its way to Redis after its caller gave up on it.
-MARKER_TTL_MS = 30_000
 _NOT_HERE = object()
+_PENDING = object()
 
 
 def _redis(cache: BaseCache) -> tuple[Any, Any] | None:
@@ -124,129 +122,25 @@ def _reserve_in(cache: BaseCache, charges: Sequence[Charge]) -> tuple[list[int],
     return [], False
 
 
-# Counter keys as the cache makes them (prefix, version, validation), per
-# make_key: a counter's key is the same for every call of its window.
-_made_keys: dict[tuple[Any, str], str] = {}
-
-
-def _made(make_key: Any, key: str) -> str:
-    made = _made_keys.get((make_key, key))
-    if made is None:
-        if len(_made_keys) > 4096:
-            _made_keys.clear()
-        made = _made_keys[(make_key, key)] = make_key(key)
-    return made
-
-
 def _reserve_on_redis(
     client: Any, make_key: Any, charges: Sequence[Charge], marker: str, batch: dict[str, int]
 ) -> tuple[list[int], bool]:
     """RESERVE on ``client``, carrying ``batch`` (this process's waiting
     settlements). Raises ``ValueError`` for an answer that is not one."""
-    keys = [_made(make_key, key) for key in batch]
-    keys += [_made(make_key, charge.key) for charge in charges]
-    args: list[int] = [len(batch), *batch.values()]
-    for charge in charges:
-        args += [charge.amount, charge.limit, charge.ttl]
-    answer = [int(i) for i in run_script(client, RESERVE, [*keys, marker], [*args, MARKER_TTL_MS])]
-    if any(not 1 <= index <= len(charges) for index in answer):
-        raise ValueError(f"RESERVE answered {answer[:3]}")  # its marker was taken: cancel
-    return answer, bool(batch)
+    keys, args = reserve_command(make_key, charges, marker, batch)
+    return parse_answer(run_script(client, RESERVE, keys, args), len(charges)), bool(batch)
 
 
-def _reserve_here(cache: BaseCache, charges: Sequence[Charge], budget: float) -> Any:
-    """The reservation in the caller's thread, on a client whose sockets give
-    up after ``budget`` seconds (the hop to a cache worker costs more than
-    the round trip); ``_NOT_HERE`` when the cache is not Redis. A reservation
-    that failed or timed out may still reach Redis: its marker is cancelled
-    in the background, which undoes its charges if it landed, or else applies
-    the settlements it carried and keeps it from ever being made."""
-    found = _timed_redis(cache, budget)
+def _send_here(cache: BaseCache, charges: Sequence[Charge], budget: float) -> Any:
+    """The reservation sent from the caller's thread (``here``), its answer
+    read later; ``_NOT_HERE`` when the cache is not Redis."""
+    found = timed_redis(cache, budget, _redis)
     if found is None:
         return _NOT_HERE
     client, make_key = found
-    marker = make_key(new_marker())
     batch = _settler.take()  # written by this round trip (or its cancel)
-    try:
-        return _reserve_on_redis(client, make_key, charges, marker, batch)
-    except BaseException:
-        keys = [
-            *(_made(make_key, charge.key) for charge in charges),
-            *(_made(make_key, key) for key in batch),
-            marker,
-        ]
-        args = [
-            len(charges),
-            *(-charge.amount for charge in charges),
-            *batch.values(),
-            MARKER_TTL_MS,
-        ]
-        cache_op_later("quota cancel", lambda _cache: _cancel(client, keys, args), force=True)
-        raise
-    finally:
-        if batch:
-            _settler.done()
-
-
-_timed_lock = threading.Lock()
-CANCEL_TRIES = (0.0, 1.0, 4.0)  # seconds before each try: within the marker's life
-
-
-def _cancel(client: Any, keys: list[str], args: list[int]) -> None:
-    """CANCEL, tried again while Redis does not answer (it is safe to repeat)."""
-    for pause in CANCEL_TRIES:
-        time.sleep(pause)
-        try:
-            run_script(client, CANCEL, keys, args)
-            return
-        except Exception as exc:
-            failure = exc
-    logger.warning(
-        "claude quota: a reservation given up on could not be cancelled (%s); if it "
-        "reached Redis, it is held until its window ends",
-        type(failure).__name__,
-    )
-
-
-def _timed_redis(cache: BaseCache, budget: float) -> tuple[Any, Any] | None:
-    """``_redis(cache)`` on a pool of its own whose sockets time out after
-    ``budget`` seconds and never retry (a retry would send the reservation
-    twice); None when the cache is not Redis (or its pool cannot be copied:
-    Sentinel, Cluster)."""
-    kept = getattr(cache, "_django_claude_timed", None)
-    if kept is not None and kept[0] == budget:
-        return kept[1]
-    found = _redis(cache)
-    if found is None:
-        return None
-    client, make_key = found
-    pool = client.connection_pool
-    try:
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-
-        kwargs = dict(pool.connection_kwargs)
-        for name in ("socket_timeout", "socket_connect_timeout"):
-            kwargs[name] = budget
-            if f"orig_{name}" in kwargs:  # what maintenance notices restore
-                kwargs[f"orig_{name}"] = budget
-        kwargs.update(retry=Retry(NoBackoff(), 0), retry_on_timeout=False, retry_on_error=[])
-        if hasattr(pool, "timeout"):  # BlockingConnectionPool: wait for a connection
-            kwargs["timeout"] = min(float(pool.timeout or budget), budget)
-        timed_pool = type(pool)(
-            connection_class=pool.connection_class,
-            max_connections=pool.max_connections,
-            **kwargs,
-        )
-        timed = (type(client)(connection_pool=timed_pool), make_key)
-    except Exception:
-        timed = None
-    with _timed_lock:  # one pool per cache, even when threads race to build it
-        kept = getattr(cache, "_django_claude_timed", None)
-        if kept is None or kept[0] != budget:  # (a pool for another budget is dropped)
-            kept = (budget, timed)
-            cache._django_claude_timed = kept  # type: ignore[attr-defined]
-    return kept[1]
+    marker = cache.make_key(new_marker())  # (ours: valid for any cache, not validated again)
+    return Sent(client, make_key, charges, marker, batch, _settler.done, budget).send()
 
 
 def _also_refused(cache: BaseCache, rest: Sequence[Charge], *, start: int) -> list[int]:
@@ -268,49 +162,97 @@ def _decrement(cache: BaseCache, key: str, amount: int) -> None:
         pass  # its window ended meanwhile
 
 
-def reserve(charges: Sequence[Charge]) -> list[int]:
-    """Charge every counter its amount, or none. Returns [] when charged, else
-    the 1-based indexes of the charges that would pass their limits. Raises
-    ``QuotaStoreUnavailable`` when the cache fails or does not answer in time
-    (a reservation it made after that is given back)."""
-    if not charges:
-        return []
+class Reserving:
+    """A reservation under way: ``result()`` says how it went. On Redis the
+    script is sent when this is made and its answer read by ``result``, so
+    the round trip overlaps whatever the caller does in between (``admit``
+    reads it just before the request goes out); on any other cache it is
+    made at once. ``abandon()`` gives up on one that was never read."""
 
-    def give_back(answer: Any) -> None:
-        if answer[0] == []:  # charged after all, for a call that was not sent
-            adjust([(charge.key, -charge.amount) for charge in charges])
+    def __init__(self, charges: Sequence[Charge]) -> None:
+        self.charges = charges
+        self._landed = _settler.completed
+        self._lock = threading.Lock()
+        self._sent: Sent | None = None
+        self._result: Any = _PENDING
+        self._answer = self._begin()
 
-    budget = max(conf.CACHE_BUDGET, RESERVE_BUDGET)
-
-    def attempt() -> Any:
-        here = cache_op_here(
+    def _begin(self) -> Any:
+        budget = max(conf.CACHE_BUDGET, RESERVE_BUDGET)
+        sent = cache_op_here(
             "quota reserve",
-            lambda cache: _reserve_here(cache, charges, budget),
+            lambda cache: _send_here(cache, self.charges, budget),
             default=_UNAVAILABLE,
         )
-        if here is not _NOT_HERE:
-            return here
+        if isinstance(sent, Sent):
+            self._sent = sent
+            return _PENDING
+        if sent is not _NOT_HERE:
+            return _UNAVAILABLE
+
+        def give_back(answer: Any) -> None:
+            if answer[0] == []:  # charged after all, for a call that was not sent
+                adjust([(charge.key, -charge.amount) for charge in self.charges])
+
         return cache_op(
             "quota reserve",
-            lambda cache: _reserve_in(cache, charges),
+            lambda cache: _reserve_in(cache, self.charges),
             default=_UNAVAILABLE,
             budget=budget,
             late=give_back,
         )
 
-    landed = _settler.completed
-    answer = attempt()
-    if answer is not _UNAVAILABLE and answer[0]:
-        # This process's own settlements may be what filled the quota: let
-        # those in flight land, then ask again (never refuse for a refund in
-        # flight). Those the refused attempt carried were counted already.
-        _settler.drain(RESERVE_BUDGET)
-        if _settler.completed - landed > answer[1]:
-            answer = attempt()
-    if answer is _UNAVAILABLE:
-        raise QuotaStoreUnavailable
-    refused: list[int] = answer[0]
-    return refused
+    def result(self) -> list[int]:
+        """[] when every charge was made, else the 1-based indexes of the
+        charges that would pass their limits (then none is made). Raises
+        ``QuotaStoreUnavailable`` when the cache failed or did not answer in
+        time (a reservation it made after that is given back)."""
+        with self._lock:
+            if self._result is _PENDING:
+                try:
+                    self._result = self._finish()
+                finally:  # an interrupt while reading: the reservation is cancelled
+                    if self._result is _PENDING:
+                        self._result = _UNAVAILABLE
+        if self._result is _UNAVAILABLE:
+            raise QuotaStoreUnavailable
+        refused: list[int] = self._result
+        return refused
+
+    def abandon(self) -> None:
+        """Never to be read: a reservation still on its way is cancelled."""
+        with self._lock:
+            if self._result is _PENDING and self._sent is not None:
+                self._sent.abandon()
+                self._result = _UNAVAILABLE
+
+    def _finish(self, *, again: bool = True) -> Any:
+        answer = self._answer
+        sent = self._sent
+        if sent is not None:
+            try:
+                answer = cache_op_here(
+                    "quota reserve",
+                    lambda _cache: (sent.read(), sent.carried),
+                    default=_UNAVAILABLE,
+                )
+            finally:  # unread (the cache marked down meanwhile, an interrupt): cancelled
+                sent.abandon()
+        if answer is not _UNAVAILABLE and answer[0]:
+            # This process's own settlements may be what filled the quota: let
+            # those in flight land, then ask again (never refuse for a refund in
+            # flight). Those the refused attempt carried were counted already.
+            _settler.drain(RESERVE_BUDGET)
+            if again and _settler.completed - self._landed > answer[1]:
+                return Reserving(self.charges)._finish(again=False)
+        return answer if answer is _UNAVAILABLE else answer[0]
+
+
+def reserve(charges: Sequence[Charge]) -> list[int]:
+    """Charge every counter its amount, or none (``Reserving``, waited for)."""
+    if not charges:
+        return []
+    return Reserving(charges).result()
 
 
 def _adjust_in(cache: BaseCache, changes: Sequence[tuple[str, int]]) -> None:

@@ -92,13 +92,26 @@ def _key_of(secret: str) -> bytes:
 
 
 def applying(scope: Scope) -> list[tuple[Quota, str]]:
-    """The quotas that apply to a call in ``scope``, each with its scope key."""
+    """The quotas that apply to a call in ``scope``, each with its scope key
+    (remembered per scope while the quota settings are the same object)."""
+    configured = quotas()
+    if not configured:
+        return []
+    kept = _applying.get(scope)
+    if kept is not None and kept[0] is configured:
+        return list(kept[1])
     found = []
-    for quota in quotas():
+    for quota in configured:
         key = scope.key_of(quota)
         if key is not None:
             found.append((quota, key))
+    if len(_applying) >= 4096:
+        _applying.clear()
+    _applying[scope] = (configured, tuple(found))
     return found
+
+
+_applying: dict[Scope, tuple[tuple[Quota, ...], tuple[tuple[Quota, str], ...]]] = {}
 
 
 def _amount(quota: Quota, worst: WorstCase) -> int | None:
@@ -129,16 +142,64 @@ def used_amount(unit: str, usage: Usage | None, cost: Decimal | None, billed: bo
 
 @dataclass
 class Reservation:
-    """What a call reserved, to be settled once when it ends."""
+    """What a call reserved, to be settled once when it ends. Made with
+    ``admit(later=True)``, its answer is still on its way: ``confirm`` waits
+    for it (settling does too)."""
 
     held: list[tuple[Quota, counters.Charge]] = field(default_factory=list)
     settled: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    pending: counters.Reserving | None = field(default=None, repr=False, compare=False)
+    made_at: datetime.datetime | None = field(default=None, repr=False, compare=False)
+    refusal: Refusal | None = None
+
+    def confirm(self) -> Refusal | None:
+        """The refusal, if the quotas refused this reservation (then it holds
+        nothing); None once it is made. Waits for a reservation on its way."""
+        with self.lock:
+            pending = self.pending
+            if pending is None:
+                return self.refusal
+            assert self.made_at is not None
+            try:
+                decided = _decided(self.held, pending, self.made_at)
+            except BaseException:  # (an interrupt): it is cancelled, so it holds nothing
+                self.pending, self.held = None, []
+                raise
+            self.pending = None
+            if decided is not None:
+                self.held = []
+                self.refusal = decided if decided is not _ALLOWED else None
+            return self.refusal
+
+    @property
+    def unconfirmed(self) -> bool:
+        """Is its answer still unread (so no request of the call went out)?"""
+        return self.pending is not None
+
+    def give_back(self) -> None:
+        """Nothing of the call was sent: hold nothing (one whose answer is
+        unread is cancelled, without waiting for it)."""
+        if self.unconfirmed:
+            self.abandon()
+        else:
+            self.settle(None, None, billed=False)
+
+    def abandon(self) -> None:
+        """Give up on an unread reservation without waiting for it: it is
+        cancelled in the background (undone if it landed), and holds nothing."""
+        with self.lock:
+            pending, self.pending = self.pending, None
+            if pending is None:
+                return
+            self.held, self.settled = [], True
+        pending.abandon()
 
     def settle(self, usage: Usage | None, cost: Decimal | None, *, billed: bool) -> None:
         """Replace the reservation by what the call used (``billed``: it
         reached Anthropic and was answered, even in part). Once, whichever
         thread comes first; never raises."""
+        self.confirm()
         with self.lock:
             if self.settled or not self.held:
                 self.settled = True
@@ -161,10 +222,13 @@ def admit(
     *,
     now: datetime.datetime | None = None,
     counted: Mapping[str, int] | None = None,
+    later: bool = False,
 ) -> Reservation | Refusal:
     """Reserve the call's worst case against the quotas ``found`` for it
     (``applying``), or say which one refuses it. ``counted``: each model's
-    input tokens from Anthropic's token count (``counting``), if made."""
+    input tokens from Anthropic's token count (``counting``), if made.
+    ``later``: do not wait for the cache's answer; the reservation's
+    ``confirm()`` gives the refusal, if any (call it before the request)."""
     if not found:
         return NOTHING_HELD
     now = now or timezone.now()
@@ -183,23 +247,44 @@ def admit(
             ttl=math.ceil((end - now).total_seconds()) + TTL_SLACK,
         )
         held.append((quota, charge))
+    reservation = Reservation(
+        held=held, pending=counters.Reserving([charge for _, charge in held]), made_at=now
+    )
+    if later:
+        return reservation
+    refusal = reservation.confirm()
+    if refusal is not None:
+        return refusal
+    return reservation if reservation.held else NOTHING_HELD
+
+
+_ALLOWED = Refusal("", 0.0, "")  # the cache did not answer, and the site lets calls through
+
+
+def _decided(
+    held: list[tuple[Quota, counters.Charge]],
+    pending: counters.Reserving,
+    now: datetime.datetime,
+) -> Refusal | None:
+    """How ``pending`` went: None when made, else the refusal (``_ALLOWED``:
+    nothing reserved, and the call may go)."""
     try:
-        refused = counters.reserve([charge for _, charge in held])
+        refused = pending.result()
     except counters.QuotaStoreUnavailable:
         if conf.QUOTAS_WHEN_CACHE_DOWN == "allow":
-            return NOTHING_HELD
+            return _ALLOWED
         return Refusal(held[0][0].name, COOLDOWN, "cache down")
-    if refused:
-        # The call fits again only once every quota that refuses it has reset.
-        blocking = [held[index - 1] for index in refused]
-        ends = [(window_bounds(quota.window, now)[1], quota) for quota, _ in blocking]
-        end, quota = max(ends, key=lambda pair: pair[0])
-        for too_small, charge in blocking:
-            if charge.amount > charge.limit:
-                logger.warning(
-                    "claude quota %r: one call's worst case is more than the whole limit, "
-                    "so no such call fits; raise the limit or lower max_tokens",
-                    too_small.name,
-                )
-        return Refusal(quota.name, max(0.0, (end - now).total_seconds()), "limit")
-    return Reservation(held=held)
+    if not refused:
+        return None
+    # The call fits again only once every quota that refuses it has reset.
+    blocking = [held[index - 1] for index in refused]
+    ends = [(window_bounds(quota.window, now)[1], quota) for quota, _ in blocking]
+    end, quota = max(ends, key=lambda pair: pair[0])
+    for too_small, charge in blocking:
+        if charge.amount > charge.limit:
+            logger.warning(
+                "claude quota %r: one call's worst case is more than the whole limit, "
+                "so no such call fits; raise the limit or lower max_tokens",
+                too_small.name,
+            )
+    return Refusal(quota.name, max(0.0, (end - now).total_seconds()), "limit")

@@ -104,14 +104,19 @@ _scripts: dict[str, Any] = {}
 _scripts_lock = threading.Lock()
 
 
-def run_script(client: Any, source: str, keys: list[str], args: list[int]) -> Any:
-    """EVALSHA ``source`` (loading it when Redis does not know it) on ``client``.
-    One ``Script`` per source: Django's backend hands out a new client per call."""
+def script_of(client: Any, source: str) -> Any:
+    """redis-py's ``Script`` for ``source`` (its ``sha``), one per source:
+    Django's backend hands out a new client per call."""
     script = _scripts.get(source)
     if script is None:
         with _scripts_lock:
             script = _scripts.setdefault(source, client.register_script(source))
-    return script(keys=keys, args=args, client=client)
+    return script
+
+
+def run_script(client: Any, source: str, keys: list[str], args: list[int]) -> Any:
+    """EVALSHA ``source`` (loading it when Redis does not know it) on ``client``."""
+    return script_of(client, source)(keys=keys, args=args, client=client)
 
 
 class _Markers:
