@@ -54,9 +54,8 @@ def measure(calls: int, only: str | None = None) -> dict[str, float]:
     from django.conf import settings
 
     import django_claude
-    from django_claude.models import CallRecord
-
     from benchmarks.peers import FakeAPI
+    from django_claude.models import CallRecord
 
     # The fake runs in a process of its own, as the real API would: its
     # server threads must not compete with the calls for this process's GIL.
