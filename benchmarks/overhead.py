@@ -79,9 +79,7 @@ def measure(calls: int, only: str | None = None) -> dict[str, float]:
         result = django_claude.call(prompt, feature="bench")
         assert result.outcome == "ok", result.outcome
 
-    async_bare = anthropic.AsyncAnthropic(
-        api_key="sk-ant-bench-0000", base_url=url, max_retries=0
-    )
+    async_bare = anthropic.AsyncAnthropic(api_key="sk-ant-bench-0000", base_url=url, max_retries=0)
 
     def stream_sdk_once() -> None:
         with bare.messages.stream(
