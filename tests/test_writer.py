@@ -209,6 +209,33 @@ def test_a_refused_row_in_a_batch_costs_only_itself(fresh_writer, caplog):
 
 
 @transactional
+def test_rows_handed_over_unbuilt_are_built_by_the_writer(fresh_writer, caplog):
+    """What ``record_call`` queues is the way to build the row from its log
+    line; the writer's thread builds it. One that cannot be built is logged
+    (its line keeps every field) and costs only itself."""
+    own = fresh_writer()
+    own.LINGER = 0.5
+    built_in: list[str] = []
+
+    def build(feature: str):
+        def make() -> CallRecord:
+            built_in.append(threading.current_thread().name)
+            return a_record(feature)
+
+        return make
+
+    def broken() -> CallRecord:
+        raise ValueError("not a call line")
+
+    for row in (build("unbuilt"), broken, build("unbuilt")):
+        own.submit(row, "default")
+    assert own.flush(10.0)
+    assert CallRecord.objects.filter(feature="unbuilt").count() == 2
+    assert built_in == ["django-claude-records"] * 2
+    assert errors(caplog, "not built")
+
+
+@transactional
 def test_a_full_queue_keeps_the_row_in_its_log_line_and_never_blocks(fresh_writer, caplog):
     w = fresh_writer(max_queued=2)
     busy, release = threading.Event(), threading.Event()

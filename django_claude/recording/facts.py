@@ -11,6 +11,7 @@ the database could not take.
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import math
 import uuid
@@ -389,12 +390,8 @@ def _record_call(
         telemetry.measure(line)
     except Exception:  # a telemetry bug must never lose the record
         logger.exception("claude telemetry: could not finish call %s", line["request_id"])
-    try:
-        record = record_from_line(line)
-    except ValueError as exc:  # cannot happen for a line built here; the line is kept
-        logger.error(
-            "claude record %s not built (%s); its log line has every field", line["request_id"], exc
-        )
-        return cost
-    write_record(record, after=after_write, background=background)
+    # Built where it is written: by the writer's thread, when written behind.
+    write_record(
+        functools.partial(record_from_line, line), after=after_write, background=background
+    )
     return cost

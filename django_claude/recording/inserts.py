@@ -27,16 +27,31 @@ logger = logging.getLogger("django_claude.recording.writer")
 INGEST_HINT = "their log lines have every field: load them with manage.py claude_ingest_log"
 
 After = Callable[[], None] | None
+# A row, or what builds it (from the call's log line): built by the writer
+# thread when the row is written behind, off the request path.
+Row = CallRecord | Callable[[], CallRecord]
 
 
-def run_after(after: After, record: CallRecord) -> None:
+def built(row: Row) -> CallRecord | None:
+    """The record, built now if it was handed over unbuilt; None (logged,
+    its log line keeps every field) if it cannot be. Never raises."""
+    if isinstance(row, CallRecord):
+        return row
+    try:
+        return row()
+    except Exception as exc:
+        logger.error("claude record not built (%s); %s", type(exc).__name__, INGEST_HINT)
+        return None
+
+
+def run_after(after: After, record: CallRecord | None) -> None:
     """Run a record's follow-up (the smell test's announcement); never raises."""
     if after is None:
         return
     try:
         after()
     except Exception:
-        logger.exception("claude record %s: follow-up failed", record.id)
+        logger.exception("claude record %s: follow-up failed", getattr(record, "id", "?"))
 
 
 def _outage_declared(alias: str, retry_for: float, exc: Exception, record: CallRecord) -> None:
@@ -70,12 +85,16 @@ class Inserts:
     _outages: dict[str, Outage]
     given_up: int
 
-    def _write_batch(self, batch: list[tuple[CallRecord, str, After]]) -> None:
+    def _write_batch(self, batch: list[tuple[Row, str, After]]) -> None:
         """Insert the batch in one transaction per database (one commit); any
         failure, and then each row is written alone (a duplicate skipped, an
         outage waited out)."""
         by_alias: dict[str, list[tuple[CallRecord, After]]] = {}
-        for record, alias, after in batch:
+        for row, alias, after in batch:
+            record = built(row)
+            if record is None:
+                self.given_up += 1
+                continue
             by_alias.setdefault(alias, []).append((record, after))
         for alias, rows in by_alias.items():
             if len(rows) > 1 and self._insert_together(alias, [r for r, _ in rows]):

@@ -1,6 +1,7 @@
 """Writing a ``CallRecord`` outside the caller's transaction, off the request path.
 
 The call's log line is written first and carries every field; then the row
+(still unbuilt: the writer's thread makes the ``CallRecord`` from the line)
 is queued for a background writer with its own connection, which inserts
 whatever has queued meanwhile in one transaction (a group commit: one
 commit for many calls, none of them waited for). So a rollback in the
@@ -45,7 +46,7 @@ from django.db.transaction import TransactionManagementError
 from django_claude.conf import conf
 from django_claude.models import CallRecord
 from django_claude.recording.backlog import Hurry, Outage, Overflow, WriterStats
-from django_claude.recording.inserts import INGEST_HINT, After, Inserts, run_after
+from django_claude.recording.inserts import INGEST_HINT, After, Inserts, Row, built, run_after
 from django_claude.recording.transactions import (
     in_callers_transaction,
     in_test_transaction,
@@ -80,7 +81,7 @@ def writes_behind(alias: str) -> bool:
 WAITED_TOO_LONG = frozenset({"55P03", "57014"})  # lock_not_available, query_canceled
 
 
-def write_record(record: CallRecord, *, after: After = None, background: bool = False) -> None:
+def write_record(row: Row, *, after: After = None, background: bool = False) -> None:
     """Hand ``record`` to the background writer (``DJANGO_CLAUDE_WRITE_BEHIND``
     and no ``after``, ``background``, or the caller is inside its own
     transaction), or save it now; then run ``after`` (once the row exists, or
@@ -92,7 +93,10 @@ def write_record(record: CallRecord, *, after: After = None, background: bool = 
     # by default, are inserted at once, so the judge never waits on the queue.
     behind = background or (after is None and writes_behind(alias))
     if not in_test and (behind or in_callers_transaction(alias)):
-        _writer.submit(record, alias, after)
+        _writer.submit(row, alias, after)  # (built by the writer's thread)
+        return
+    record = built(row)
+    if record is None:
         return
     connection = connections[alias]
     try:
@@ -164,7 +168,7 @@ class RecordWriter(Inserts):
         """Empty state; also a fork()-ed child's: the parent's thread is not
         in the child, its lock may be held there, its queued rows are the
         parent's to write."""
-        self._queue: queue.Queue[tuple[CallRecord, str, After]] = queue.Queue(self.max_queued)
+        self._queue: queue.Queue[tuple[Row, str, After]] = queue.Queue(self.max_queued)
         self._lock = threading.Lock()
         self._hurry = Hurry()
         self._thread: threading.Thread | None = None
@@ -174,12 +178,13 @@ class RecordWriter(Inserts):
         self._submitted = 0  # rows queued, ever
         self._written = 0  # of those, written or given up
 
-    def submit(self, record: CallRecord, alias: str, after: After = None) -> None:
+    def submit(self, row: Row, alias: str, after: After = None) -> None:
         """Queue the row for the writer thread. A full queue keeps it in its log
         line only (``after`` then runs at once). Never blocks, never raises."""
         try:
-            self._queue.put_nowait((record, alias, after))
+            self._queue.put_nowait((row, alias, after))
         except queue.Full:
+            record = built(row)
             with self._lock:
                 first = self._overflow.turned_away()
             if first:
@@ -187,7 +192,7 @@ class RecordWriter(Inserts):
                     "claude records: the writer's queue is full (%d rows): record %s and the "
                     "ones after it are not saved until it drains; %s",
                     self.max_queued,
-                    record.id,
+                    getattr(record, "id", "?"),
                     INGEST_HINT,
                 )
             run_after(after, record)
@@ -223,8 +228,8 @@ class RecordWriter(Inserts):
                 self._hurry.linger(self.LINGER)
             self._write_taken([first, *self._take(self.BATCH - 1)])
 
-    def _take(self, most: int) -> list[tuple[CallRecord, str, After]]:
-        taken: list[tuple[CallRecord, str, After]] = []
+    def _take(self, most: int) -> list[tuple[Row, str, After]]:
+        taken: list[tuple[Row, str, After]] = []
         while len(taken) < most:
             try:
                 taken.append(self._queue.get_nowait())
@@ -232,7 +237,7 @@ class RecordWriter(Inserts):
                 break
         return taken
 
-    def _write_taken(self, batch: list[tuple[CallRecord, str, After]]) -> None:
+    def _write_taken(self, batch: list[tuple[Row, str, After]]) -> None:
         try:
             self._write_batch(batch)
         finally:
