@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 from io import StringIO
@@ -194,6 +195,35 @@ def shout_redactor(text: str) -> str:
     from django_claude.recording.redaction import redact
 
     return redact(text).replace("Apollo", "[CODENAME]")
+
+
+PII_PROMPT = "Mail jane.doe@example.com with key sk-ant-api03-" + "x" * 40 + " about the invoice"
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.parametrize("redactor", ["default", "site's own"])
+def test_async_calls_record_the_prefix_a_sync_call_does(
+    fake_anthropic, call_lines, settings, redactor
+):
+    """acall and astream redact the prompt's prefix while they wait for the
+    answer (the built-in redactor), or in their ending (a site's own, which
+    might block): the line says the same either way."""
+    if redactor != "default":
+        settings.DJANGO_CLAUDE_REDACTOR = "tests.test_records.shout_redactor"
+
+    async def both() -> list:
+        called = await django_claude.acall(PII_PROMPT, feature="prefix")
+        async with django_claude.astream(PII_PROMPT, feature="prefix") as s:
+            assert [text async for text in s.text_stream]
+        return [called, s.result]
+
+    results = [django_claude.call(PII_PROMPT, feature="prefix"), *asyncio.run(both())]
+    lines = {line["request_id"]: line for line in call_lines.lines}
+    prefixes = {lines[str(result.request_id)]["prompt_prefix"] for result in results}
+    assert len(prefixes) == 1
+    (prefix,) = prefixes
+    assert "jane.doe" not in prefix and "sk-ant-api03" not in prefix
+    assert "[EMAIL]" in prefix
 
 
 def test_prefix_length_setting(claude, settings):

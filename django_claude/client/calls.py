@@ -21,6 +21,7 @@ from django_claude.client.drivers import (
     arun_plan,
     ending_cannot_block,
     off_loop,
+    prefix_meanwhile,
     provisional_route,
     recording_off_loop,
     run_plan,
@@ -183,7 +184,7 @@ async def acall(prompt: str | None = None, **kwargs: Any) -> ClaudeResult:
             )
 
         with state.span.current():
-            await arun_plan(plan, attempt, state.aadmit)
+            await arun_plan(plan, attempt, state.aadmit, prefix_meanwhile(state))
         if _ends_on_the_loop(state, reuse):
             return _conclude(state, reuse)  # nothing in it blocks: no thread hop
         return await recording_off_loop(_conclude)(state, reuse)

@@ -34,7 +34,9 @@ from django_claude.client.state import CallState
 from django_claude.conf import DEFAULTS, conf
 from django_claude.models import CallRecord
 from django_claude.recording import catalog
+from django_claude.recording.facts import redactor
 from django_claude.recording.pricing import price_book_is_fresh
+from django_claude.recording.redaction import prompt_prefix
 from django_claude.recording.transactions import under_test_runner
 from django_claude.recording.writer import writes_behind
 from django_claude.routing import Route, route_table_is_fresh, serving_route
@@ -149,15 +151,33 @@ def _attempt(
         attempt_model.reset(token)
 
 
+def prefix_meanwhile(state: CallState) -> Callable[[], None] | None:
+    """The redaction of the prompt's prefix for the log line, to run on the
+    event loop while it waits for the first attempt's answer instead of in
+    the ending (the built-in redactor only: a site's own might block)."""
+    if conf.REDACTOR not in BUILT_IN_REDACTORS:
+        return None
+
+    def redact() -> None:
+        if state.early_prefix is None and not state.ending_taken:
+            text = state.req.prompt_text
+            limit = conf.PROMPT_PREFIX_CHARS
+            state.early_prefix = prompt_prefix(text, limit=limit, redactor=redactor())
+
+    return redact
+
+
 async def arun_plan(
     plan: AttemptPlan,
     attempt: Callable[[Attempt], Awaitable[Any]],
     admit: Callable[[], Awaitable[Any]] | None = None,
+    meanwhile: Callable[[], None] | None = None,
 ) -> None:
     """Carry out ``plan`` on the event loop; breaker I/O goes to a thread
     only when it touches a cache that can block, and ``admit``
-    (``CallState.aadmit``) sees to its own. A cancelled attempt is logged,
-    then re-raised."""
+    (``CallState.aadmit``) sees to its own. ``meanwhile`` runs once the first
+    attempt waits for its answer. A cancelled attempt is logged, then
+    re-raised."""
     breakers = Breakers()
     step: Step = plan.first()
     try:
@@ -165,6 +185,9 @@ async def arun_plan(
             if isinstance(step, Admit):
                 step = plan.send(None if admit is None else await admit())
             elif not isinstance(step, (BreakerStep, Sleep)):
+                if meanwhile is not None:  # (at the loop's next turn: once this one waits)
+                    asyncio.get_running_loop().call_soon(meanwhile)
+                    meanwhile = None
                 token = attempt_model.set(step.model)
                 try:
                     step = await _settle(plan, attempt(step), seconds=step.timeout)

@@ -95,8 +95,8 @@ class CallState:
     # What the call's quotas hold for it, settled by its ending.
     reservation: Reservation = field(default_factory=lambda: NOTHING_HELD)
     quotas_found: list[tuple[Quota, str]] = field(default_factory=list)  # with scope keys
-    # Input tokens per model, as Anthropic counted them (``QUOTA_COUNT_TOKENS``).
-    counted: dict[str, int] | None = None
+    counted: dict[str, int] | None = None  # input tokens per model, Anthropic's count
+    early_prefix: str | None = None  # the line's prompt prefix, redacted while it waited
     released: bool = False  # ``release`` ran: the call is over for its caller
     # An ending built the facts: a second one (a cancel racing it) records nothing.
     ending_taken: bool = False
@@ -230,6 +230,7 @@ class CallState:
             latency_ms=round((time.monotonic() - self.started) * 1000),
             span=self.span,
             duplicate=duplicate,
+            prompt_prefix=self.early_prefix,
         )
 
 

@@ -32,6 +32,7 @@ from django_claude.client.drivers import (
     aroute,
     arun_plan,
     ending_cannot_block,
+    prefix_meanwhile,
     provisional_route,
     recording_off_loop,
     run_plan,
@@ -280,7 +281,12 @@ class AsyncClaudeStream:
             session.call.start(await aroute(session.call.req))
             assert session.call.plan is not None
             with session.call.span.current():
-                await arun_plan(session.call.plan, self._connect, session.call.aadmit)
+                await arun_plan(
+                    session.call.plan,
+                    self._connect,
+                    session.call.aadmit,
+                    prefix_meanwhile(session.call),
+                )
             if session.call.plan.answer is None:
                 session.degraded = True
                 session.result = await recording_off_loop(outcome.failed)(session.call)

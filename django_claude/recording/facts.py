@@ -110,6 +110,7 @@ class CallFacts:
     billable: bool = True  # False: nothing was billed (cached, degraded, refused)
     span: Any = None  # the call's telemetry.CallSpan: its ids go in the line, the line ends it
     duplicate: bool = False  # another ending of the same call was recorded: record nothing
+    prompt_prefix: str | None = None  # the line's, if redacted already (while the call waited)
 
 
 REDACTION_FAILED = "[REDACTION FAILED]"
@@ -204,9 +205,9 @@ def log_line(
         "cost_usd": None if cost is None else str(cost),
         "cost_breakdown": breakdown or {},
         "priced": cost is not None,
-        "prompt_prefix": prompt_prefix(
-            facts.prompt_text, limit=conf.PROMPT_PREFIX_CHARS, redactor=redact
-        ),
+        "prompt_prefix": facts.prompt_prefix
+        if facts.prompt_prefix is not None
+        else prompt_prefix(facts.prompt_text, limit=conf.PROMPT_PREFIX_CHARS, redactor=redact),
         "error_type": facts.error_type,
         "error_status": facts.error_status,
         "upstream_request_id": facts.upstream_request_id,
