@@ -36,3 +36,16 @@ def test_a_forked_child_draws_ids_of_its_own():
     parent = {new_request_id().bytes for _ in range(300)}
     assert len(child) == 300
     assert not child & parent
+
+
+def test_a_process_forked_without_pythons_fork_hooks_reads_a_pool_of_its_own(monkeypatch):
+    """Some servers fork in C without running ``os.register_at_fork``'s
+    hooks: the pool still belongs to the process that read it."""
+    from django_claude.client import state
+
+    new_request_id()
+    ids = state._ids
+    parents_next = uuid.UUID(bytes=ids.pool[ids.at : ids.at + 16], version=4)
+    monkeypatch.setattr(state.os, "getpid", lambda: 2**22 + 7)  # another process now
+    assert new_request_id() != parents_next
+    assert ids.pid == 2**22 + 7

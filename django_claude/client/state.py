@@ -37,27 +37,26 @@ NOT_SENT = frozenset({"breaker_open", "deadline", "rate_limited", "limited"})
 class _RandomIds:
     """Version 4 UUIDs, as ``uuid.uuid4()`` makes them, from ``os.urandom``
     read 4 KB at a time: one system call per 256 calls instead of one each.
-    A fork's child starts with nothing (never its parent's ids)."""
+    A fork's child never hands out its parent's ids: the pool belongs to
+    the process that read it (checked on each id, since some servers fork
+    without running Python's at-fork hooks)."""
 
     SIZE = 16 * 256
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.pool, self.at = b"", 0
+        self.pool, self.at, self.pid = b"", 0, os.getpid()
 
     def new(self) -> uuid.UUID:
         with self.lock:
-            if self.at >= len(self.pool):
-                self.pool, self.at = os.urandom(self.SIZE), 0
+            if self.at >= len(self.pool) or self.pid != os.getpid():
+                self.pool, self.at, self.pid = os.urandom(self.SIZE), 0, os.getpid()
             raw, self.at = self.pool[self.at : self.at + 16], self.at + 16
         return uuid.UUID(bytes=raw, version=4)
 
-    def after_fork(self) -> None:
-        self.__init__()  # type: ignore[misc]
-
 
 _ids = _RandomIds()
-os.register_at_fork(after_in_child=_ids.after_fork)
+os.register_at_fork(after_in_child=_ids.__init__)  # (a new lock too)
 new_request_id = _ids.new
 
 
