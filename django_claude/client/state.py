@@ -47,6 +47,10 @@ class _RandomIds:
         self.lock = threading.Lock()
         self.pool, self.at, self.pid = b"", 0, os.getpid()
 
+    def after_fork(self) -> None:
+        self.lock = threading.Lock()
+        self.pool, self.at, self.pid = b"", 0, os.getpid()
+
     def new(self) -> uuid.UUID:
         with self.lock:
             if self.at >= len(self.pool) or self.pid != os.getpid():
@@ -56,7 +60,7 @@ class _RandomIds:
 
 
 _ids = _RandomIds()
-os.register_at_fork(after_in_child=_ids.__init__)  # (a new lock too)
+os.register_at_fork(after_in_child=_ids.after_fork)  # (a new lock too)
 new_request_id = _ids.new
 
 
