@@ -14,9 +14,11 @@ from django.core.management.base import CommandError
 from django.db import OperationalError, connection, transaction
 
 import django_claude
+from django_claude.conf import conf
 from django_claude.models import CallRecord
 from django_claude.recording import facts as records
 from django_claude.recording import writer
+from django_claude.testing import Fault
 
 LINE_FIELDS = {
     "event",
@@ -208,6 +210,7 @@ def test_async_calls_record_the_prefix_a_sync_call_does(
     """acall and astream redact the prompt's prefix while they wait for the
     answer (the built-in redactor), or in their ending (a site's own, which
     might block): the line says the same either way."""
+    settings.DJANGO_CLAUDE_WRITE_BEHIND = True  # the ending on the loop: the prefix made early
     if redactor != "default":
         settings.DJANGO_CLAUDE_REDACTOR = "tests.test_records.shout_redactor"
 
@@ -224,6 +227,26 @@ def test_async_calls_record_the_prefix_a_sync_call_does(
     (prefix,) = prefixes
     assert "jane.doe" not in prefix and "sk-ant-api03" not in prefix
     assert "[EMAIL]" in prefix
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_prefix_made_early_is_made_again_if_its_settings_change_meanwhile(
+    fake_anthropic, call_lines, settings
+):
+    settings.DJANGO_CLAUDE_WRITE_BEHIND = True
+    django_claude.call("warm", feature="f")  # prices in memory: the ending can run on the loop
+    fake_anthropic.script(conf.DEFAULT_MODEL, [Fault(delay=0.3)])
+
+    async def tighten_while_it_waits() -> str:
+        call = asyncio.ensure_future(django_claude.acall("Project Apollo launch plan", feature="f"))
+        await asyncio.sleep(0.15)  # the prefix was made at the loop's first turn
+        settings.DJANGO_CLAUDE_REDACTOR = "tests.test_records.shout_redactor"
+        settings.DJANGO_CLAUDE_PROMPT_PREFIX_CHARS = 20
+        return str((await call).request_id)
+
+    request_id = asyncio.run(tighten_while_it_waits())
+    (line,) = [line for line in call_lines.lines if line["request_id"] == request_id]
+    assert line["prompt_prefix"] == "Project [CODENAME] …"
 
 
 def test_prefix_length_setting(claude, settings):

@@ -154,15 +154,18 @@ def _attempt(
 def prefix_meanwhile(state: CallState) -> Callable[[], None] | None:
     """The redaction of the prompt's prefix for the log line, to run on the
     event loop while it waits for the first attempt's answer instead of in
-    the ending (the built-in redactor only: a site's own might block)."""
-    if conf.REDACTOR not in BUILT_IN_REDACTORS:
+    the ending: only when the ending would run on the loop anyway (the
+    built-in redactor, nothing that blocks), so the loop does no more work
+    than before, only earlier. Kept with the settings it was made under: the
+    ending makes it again if they changed meanwhile."""
+    if not ending_cannot_block(state):
         return None
 
     def redact() -> None:
         if state.early_prefix is None and not state.ending_taken:
-            text = state.req.prompt_text
-            limit = conf.PROMPT_PREFIX_CHARS
-            state.early_prefix = prompt_prefix(text, limit=limit, redactor=redactor())
+            text, limit, name = state.req.prompt_text, conf.PROMPT_PREFIX_CHARS, conf.REDACTOR
+            made = prompt_prefix(text, limit=limit, redactor=redactor())
+            state.early_prefix = (made, name, limit)
 
     return redact
 

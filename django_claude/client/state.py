@@ -64,6 +64,14 @@ os.register_at_fork(after_in_child=_ids.after_fork)  # (a new lock too)
 new_request_id = _ids.new
 
 
+def _early(prefix: tuple[str, str, int] | None) -> str | None:
+    """A prompt prefix made early (with the redactor and length it names), if
+    those settings still hold."""
+    if prefix is None or prefix[1:] != (conf.REDACTOR, conf.PROMPT_PREFIX_CHARS):
+        return None
+    return prefix[0]
+
+
 def policy() -> Policy:
     """The engine's limits, read from settings at call time."""
     return Policy(
@@ -99,7 +107,7 @@ class CallState:
     reservation: Reservation = field(default_factory=lambda: NOTHING_HELD)
     quotas_found: list[tuple[Quota, str]] = field(default_factory=list)  # with scope keys
     counted: dict[str, int] | None = None  # input tokens per model, Anthropic's count
-    early_prefix: str | None = None  # the line's prompt prefix, redacted while it waited
+    early_prefix: tuple[str, str, int] | None = None  # redacted while it waited (``_early``)
     released: bool = False  # ``release`` ran: the call is over for its caller
     # An ending built the facts: a second one (a cancel racing it) records nothing.
     ending_taken: bool = False
@@ -233,7 +241,7 @@ class CallState:
             latency_ms=round((time.monotonic() - self.started) * 1000),
             span=self.span,
             duplicate=duplicate,
-            prompt_prefix=self.early_prefix,
+            prompt_prefix=_early(self.early_prefix),
         )
 
 

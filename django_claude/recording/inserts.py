@@ -5,6 +5,7 @@ the same database."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -33,14 +34,18 @@ Row = CallRecord | Callable[[], CallRecord]
 
 
 def built(row: Row) -> CallRecord | None:
-    """The record, built now if it was handed over unbuilt; None (logged,
+    """The record, built now if it was handed over unbuilt; None (logged:
     its log line keeps every field) if it cannot be. Never raises."""
     if isinstance(row, CallRecord):
         return row
     try:
         return row()
     except Exception as exc:
-        logger.error("claude record not built (%s); %s", type(exc).__name__, INGEST_HINT)
+        line = row.args[0] if isinstance(row, functools.partial) and row.args else {}
+        request_id = line.get("request_id", "?") if isinstance(line, dict) else "?"
+        logger.error(
+            "claude record %s not built (%s); its log line has every field", request_id, exc
+        )
         return None
 
 
