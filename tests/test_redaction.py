@@ -164,3 +164,28 @@ def test_adversarial_inputs_finish():
     # benchmarks/redaction.py measures them against plain text.
     for text in ("a." * 50_000, "eyJ" + "A" * 100_000, "1" * 100_000, "1 " * 50_000):
         assert isinstance(redact(text), str)
+
+
+# A random base64 run (an image, a key) in which another rule finds a match:
+# an IBAN after a "/" (a valid one: GB82 WEST 1234 5698 7654 32), a card
+# number after a "+" (4111 1111 1111 1111 passes Luhn). The rule replaces its
+# match, and what follows it in the run is still judged as a token.
+RANDOM_RUN = "kQ7vX2pLm9Rz4TbW8yHc3NfJ6dGs1AeUoZiYqPrVtKwMxBn5CjEh0SgDlFaIuOy"
+
+
+@pytest.mark.parametrize(
+    "inner",
+    ["/GB82WEST12345698765432", "+4111111111111111", "/GB82WEST12345698765432+4111111111111111"],
+)
+def test_a_match_inside_a_random_run_leaves_none_of_the_run(inner):
+    text = f"Describe this image: data:image/png;base64,{RANDOM_RUN}{inner}/{RANDOM_RUN[::-1]}"
+    out = redact(text)
+    for piece in (RANDOM_RUN[:16], RANDOM_RUN[::-1][:16], RANDOM_RUN[::-1][-16:]):
+        assert piece not in out, out
+
+
+def test_a_prefix_cut_inside_a_random_run_shows_none_of_it():
+    text = "Describe this: data:image/png;base64," + RANDOM_RUN * 3 + "/GB82WEST12345698765432"
+    tail = ("/" + RANDOM_RUN) * 40
+    out = prompt_prefix(text + tail, limit=80)
+    assert RANDOM_RUN[:12] not in out and RANDOM_RUN[-12:] not in out, out

@@ -3,7 +3,9 @@
 Two passes of the redactor live here, both needing more than a pattern:
 
 ``redact_tokens`` looks at every run of 16 or more token characters
-(``[A-Za-z0-9+/_~-]``) that no earlier rule took, and replaces it with
+(``[A-Za-z0-9+/_~-]``) that no earlier rule took (what follows an earlier
+rule's placeholder inside a run is judged as a run of its own: an IBAN found
+inside a base64 blob must not leave the blob's tail raw), and replaces it with
 ``[SECRET]`` when it is
 
 - a hex string of 32 or more characters outside a URL and not introduced by
@@ -76,7 +78,7 @@ def finding(decoded: str, redacted: str) -> str:
 
 _TOKEN_CLASS = "A-Za-z0-9+/_~-"
 TOKEN = re.compile(
-    rf"[{_TOKEN_CLASS}](?<![\]\w{_TOKEN_CLASS}].)[{_TOKEN_CLASS}]{{15,}}+={{0,2}}"
+    rf"[{_TOKEN_CLASS}](?<![\w{_TOKEN_CLASS}].)[{_TOKEN_CLASS}]{{15,}}+={{0,2}}"
     # a token cut by a line break goes on when the next line is only token
     rf"(?:(?:\r?\n|\\n)(?=[{_TOKEN_CLASS}]{{6,}}+={{0,2}}[ \t]*(?:\r?\n|\\n|$))"
     rf"[{_TOKEN_CLASS}]{{6,}}+={{0,2}})?"
