@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -60,6 +61,15 @@ def _fresh_process_state() -> Iterator[None]:
 def claude(fake_anthropic, call_lines, db):
     """The fake API, the call log, and a database: what most call tests need."""
     return fake_anthropic
+
+
+def away_from_a_window_edge(margin: float = 10.0) -> None:
+    """Wait, if need be, until the current minute (and so hour and day, in
+    UTC) has ``margin`` seconds left: a test whose calls must share one quota
+    window never straddles the top of a minute, where a fresh window begins."""
+    left = 60 - time.time() % 60
+    if left < margin:
+        time.sleep(left + 0.05)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

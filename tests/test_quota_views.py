@@ -17,12 +17,14 @@ import django_claude
 from django_claude import shared_cache
 from django_claude.client.allowance import claude_quota
 from django_claude.contrib.drf import ClaudeQuotaThrottle
+from tests.conftest import away_from_a_window_edge
 
 MODEL = "claude-opus-5"
 
 
 @pytest.fixture
 def hourly(claude, settings):
+    away_from_a_window_edge()  # (a call after the top of the hour starts a fresh window)
     settings.DJANGO_CLAUDE_DEFAULT_MODEL = MODEL
     settings.DJANGO_CLAUDE_FALLBACK_MODEL = ""
     settings.DJANGO_CLAUDE_QUOTAS = {

@@ -25,6 +25,7 @@ from django_claude.quotas import config, counters, enforce
 from django_claude.quotas.estimate import worst_case
 from django_claude.quotas.windows import window_bounds
 from django_claude.types import ClaudeLimited, ClaudeUnavailable
+from tests.conftest import away_from_a_window_edge
 
 MODEL = "claude-opus-5"  # list price: $5 in, $25 out per million tokens
 USAGE = {"input_tokens": 100, "output_tokens": 50}  # $0.00175 a call
@@ -32,6 +33,7 @@ USAGE = {"input_tokens": 100, "output_tokens": 50}  # $0.00175 a call
 
 @pytest.fixture
 def quota_site(claude, settings):
+    away_from_a_window_edge()  # (a call after the top of a minute starts a fresh window)
     settings.DJANGO_CLAUDE_DEFAULT_MODEL = MODEL
     settings.DJANGO_CLAUDE_FALLBACK_MODEL = ""
     claude.usage = USAGE
