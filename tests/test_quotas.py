@@ -527,6 +527,22 @@ def test_the_worst_case_counts_structure_not_only_text():
     )
 
 
+@pytest.mark.django_db
+def test_a_worst_case_follows_a_price_the_site_changes():
+    from tests.prices import site_price
+
+    today = timezone.now().date()
+    request = {"messages": [{"role": "user", "content": "hello"}], "max_tokens": 1000}
+    before = worst_case(request, [MODEL], on=today)
+    assert worst_case(request, [MODEL], on=today) == before  # the same request: the same
+    # An admin makes the model ten times dearer: the next reservation is priced on it.
+    site_price(MODEL, today - datetime.timedelta(days=1), "30", "150", "37.5", "60", "3")
+    after = worst_case(request, [MODEL], on=today)
+    assert after.usd is not None and before.usd is not None
+    assert after.usd > 5 * before.usd
+    assert after.tokens == before.tokens
+
+
 @pytest.mark.redis  # the local-memory cache is never marked down
 def test_settling_goes_through_while_the_cache_is_marked_down(quota_site, settings):
     """One slow breaker read marks the cache down for a few seconds; a call

@@ -31,7 +31,7 @@ from django_claude.conf import conf
 from django_claude.quotas import counters
 from django_claude.quotas.config import NANO, Quota, quotas
 from django_claude.quotas.estimate import WorstCase, worst_case
-from django_claude.quotas.windows import window_bounds, window_label
+from django_claude.quotas.windows import window_bounds, window_label, window_of
 from django_claude.recording.pricing import Usage
 from django_claude.shared_cache import COOLDOWN
 
@@ -235,16 +235,17 @@ def admit(
     on = now.astimezone(datetime.UTC).date()
     worst = worst_case(params, models, on=on, counted=counted)
     held: list[tuple[Quota, counters.Charge]] = []
+    stamp = now.timestamp()
     for quota, scope_key in found:
-        start, end = window_bounds(quota.window, now)
+        start, _, _, ends_at = window_of(quota.window, now)
         amount = _amount(quota, worst)
         if amount is None:
-            return Refusal(quota.name, (end - now).total_seconds(), "unpriced")
+            return Refusal(quota.name, ends_at - stamp, "unpriced")
         charge = counters.Charge(
             key=counter_key(quota, scope_key, start),
             amount=amount,
             limit=quota.counter_limit,
-            ttl=math.ceil((end - now).total_seconds()) + TTL_SLACK,
+            ttl=math.ceil(ends_at - stamp) + TTL_SLACK,
         )
         held.append((quota, charge))
     reservation = Reservation(

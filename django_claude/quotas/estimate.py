@@ -49,7 +49,7 @@ def _text_tokens(value: Any) -> int:
     result of numbers is all structure), with images and documents apart."""
     if isinstance(value, str):
         return len(value) if value.isascii() else len(value.encode("utf-8"))
-    if isinstance(value, Mapping):
+    if isinstance(value, (dict, Mapping)):  # (a dict: no ABC check)
         source = value.get("source")
         if isinstance(source, Mapping) and value.get("type") in ("image", "document"):
             if value.get("type") == "image":
@@ -76,7 +76,9 @@ def _text_tokens(value: Any) -> int:
 
 
 def _asks_to_cache(value: Any) -> bool:
-    if isinstance(value, Mapping):
+    if isinstance(value, str):  # most of a request (no ABC check for them)
+        return False
+    if isinstance(value, (dict, Mapping)):
         return "cache_control" in value or any(_asks_to_cache(v) for v in value.values())
     if isinstance(value, (list, tuple)):
         return any(_asks_to_cache(item) for item in value)
@@ -125,6 +127,11 @@ def worst_case(
     output_tokens = int(params.get("max_tokens") or 0)
     caches = _asks_to_cache(params)
     geo, speed = _option(params, "inference_geo"), _option(params, "speed")
+    key = (tuple(models), bound, searches, output_tokens, caches, geo, speed, on)
+    if not counted:  # (a request like an earlier one: its worst case is known)
+        known = _worst.get(key)
+        if known is not None:
+            return known
     costs = []
     most_input = 0
     for model in dict.fromkeys(m for m in models if m) or [""]:
@@ -145,7 +152,10 @@ def worst_case(
         )
         costs.append(_cost(model, usage, on))
     usd = None if not costs or None in costs else max(c for c in costs if c is not None)
-    return WorstCase(most_input, output_tokens, usd)
+    worst = WorstCase(most_input, output_tokens, usd)
+    if not counted:
+        _worst.put(key, worst)
+    return worst
 
 
 class _Costs:
@@ -177,3 +187,26 @@ class _Costs:
 
 
 _cost = _Costs().get
+
+
+class _Known:
+    """Worst cases by their request's measure, while the prices stay the same
+    object (a feature's calls are alike: one walk of the request, no pricing)."""
+
+    def __init__(self) -> None:
+        self.book: object = None
+        self.known: dict[tuple[Any, ...], WorstCase] = {}
+
+    def get(self, key: tuple[Any, ...]) -> WorstCase | None:
+        if price_book() is not self.book:
+            return None
+        return self.known.get(key)
+
+    def put(self, key: tuple[Any, ...], worst: WorstCase) -> None:
+        book = price_book()
+        if book is not self.book or len(self.known) >= _Costs.KEPT:
+            self.book, self.known = book, {}
+        self.known[key] = worst
+
+
+_worst = _Known()

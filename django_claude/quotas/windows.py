@@ -6,9 +6,10 @@ import datetime
 
 from django.utils import timezone
 
-# The window that held the last ``now`` asked about, per window and zone: a
-# call in the same minute, hour, day or month needs no date arithmetic.
-_last: dict[tuple[str, object], tuple[datetime.datetime, datetime.datetime]] = {}
+# The window that held the last ``now`` asked about, per window and zone (its
+# bounds, and the same as POSIX timestamps): a call in the same minute, hour,
+# day or month needs no date arithmetic, nor a comparison across time zones.
+_last: dict[tuple[str, object], tuple[datetime.datetime, datetime.datetime, float, float]] = {}
 
 
 def window_bounds(
@@ -17,17 +18,26 @@ def window_bounds(
     """The start and end (exclusive) of the ``window`` holding ``now``, as
     aware datetimes in the site's ``TIME_ZONE``. A day is a calendar day, so
     DST days last 23 or 25 hours; a month is a calendar month."""
+    start, end, _, _ = window_of(window, now)
+    return start, end
+
+
+def window_of(
+    window: str, now: datetime.datetime | None = None
+) -> tuple[datetime.datetime, datetime.datetime, float, float]:
+    """``window_bounds``, and the same bounds as POSIX timestamps."""
     now = now or timezone.now()
     zone_of_site = timezone.get_default_timezone()
     if timezone.is_naive(now):  # USE_TZ = False: local time already
         now = timezone.make_aware(now, zone_of_site)
+    stamp = now.timestamp()
     key = (window, zone_of_site)
     known = _last.get(key)
-    if known is not None and known[0] <= now < known[1]:
+    if known is not None and known[2] <= stamp < known[3]:
         return known
-    bounds = _bounds(window, timezone.localtime(now, zone_of_site))
-    _last[key] = bounds
-    return bounds
+    start, end = _bounds(window, timezone.localtime(now, zone_of_site))
+    known = _last[key] = (start, end, start.timestamp(), end.timestamp())
+    return known
 
 
 def _bounds(window: str, local: datetime.datetime) -> tuple[datetime.datetime, datetime.datetime]:
