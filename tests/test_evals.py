@@ -247,6 +247,49 @@ def test_without_celery_a_judge_that_is_down_gives_error_and_drops_the_text(
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_without_celery_judgements_in_a_row_share_one_database_connection(
+    fake_anthropic, no_celery, monkeypatch
+):
+    from django.db import connections
+    from django.db.backends.signals import connection_created
+
+    from django_claude.smell import background as background_module
+
+    # As in production: outside a test runner the thread keeps its connection
+    # while judgements come (a new PostgreSQL backend for each one cost more
+    # than the judgement).
+    monkeypatch.setattr(background_module, "under_test_runner", lambda: False)
+    opened: list[str] = []
+
+    def note(sender: object, connection: object, **kwargs: object) -> None:
+        if threading.current_thread().name == "django-claude-smell":
+            opened.append(getattr(connection, "alias", "?"))
+
+    fake_anthropic.script(JUDGE, [Fault(text="PASS") for _ in range(5)])
+    connection_created.connect(note)
+    try:
+        results = []
+        for n in range(5):
+            results.append(sampled_call(f"question {n}")[0])
+            assert background.drain(10)
+    finally:
+        connection_created.disconnect(note)
+        handed_back = threading.Event()  # before the test database is dropped
+
+        def close() -> None:
+            connections.close_all()
+            handed_back.set()
+
+        background.submit(close, on_full=close)
+        assert handed_back.wait(10)
+    verdicts_given = CallRecord.objects.filter(id__in=[r.request_id for r in results])
+    assert sorted(verdicts_given.values_list("smell_verdict", flat=True)) == ["pass"] * 5
+    # (At most one: SQLite's in-memory test database ignores a close, so the
+    # thread's connection of an earlier test may still be open.)
+    assert len(opened) <= 1, opened
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_without_celery_a_crashing_judge_still_drops_the_text(
     fake_anthropic, no_celery, monkeypatch
 ):

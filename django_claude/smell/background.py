@@ -23,6 +23,8 @@ from collections.abc import Callable
 
 from django.db import connections
 
+from django_claude.recording.transactions import under_test_runner
+
 logger = logging.getLogger(__name__)
 
 Job = Callable[[], None]
@@ -65,8 +67,7 @@ class Background:
             _run(item[0])
             self._running = None
             self._jobs.task_done()
-            if self._jobs.empty():
-                connections.close_all()
+            _tidy_connections(idle=self._jobs.empty())
 
     def drain(self, timeout: float = 10.0) -> bool:
         """Wait until every submitted job has run (tests, shutdown); False on timeout.
@@ -105,6 +106,24 @@ class Background:
 
     def after_fork(self) -> None:
         self.__init__()  # type: ignore[misc]  # the parent's thread does not exist here
+
+
+def _tidy_connections(*, idle: bool) -> None:
+    """After a job. The thread's database connection is kept while jobs come
+    (opening one for each judgement cost more than the judgement: a new
+    PostgreSQL backend each time) and closed after a second without one;
+    one a failed job left unusable is closed now. Under a test runner it is
+    closed as soon as the queue is empty, or the run could not drop its
+    test database."""
+    if idle and under_test_runner():
+        connections.close_all()
+        return
+    for connection in connections.all(initialized_only=True):
+        if connection.errors_occurred:  # (as Django does at the end of a request)
+            if connection.is_usable():
+                connection.errors_occurred = False
+            else:
+                connection.close()
 
 
 def _run(job: Job) -> None:
