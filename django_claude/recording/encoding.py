@@ -81,3 +81,16 @@ def call_line_json(line: Mapping[str, Any]) -> str:
     except (TypeError, ValueError):  # a value JSON has no word for: made safe below
         pass
     return to_json(line)
+
+
+def storable(value: Any) -> Any:
+    """JSON for a JSON column: no NUL in any string (PostgreSQL refuses them)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\\x00")
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value

@@ -11,7 +11,6 @@ the database could not take.
 from __future__ import annotations
 
 import datetime
-import functools
 import logging
 import math
 import uuid
@@ -28,7 +27,8 @@ from django_claude import telemetry
 from django_claude.conf import conf
 from django_claude.models import CallRecord
 from django_claude.recording import pricing
-from django_claude.recording.encoding import call_line_json, json_safe
+from django_claude.recording.encoding import call_line_json, json_safe, storable
+from django_claude.recording.inserts import FromLine
 from django_claude.recording.pricing import Usage
 from django_claude.recording.redaction import clean_text, escape_controls, prompt_prefix
 from django_claude.recording.writer import write_record
@@ -280,6 +280,12 @@ def record_from_line(line: Mapping[str, Any]) -> CallRecord:
     is written, never dropped); a line without a valid request id or
     timestamp, or with a value of the wrong kind, raises ``ValueError``.
     """
+    return CallRecord(**line_values(line))
+
+
+def line_values(line: Mapping[str, Any]) -> dict[str, Any]:
+    """``record_from_line``'s values, by field name (``user_id`` for the
+    user): what the record is made of, for a writer that needs no instance."""
     try:
         request_id = uuid.UUID(str(line["request_id"]))
     except (KeyError, ValueError):
@@ -294,16 +300,16 @@ def record_from_line(line: Mapping[str, Any]) -> CallRecord:
             raise ValueError(f"{name} must be a JSON {kind.__name__}")
     for name in ("tags", "cost_breakdown"):
         if name in values:
-            values[name] = _storable(values[name])
+            values[name] = storable(values[name])
     tool_fee = _usd("cost_breakdown.tools", values.get("cost_breakdown", {}).get("tools"))
-    return CallRecord(
+    values.update(
         id=request_id,
         created_at=_timestamp(line.get("created_at")),
         user_id=_user_id(line.get("user_id")),
         cost_usd=_usd("cost_usd", line.get("cost_usd")),
         tool_cost_usd=Decimal(0) if tool_fee is None else tool_fee,
-        **values,
     )
+    return values
 
 
 def _usd(name: str, value: Any) -> Decimal | None:
@@ -329,19 +335,6 @@ def _user_id(value: Any) -> Any:
         return CallRecord._meta.get_field("user").target_field.to_python(value)
     except (ValidationError, TypeError, ValueError, AttributeError):
         return None
-
-
-def _storable(value: Any) -> Any:
-    """JSON for a JSON column: no NUL in any string (PostgreSQL refuses them)."""
-    if isinstance(value, str):
-        return value.replace("\x00", "\\x00")
-    if isinstance(value, dict):
-        return {_storable(k): _storable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_storable(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return value
 
 
 def record_call(
@@ -392,7 +385,5 @@ def _record_call(
     except Exception:  # a telemetry bug must never lose the record
         logger.exception("claude telemetry: could not finish call %s", line["request_id"])
     # Built where it is written: by the writer's thread, when written behind.
-    write_record(
-        functools.partial(record_from_line, line), after=after_write, background=background
-    )
+    write_record(FromLine(line, line_values), after=after_write, background=background)
     return cost

@@ -8,7 +8,9 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from django.db import (
     DatabaseError,
@@ -17,6 +19,7 @@ from django.db import (
     NotSupportedError,
     ProgrammingError,
     connections,
+    models,
     transaction,
 )
 
@@ -28,9 +31,26 @@ logger = logging.getLogger("django_claude.recording.writer")
 INGEST_HINT = "their log lines have every field: load them with manage.py claude_ingest_log"
 
 After = Callable[[], None] | None
-# A row, or what builds it (from the call's log line): built by the writer
-# thread when the row is written behind, off the request path.
-Row = CallRecord | Callable[[], CallRecord]
+
+
+@dataclass(frozen=True)
+class FromLine:
+    """A row still in the form of the call's log line: the writer's thread
+    makes it (off the request path), and on PostgreSQL copies its values
+    without making a ``CallRecord`` at all. ``values_of`` reads and checks a
+    line (``facts.line_values``); calling it makes the record."""
+
+    line: Mapping[str, Any]
+    values_of: Callable[[Mapping[str, Any]], dict[str, Any]]
+
+    def __call__(self) -> CallRecord:
+        return CallRecord(**self.values_of(self.line))
+
+
+# A row, or what builds it (from the call's log line).
+Row = CallRecord | FromLine | Callable[[], CallRecord]
+# What a batch inserts: a record, or a line's values by field name.
+Ready = CallRecord | dict[str, Any]
 
 
 def built(row: Row) -> CallRecord | None:
@@ -41,22 +61,37 @@ def built(row: Row) -> CallRecord | None:
     try:
         return row()
     except Exception as exc:
-        line = row.args[0] if isinstance(row, functools.partial) and row.args else {}
-        request_id = line.get("request_id", "?") if isinstance(line, dict) else "?"
-        logger.error(
-            "claude record %s not built (%s); its log line has every field", request_id, exc
-        )
+        _not_built(row, exc)
         return None
 
 
-def run_after(after: After, record: CallRecord | None) -> None:
+def ready(row: Row, *, copy: bool) -> Ready | None:
+    """What to insert for ``row``: when ``copy`` (PostgreSQL's COPY), a log
+    line's values as they are, else the record; None as for ``built``."""
+    if copy and isinstance(row, FromLine):
+        try:
+            return row.values_of(row.line)
+        except Exception as exc:
+            _not_built(row, exc)
+            return None
+    return built(row)
+
+
+def _not_built(row: Row, exc: Exception) -> None:
+    line = row.line if isinstance(row, FromLine) else {}
+    request_id = line.get("request_id", "?") if isinstance(line, Mapping) else "?"
+    logger.error("claude record %s not built (%s); its log line has every field", request_id, exc)
+
+
+def run_after(after: After, record: Ready | None) -> None:
     """Run a record's follow-up (the smell test's announcement); never raises."""
     if after is None:
         return
     try:
         after()
     except Exception:
-        logger.exception("claude record %s: follow-up failed", getattr(record, "id", "?"))
+        ident = record.get("id", "?") if isinstance(record, dict) else getattr(record, "id", "?")
+        logger.exception("claude record %s: follow-up failed", ident)
 
 
 def _outage_declared(alias: str, retry_for: float, exc: Exception, record: CallRecord) -> None:
@@ -94,23 +129,28 @@ class Inserts:
         """Insert the batch in one transaction per database (one commit); any
         failure, and then each row is written alone (a duplicate skipped, an
         outage waited out)."""
-        by_alias: dict[str, list[tuple[CallRecord, After]]] = {}
+        by_alias: dict[str, list[tuple[Row, After]]] = {}
         for row, alias, after in batch:
-            record = built(row)
-            if record is None:
-                self.given_up += 1
-                continue
-            by_alias.setdefault(alias, []).append((record, after))
+            by_alias.setdefault(alias, []).append((row, after))
         for alias, rows in by_alias.items():
-            if len(rows) > 1 and self._insert_together(alias, [r for r, _ in rows]):
-                for record, after in rows:
-                    run_after(after, record)
+            copy = len(rows) > 1 and copies(alias)
+            kept: list[tuple[Ready, After]] = []
+            for row, after in rows:
+                item = ready(row, copy=copy)
+                if item is None:
+                    self.given_up += 1
+                else:
+                    kept.append((item, after))
+            if len(kept) > 1 and self._insert_together(alias, [item for item, _ in kept]):
+                for item, after in kept:
+                    run_after(after, item)
                 continue
-            for record, after in rows:
+            for item, after in kept:
+                record = item if isinstance(item, CallRecord) else CallRecord(**item)
                 self._write(record, alias)
                 run_after(after, record)
 
-    def _insert_together(self, alias: str, records: list[CallRecord]) -> bool:
+    def _insert_together(self, alias: str, records: list[Ready]) -> bool:
         outage = self._outages.setdefault(alias, Outage())
         if outage.declared:
             return False
@@ -176,25 +216,92 @@ class Inserts:
         )
 
 
-def insert_rows(alias: str, records: list[CallRecord]) -> None:
+def insert_rows(alias: str, records: list[Ready]) -> None:
     """Insert ``records`` in the current transaction: on PostgreSQL with
     psycopg 3 by ``COPY`` (a third of the CPU of a multi-row ``INSERT``,
     whose parameters psycopg adapts one by one), elsewhere ``bulk_create``.
     Either way all or none: a refused row fails the whole batch."""
     connection = connections[alias]
-    if connection.vendor != "postgresql" or not _psycopg3():
-        CallRecord.objects.using(alias).bulk_create(records)
+    if not copies(alias):
+        made = [r if isinstance(r, CallRecord) else CallRecord(**r) for r in records]
+        CallRecord.objects.using(alias).bulk_create(made)
         return
-    fields = CallRecord._meta.concrete_fields
+    columns = Columns.of(alias)
     quote = connection.ops.quote_name
-    columns = ", ".join(quote(str(f.column)) for f in fields)
-    sql = f"COPY {quote(CallRecord._meta.db_table)} ({columns}) FROM STDIN"
+    names = ", ".join(quote(str(f.column)) for f in columns.fields)
+    sql = f"COPY {quote(CallRecord._meta.db_table)} ({names}) FROM STDIN"
     with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
         for record in records:
-            # What bulk_create sends for each field, without its SQL compiler.
             copy.write_row(
-                [f.get_db_prep_save(f.pre_save(record, True), connection) for f in fields]
+                columns.of_record(record, connection)
+                if isinstance(record, CallRecord)
+                else columns.of_values(record, connection)
             )
+
+
+def copies(alias: str) -> bool:
+    """Does ``alias`` take rows by COPY (PostgreSQL with psycopg 3)?"""
+    return connections[alias].vendor == "postgresql" and _psycopg3()
+
+
+_PER_ROW = object()  # a default made again for each row
+
+
+class Columns:
+    """Each column's value as ``bulk_create`` sends it, for one database.
+    Most of a row is text, whole numbers and flags, which Django's
+    ``get_db_prep_save`` returns unchanged: those are copied as they are,
+    the rest (JSON, amounts, times, ids) go through it."""
+
+    def __init__(self, alias: str) -> None:
+        connection = connections[alias]
+        self.fields = CallRecord._meta.concrete_fields
+        self.plain = [_unchanged(f) for f in self.fields]
+        self.defaults = [_default(f, connection) for f in self.fields]
+
+    @classmethod
+    @functools.cache
+    def of(cls, alias: str) -> Columns:
+        return cls(alias)
+
+    def of_record(self, record: CallRecord, connection: Any) -> list[Any]:
+        return [f.get_db_prep_save(f.pre_save(record, True), connection) for f in self.fields]
+
+    def of_values(self, values: Mapping[str, Any], connection: Any) -> list[Any]:
+        """A row from field values by name (``user_id`` for the user), as
+        ``of_record`` makes it from the record they make (no field of a
+        ``CallRecord`` sets itself on save, as ``auto_now`` would)."""
+        row = []
+        for field, plain, default in zip(self.fields, self.plain, self.defaults, strict=True):
+            if field.attname in values:
+                value = values[field.attname]
+            elif field.name in values:
+                value = values[field.name]
+            elif default is not _PER_ROW:
+                row.append(default)
+                continue
+            else:
+                value = field.get_default()
+            row.append(value if type(value) in plain else field.get_db_prep_save(value, connection))
+        return row
+
+
+def _default(field: models.Field[Any, Any], connection: Any) -> Any:
+    if callable(field.default) and field.default not in (dict, list):
+        return _PER_ROW
+    return field.get_db_prep_save(field.get_default(), connection)
+
+
+def _unchanged(field: models.Field[Any, Any]) -> tuple[type, ...]:
+    """The types of value ``get_db_prep_save`` of ``field`` returns as they
+    are (exactly these types: a bool is not a number for this)."""
+    if isinstance(field, (models.CharField, models.TextField)):
+        return (str,)
+    if isinstance(field, models.BooleanField):
+        return (bool,)
+    if isinstance(field, models.IntegerField):
+        return (int,)
+    return ()
 
 
 def _psycopg3() -> bool:
