@@ -180,6 +180,65 @@ def test_a_flip_reaches_a_process_that_cached_routes(fake_anthropic, monkeypatch
     assert active_route("f").model == HAIKU
 
 
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_an_event_loop_serves_the_table_it_has_while_a_thread_looks_again(
+    fake_anthropic, monkeypatch
+):
+    import asyncio
+    import time
+
+    # As when served: under a test runner the table is never served stale (a
+    # test's routes are in its transaction, which the looking thread cannot read).
+    monkeypatch.setattr(routing.table, "under_test_runner", lambda: False)
+    set_route(feature="f", model=OPUS, fallback_model=HAIKU)
+    assert active_route("f").model == OPUS  # this process has read the routes
+    # Another process flips the route.
+    ModelRoute.objects.filter(feature="f").update(model=HAIKU, fallback_model=SONNET)
+    routing.table.publish(10_000)
+    looking, go_on = threading.Event(), threading.Event()
+    real_version = routing.table._shared_version
+
+    def slow_version() -> object:  # a look that takes its time (a busy cache)
+        looking.set()
+        go_on.wait(5)
+        return real_version()
+
+    monkeypatch.setattr(routing.table, "_shared_version", slow_version)
+    # This process still holds the route it read, a look ago (as in the test above).
+    routing.table._table.routes = {"f": (OPUS, HAIKU)}
+    routing.table._table.version = "stale"
+    routing.table._table.tentative = False
+    routing.table._table.checked_at = time.monotonic() - 2 * routing.CHECK_EVERY
+    answered = asyncio.run(django_claude.acall("hi", feature="f"))
+    # The call did not wait for the look: it was served by the table it had.
+    assert not go_on.is_set()
+    assert answered.model == OPUS
+    assert looking.wait(5)  # a thread is looking meanwhile
+    go_on.set()
+    deadline = time.monotonic() + 5
+    while not routing.route_table_is_fresh() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # Once it has looked, calls go to the new route.
+    assert asyncio.run(django_claude.acall("hi", feature="f")).model == HAIKU
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_an_event_loop_reads_a_table_not_looked_at_for_long_before_the_call(
+    fake_anthropic, monkeypatch
+):
+    import asyncio
+    import time
+
+    monkeypatch.setattr(routing.table, "under_test_runner", lambda: False)  # as when served
+    set_route(feature="f", model=HAIKU, fallback_model=SONNET)
+    # The process read OPUS long ago (it was idle): that is not served again.
+    routing.table._table.routes = {"f": (OPUS, HAIKU)}
+    routing.table._table.version = "stale"
+    routing.table._table.tentative = False
+    routing.table._table.checked_at = time.monotonic() - routing.table.SERVED_STALE_FOR - 1
+    assert asyncio.run(django_claude.acall("hi", feature="f")).model == HAIKU
+
+
 def test_routes_survive_a_database_outage(db, monkeypatch):
     set_route(feature="f", model=OPUS, fallback_model=HAIKU)
     assert active_route("f").model == OPUS

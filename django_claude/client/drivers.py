@@ -39,7 +39,13 @@ from django_claude.recording.pricing import price_book_is_fresh
 from django_claude.recording.redaction import prompt_prefix
 from django_claude.recording.transactions import under_test_runner
 from django_claude.recording.writer import writes_behind
-from django_claude.routing import Route, route_table_is_fresh, serving_route
+from django_claude.routing import (
+    Route,
+    look_again_soon,
+    route_table_is_fresh,
+    route_table_is_served_stale,
+    serving_route,
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -221,10 +227,13 @@ async def _settle(plan: AttemptPlan, pending: Awaitable[Any], *, seconds: float)
 
 
 async def aroute(req: CallRequest) -> Route:
-    """The route serving ``req``: from memory when the table is fresh, else
-    read in a thread."""
+    """The route serving ``req``: from memory when the table is fresh, or
+    known while a thread looks again; else read in a thread."""
     if route_table_is_fresh():
         # Even if the second runs out meanwhile: no reload on the loop.
+        return serving_route(req.feature, req.canary_key, refresh=False)
+    if route_table_is_served_stale():
+        look_again_soon()
         return serving_route(req.feature, req.canary_key, refresh=False)
     return await sync_to_async(serving_route)(req.feature, req.canary_key)
 

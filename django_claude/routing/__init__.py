@@ -34,8 +34,10 @@ from django_claude.routing.table import (
     Route,
     active_route,
     active_route_from_db,
+    look_again_soon,
     reset_route_table,
     route_table_is_fresh,
+    route_table_is_served_stale,
     serving_route,
 )
 
@@ -49,6 +51,7 @@ __all__ = [
     "Route",
     "active_route",
     "active_route_from_db",
+    "look_again_soon",
     "previous_route",
     "promote_canary",
     "remove_route",
@@ -56,6 +59,7 @@ __all__ = [
     "rollback",
     "rollback_target",
     "route_table_is_fresh",
+    "route_table_is_served_stale",
     "running_canary",
     "serving_route",
     "set_canary_percent",

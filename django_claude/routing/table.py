@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.core.cache import caches
-from django.db import router, transaction
+from django.db import connections, router, transaction
 
 from django_claude.conf import conf
 from django_claude.models import Canary, ModelRoute
+from django_claude.recording.transactions import under_test_runner
 from django_claude.shared_cache import cache_op
 
 logger = logging.getLogger("django_claude.routing")
@@ -156,6 +157,45 @@ def settings_route(feature: str) -> Route:
 def route_table_is_fresh() -> bool:
     """True when ``active_route`` will answer from memory, with no I/O."""
     return time.monotonic() - _table.checked_at < CHECK_EVERY
+
+
+# How long after its last look an event loop keeps serving the table while a
+# thread looks again (past it, the caller waits for the look, as at first).
+SERVED_STALE_FOR = 10 * CHECK_EVERY
+_looking = threading.Lock()  # held while a thread looks again for event loops
+
+
+def route_table_is_served_stale() -> bool:
+    """May an event loop serve the table it has while a thread looks again?
+    Once it was read (and not changed in an open transaction here), and not
+    for longer than ``SERVED_STALE_FOR``: then a thread looks
+    (``look_again_soon``) and no call waits for the look. Not under a test
+    runner, where the routes a test sets are in its own transaction, which
+    no other thread can read."""
+    age = time.monotonic() - _table.checked_at
+    return age < SERVED_STALE_FOR and not _table.tentative and not under_test_runner()
+
+
+def look_again_soon() -> None:
+    """Look at the routes again in a thread of its own, unless one is
+    already looking; never blocks. (Under load, every call that found the
+    table stale hopped to a thread to look, tens a second.)"""
+    if not _looking.acquire(blocking=False):
+        return
+
+    def look() -> None:
+        try:
+            _fresh_table()
+        except Exception:
+            logger.warning("claude routing: could not look at the routes", exc_info=True)
+        finally:
+            connections.close_all()  # this thread's own, if the look opened one
+            _looking.release()
+
+    try:
+        threading.Thread(target=look, name="django-claude-routes", daemon=True).start()
+    except RuntimeError:  # interpreter shutdown: no new threads
+        _looking.release()
 
 
 def _fresh_table(
