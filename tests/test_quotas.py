@@ -543,6 +543,41 @@ def test_a_worst_case_follows_a_price_the_site_changes():
     assert after.tokens == before.tokens
 
 
+@pytest.mark.django_db
+def test_a_price_saved_while_a_worst_case_is_priced_is_not_kept_stale(monkeypatch):
+    from django_claude.quotas import estimate
+    from tests.prices import site_price
+
+    today = timezone.now().date()
+    request = {"messages": [{"role": "user", "content": "hello"}], "max_tokens": 1000}
+    real = estimate.price_detail
+    saved: list[bool] = []
+
+    def priced_then_an_admin_saves_a_price(*args, **kwargs):
+        priced = real(*args, **kwargs)  # on the prices in force when it began
+        if not saved:  # meanwhile, in another request, the model becomes ten times dearer
+            saved.append(True)
+            site_price(MODEL, today - datetime.timedelta(days=1), "30", "150", "37.5", "60", "3")
+        return priced
+
+    monkeypatch.setattr(estimate, "price_detail", priced_then_an_admin_saves_a_price)
+    before = worst_case(request, [MODEL], on=today)
+    monkeypatch.setattr(estimate, "price_detail", real)
+    after = worst_case(request, [MODEL], on=today)  # the next reservation
+    assert before.usd is not None and after.usd is not None
+    assert after.usd > 5 * before.usd
+
+
+def test_without_time_zones_a_refused_call_is_limited(quota_site, settings):
+    settings.USE_TZ = False
+    settings.TIME_ZONE = "Asia/Tokyo"
+    settings.DJANGO_CLAUDE_QUOTAS = {"q": {"per": "user", "window": "minute", "calls": 1}}
+    assert django_claude.call("hi", feature="chat", user="u1").outcome == "ok"
+    refused = django_claude.call("hi", feature="chat", user="u1")
+    assert refused.outcome == "limited"
+    assert refused.retry_after is not None and 0 < refused.retry_after <= 60
+
+
 @pytest.mark.redis  # the local-memory cache is never marked down
 def test_settling_goes_through_while_the_cache_is_marked_down(quota_site, settings):
     """One slow breaker read marks the cache down for a few seconds; a call

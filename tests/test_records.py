@@ -255,6 +255,21 @@ def test_prefix_length_setting(claude, settings):
     assert CallRecord.objects.get().prompt_prefix == "abcdefghi…"
 
 
+def test_without_time_zones_a_call_is_recorded_in_local_time(claude, settings):
+    import datetime
+
+    from django.utils import timezone
+
+    settings.USE_TZ = False
+    settings.TIME_ZONE = "Asia/Tokyo"
+    before = timezone.now()  # naive, Tokyo time
+    result = django_claude.call("hi", feature="f")
+    assert result.outcome == "ok"
+    saved = CallRecord.objects.get(id=result.request_id)
+    assert timezone.is_naive(saved.created_at)
+    assert abs(saved.created_at - before) < datetime.timedelta(minutes=1)
+
+
 def test_record_from_line_round_trip(claude, call_lines):
     result = django_claude.call("hi", feature="f")
     saved = CallRecord.objects.get()

@@ -232,6 +232,8 @@ def admit(
     if not found:
         return NOTHING_HELD
     now = now or timezone.now()
+    if timezone.is_naive(now):  # USE_TZ = False: the site's local time
+        now = timezone.make_aware(now, timezone.get_default_timezone())
     on = now.astimezone(datetime.UTC).date()
     worst = worst_case(params, models, on=on, counted=counted)
     held: list[tuple[Quota, counters.Charge]] = []

@@ -128,8 +128,9 @@ def worst_case(
     caches = _asks_to_cache(params)
     geo, speed = _option(params, "inference_geo"), _option(params, "speed")
     key = (tuple(models), bound, searches, output_tokens, caches, geo, speed, on)
+    book = price_book()  # (read first: a price saved meanwhile drops what is priced now)
     if not counted:  # (a request like an earlier one: its worst case is known)
-        known = _worst.get(key)
+        known = _worst.get(key, book)
         if known is not None:
             return known
     costs = []
@@ -154,7 +155,7 @@ def worst_case(
     usd = None if not costs or None in costs else max(c for c in costs if c is not None)
     worst = WorstCase(most_input, output_tokens, usd)
     if not counted:
-        _worst.put(key, worst)
+        _worst.put(key, worst, book)
     return worst
 
 
@@ -191,22 +192,25 @@ _cost = _Costs().get
 
 class _Known:
     """Worst cases by their request's measure, while the prices stay the same
-    object (a feature's calls are alike: one walk of the request, no pricing)."""
+    object (a feature's calls are alike: one walk of the request, no pricing).
+    The book and its worst cases change together, as one attribute."""
 
     def __init__(self) -> None:
-        self.book: object = None
-        self.known: dict[tuple[Any, ...], WorstCase] = {}
+        self.state: tuple[object, dict[tuple[Any, ...], WorstCase]] = (None, {})
 
-    def get(self, key: tuple[Any, ...]) -> WorstCase | None:
-        if price_book() is not self.book:
-            return None
-        return self.known.get(key)
+    def get(self, key: tuple[Any, ...], book: object) -> WorstCase | None:
+        kept_for, known = self.state
+        return known.get(key) if kept_for is book else None
 
-    def put(self, key: tuple[Any, ...], worst: WorstCase) -> None:
-        book = price_book()
-        if book is not self.book or len(self.known) >= _Costs.KEPT:
-            self.book, self.known = book, {}
-        self.known[key] = worst
+    def put(self, key: tuple[Any, ...], worst: WorstCase, book: object) -> None:
+        """Keep ``worst``, priced on ``book`` (read before the pricing began)."""
+        kept_for, known = self.state
+        if kept_for is not book or len(known) >= _Costs.KEPT:
+            if price_book() is not book:
+                return  # the prices changed while this one was priced
+            known = {}
+            self.state = (book, known)
+        known[key] = worst
 
 
 _worst = _Known()

@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from django_claude import telemetry
@@ -270,6 +272,8 @@ def _timestamp(value: Any) -> datetime.datetime:
         when = datetime.datetime.fromisoformat(value)
     except ValueError:
         raise ValueError(f"created_at is not an ISO timestamp: {value[:40]!r}") from None
+    if not settings.USE_TZ:  # the site's local time, without a zone (as its lines carry it)
+        return timezone.make_naive(when) if when.tzinfo else when
     return when if when.tzinfo else when.replace(tzinfo=datetime.UTC)
 
 

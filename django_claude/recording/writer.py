@@ -133,6 +133,10 @@ def write_record(row: Row, *, after: After = None, background: bool = False) -> 
         logger.error(
             "claude record %s not saved (%s); %s", record.id, type(exc).__name__, INGEST_HINT
         )
+    except Exception as exc:  # a value the backend refused to adapt: never the caller's problem
+        logger.exception(
+            "claude record %s not saved (%s); %s", record.id, type(exc).__name__, INGEST_HINT
+        )
     run_after(after, record)
 
 

@@ -20,6 +20,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from django.db import connections
 
@@ -64,10 +65,14 @@ class Background:
                 connections.close_all()  # idle: hold no connection
                 continue
             self._running = item
+            _check_connections()
             _run(item[0])
             self._running = None
             self._jobs.task_done()
-            _tidy_connections(idle=self._jobs.empty())
+            try:
+                _tidy_connections(idle=self._jobs.empty())
+            except Exception:  # never the thread's end
+                logger.exception("claude smell test: could not tidy the thread's connections")
 
     def drain(self, timeout: float = 10.0) -> bool:
         """Wait until every submitted job has run (tests, shutdown); False on timeout.
@@ -108,22 +113,49 @@ class Background:
         self.__init__()  # type: ignore[misc]  # the parent's thread does not exist here
 
 
+def _check_connections() -> None:
+    """Before a job: a kept connection the server dropped meanwhile (a
+    restart, a killed backend) is closed, so the job connects again instead
+    of failing (one ``SELECT 1``, a fraction of a new connection's cost)."""
+    for connection in connections.all(initialized_only=True):
+        try:
+            if connection.connection is not None and not connection.is_usable():
+                connection.close()
+        except Exception:  # never the thread's end: the job finds out for itself
+            logger.debug("claude smell test: could not check a connection", exc_info=True)
+
+
 def _tidy_connections(*, idle: bool) -> None:
     """After a job. The thread's database connection is kept while jobs come
     (opening one for each judgement cost more than the judgement: a new
     PostgreSQL backend each time) and closed after a second without one;
-    one a failed job left unusable is closed now. Under a test runner it is
-    closed as soon as the queue is empty, or the run could not drop its
-    test database."""
+    one a failed job left unusable, in a transaction or out of autocommit is
+    closed now. Under a test runner it is closed as soon as the queue is
+    empty, or the run could not drop its test database."""
     if idle and under_test_runner():
         connections.close_all()
         return
     for connection in connections.all(initialized_only=True):
-        if connection.errors_occurred:  # (as Django does at the end of a request)
+        if connection.connection is None:
+            continue
+        if connection.in_atomic_block or not connection.get_autocommit():
+            _roll_back(connection)
+        elif connection.errors_occurred:  # (as Django does at the end of a request)
             if connection.is_usable():
                 connection.errors_occurred = False
             else:
                 connection.close()
+
+
+def _roll_back(connection: Any) -> None:
+    """Undo what a job left open, and be in autocommit again (or closed)."""
+    try:
+        if connection.in_atomic_block:
+            raise RuntimeError("a job left an atomic block open")
+        connection.rollback()
+        connection.set_autocommit(True)
+    except Exception:
+        connection.close()
 
 
 def _run(job: Job) -> None:
