@@ -11,6 +11,7 @@ the database could not take.
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import math
 import uuid
@@ -122,13 +123,19 @@ def redactor() -> Callable[[str], str]:
     """The site's redactor (``DJANGO_CLAUDE_REDACTOR``), made safe to call: if
     it raises or returns something other than text, nothing of the input is
     kept (a failing redactor must neither leak text nor lose the call)."""
-    redact: Callable[[str], str] = import_string(conf.REDACTOR)
+    return _safe_redactor(conf.REDACTOR)
+
+
+@functools.lru_cache(maxsize=8)
+def _safe_redactor(path: str) -> Callable[[str], str]:
+    """``redactor`` for the dotted ``path``: imported once, not on every call."""
+    redact: Callable[[str], str] = import_string(path)
 
     def safely(text: str) -> str:
         try:
             result = redact(text)
         except Exception as exc:
-            logger.error("claude redactor %s failed (%s)", conf.REDACTOR, type(exc).__name__)
+            logger.error("claude redactor %s failed (%s)", path, type(exc).__name__)
             return REDACTION_FAILED
         return result if isinstance(result, str) else REDACTION_FAILED
 
@@ -147,18 +154,18 @@ def safe_text(value: str, *, limit: int, redact: Callable[[str], str]) -> str:
     return escape_controls(text, limit - 1) + CUT
 
 
-# A feature is a label a site reuses on every call: its redacted form is kept
-# (per redactor), not worked out again each time. Bounded; cleared when full.
+# A feature or a tenant is a label reused on every call: its redacted form is
+# kept (per redactor), not redacted again each time. Bounded; cleared when full.
 _LABELS_KEPT = 512
-_labels: dict[tuple[str, str], str] = {}
+_labels: dict[tuple[str, int, str], str] = {}
 
 
-def feature_label(feature: str, redact: Callable[[str], str]) -> str:
-    """``safe_text`` of a feature, remembered for the next call."""
-    key = (conf.REDACTOR, feature)
+def feature_label(feature: str, redact: Callable[[str], str], *, limit: int = 100) -> str:
+    """``safe_text`` of a feature (or a tenant), remembered for the next call."""
+    key = (conf.REDACTOR, limit, feature)
     label = _labels.get(key)
     if label is None:
-        label = safe_text(feature, limit=100, redact=redact)
+        label = safe_text(feature, limit=limit, redact=redact)
         if label != REDACTION_FAILED:
             if len(_labels) >= _LABELS_KEPT:
                 _labels.clear()
@@ -180,7 +187,7 @@ def log_line(
         "feature": feature_label(facts.feature, redact),
         "user_id": json_safe(facts.user_id),
         "user_ref": safe_text(facts.user_ref, limit=150, redact=redact),
-        "tenant": safe_text(facts.tenant, limit=200, redact=redact),
+        "tenant": feature_label(facts.tenant, redact, limit=200),
         "arm": facts.arm,
         "canary_id": facts.canary_id,
         **telemetry.ids_of(facts.span),
