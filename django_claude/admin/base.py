@@ -14,10 +14,11 @@ from django.core.paginator import Paginator
 from django.db import connection, models
 from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
+
+from django_claude.recording.clock import local
 
 # A list shows this many significant digits of a cost, and at most this many
 # decimals (a millionth of a dollar is one Haiku input token).
@@ -139,4 +140,4 @@ def moment(value: datetime.datetime | None) -> str:
     wraps between date and time, where Django's long form takes three lines)."""
     if value is None:
         return "—"
-    return f"{timezone.localtime(value):%Y-%m-%d %H:%M}"
+    return f"{local(value):%Y-%m-%d %H:%M}"

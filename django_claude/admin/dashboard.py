@@ -28,6 +28,7 @@ from django_claude.models import (
     SmellBaseline,
 )
 from django_claude.querysets import JUDGED
+from django_claude.recording.clock import local_today
 from django_claude.types import Outcome, SmellVerdict
 
 COUNT_FIELDS = (
@@ -207,7 +208,7 @@ def build_dashboard(
 ) -> Dashboard:
     """The dashboard's numbers for the last ``days`` days (site time), one feature or all."""
     tz = timezone.get_default_timezone()
-    today = today or timezone.localdate()
+    today = today or local_today()
     since = today - datetime.timedelta(days=max(1, days) - 1)
     stats = {
         since + datetime.timedelta(days=i): DayStats(since + datetime.timedelta(days=i))

@@ -11,7 +11,6 @@ from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
@@ -28,6 +27,7 @@ from django_claude.admin.base import (
 )
 from django_claude.conf import conf
 from django_claude.models import CallRecord, DailyCost, ModelRoute
+from django_claude.recording.clock import local
 from django_claude.types import Outcome
 
 DAY_CHOICES = [7, 14, 30, 90]
@@ -273,12 +273,12 @@ def dashboard_charts(data: dashboard.Dashboard) -> dict[str, str]:
     index = {day.day: i for i, day in enumerate(data.days)}
     markers = [
         (
-            index[timezone.localtime(change.changed_at).date()],
-            f"{timezone.localtime(change.changed_at):%b %d %H:%M} "
+            index[local(change.changed_at).date()],
+            f"{local(change.changed_at):%b %d %H:%M} "
             f"{change.feature or '(default)'}: {change.summary()}",
         )
         for change in data.route_changes
-        if timezone.localtime(change.changed_at).date() in index
+        if local(change.changed_at).date() in index
     ]
     latency_name = "p50" if data.latency_kind == "percentiles" else "average"
     latency: dict[str, list[float | None]] = {

@@ -17,6 +17,7 @@ from django_claude.conf import conf
 from django_claude.costs.days import day_bounds
 from django_claude.costs.totals import format_cost
 from django_claude.models import BudgetAlert, CallRecord
+from django_claude.recording.clock import local_today
 from django_claude.signals import budget_exceeded
 
 logger = logging.getLogger("django_claude.budget")
@@ -47,7 +48,7 @@ def spent_today(feature: str, day: datetime.date) -> Decimal:
 def check_budgets(*, day: datetime.date | None = None) -> list[BudgetAlert]:
     """Alert for every feature whose cost for ``day`` (today, site time) crossed
     80% or 100% of its budget and was not alerted yet. Returns the new alerts."""
-    day = day or timezone.localdate()
+    day = day or local_today()
     sent: list[BudgetAlert] = []
     for feature, budget in conf.BUDGETS.items():
         status = BudgetStatus(feature, day, spent_today(feature, day), budget)

@@ -11,6 +11,8 @@ from typing import Any
 
 from django.utils import timezone
 
+from django_claude.recording.clock import as_stored
+
 # Days whose bounds (the day after, the offsets of any time zone) stay inside
 # what ``datetime`` can hold.
 FIRST_DAY = datetime.date.min + datetime.timedelta(days=1)
@@ -51,12 +53,13 @@ def parse_day(value: str) -> datetime.date:
 def day_bounds(
     since: datetime.date, until: datetime.date, tz: datetime.tzinfo
 ) -> tuple[datetime.datetime, datetime.datetime]:
-    """[since 00:00, the day after until 00:00) in ``tz``, as aware datetimes."""
+    """[since 00:00, the day after until 00:00) in ``tz``, as the site's
+    ``DateTimeField`` compares them (aware; naive local time without time zones)."""
     start = datetime.datetime.combine(since, datetime.time.min, tzinfo=tz)
     end = datetime.datetime.combine(
         until + datetime.timedelta(days=1), datetime.time.min, tzinfo=tz
     )
-    return start, end
+    return as_stored(start), as_stored(end)
 
 
 def line_day(line: Mapping[str, Any], tz: datetime.tzinfo) -> datetime.date:

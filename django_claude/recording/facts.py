@@ -20,16 +20,15 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from django_claude import telemetry
 from django_claude.conf import conf
 from django_claude.models import CallRecord
 from django_claude.recording import pricing
+from django_claude.recording.clock import as_stored, aware
 from django_claude.recording.encoding import call_line_json, json_safe, storable
 from django_claude.recording.inserts import FromLine
 from django_claude.recording.pricing import Usage
@@ -183,7 +182,7 @@ def log_line(
     return {
         "event": event,
         "request_id": str(facts.request_id),
-        "created_at": facts.created_at.isoformat(),
+        "created_at": aware(facts.created_at).isoformat(),
         "feature": feature_label(facts.feature, redact),
         "user_id": json_safe(facts.user_id),
         "user_ref": safe_text(facts.user_ref, limit=150, redact=redact),
@@ -279,9 +278,7 @@ def _timestamp(value: Any) -> datetime.datetime:
         when = datetime.datetime.fromisoformat(value)
     except ValueError:
         raise ValueError(f"created_at is not an ISO timestamp: {value[:40]!r}") from None
-    if not settings.USE_TZ:  # the site's local time, without a zone (as its lines carry it)
-        return timezone.make_naive(when) if when.tzinfo else when
-    return when if when.tzinfo else when.replace(tzinfo=datetime.UTC)
+    return as_stored(when)
 
 
 def record_from_line(line: Mapping[str, Any]) -> CallRecord:

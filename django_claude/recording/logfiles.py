@@ -29,6 +29,7 @@ from django.db import DataError, IntegrityError, connection, models, transaction
 from django.db.backends.base.operations import BaseDatabaseOperations
 
 from django_claude.models import CallRecord
+from django_claude.recording.clock import as_stored, aware
 from django_claude.recording.facts import record_from_line
 from django_claude.recording.redaction import escape_controls
 
@@ -269,9 +270,8 @@ def _fit(model_field: models.Field[Any, Any], value: Any) -> Any:
         if abs(value) >= bound:
             raise ValueError(f"out of range (under {bound})")
     elif isinstance(target, models.DateTimeField):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=datetime.UTC)  # as line_day reads it: naive is UTC
-        value.astimezone(datetime.UTC)  # OverflowError at the ends of the calendar
+        value = as_stored(value)  # (without time zones: naive local time)
+        aware(value).astimezone(datetime.UTC)  # OverflowError at the ends of the calendar
     return value
 
 

@@ -189,8 +189,10 @@ def look_again_soon() -> None:
         except Exception:
             logger.warning("claude routing: could not look at the routes", exc_info=True)
         finally:
-            connections.close_all()  # this thread's own, if the look opened one
-            _looking.release()
+            try:
+                connections.close_all()  # this thread's own, if the look opened one
+            finally:
+                _looking.release()
 
     try:
         threading.Thread(target=look, name="django-claude-routes", daemon=True).start()
