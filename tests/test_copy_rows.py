@@ -129,3 +129,17 @@ def test_rows_written_behind_by_copy_equal_their_lines(
         for field in CallRecord._meta.concrete_fields:
             assert getattr(row, field.attname) == getattr(expected, field.attname), field.name
     assert any("not built" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_line_whose_values_no_column_holds_keeps_its_row(lines):
+    """A user key beyond the column, NUL and NaN inside the attempts: the row
+    is written without what does not fit (before, the database refused it)."""
+    line = dict(lines[0], request_id="6f1c1f5e-0000-4000-8000-000000000001")
+    line["user_id"] = 2**63
+    line["attempt_log"] = [{"model": "m\x00", "latency_ms": math.nan, "status": 200}]
+    record = record_from_line(line)
+    record.save(force_insert=True)
+    stored = CallRecord.objects.get(id=record.id)
+    assert stored.user_id is None
+    assert stored.attempt_log == [{"model": "m\\x00", "latency_ms": "nan", "status": 200}]

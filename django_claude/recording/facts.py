@@ -298,15 +298,11 @@ def line_values(line: Mapping[str, Any]) -> dict[str, Any]:
         request_id = uuid.UUID(str(line["request_id"]))
     except (KeyError, ValueError):
         raise ValueError("request_id is missing or not a UUID") from None
-    values = {
-        name: fit(name, line[name])
-        for name in RECORD_FIELDS
-        if name in line and line[name] is not None
-    }
+    values = {name: fit(name, line[name]) for name in RECORD_FIELDS if line.get(name) is not None}
     for name, kind in (("attempt_log", list), ("tags", dict), ("cost_breakdown", dict)):
         if name in values and not isinstance(values[name], kind):
             raise ValueError(f"{name} must be a JSON {kind.__name__}")
-    for name in ("tags", "cost_breakdown"):
+    for name in ("tags", "cost_breakdown", "attempt_log"):
         if name in values:
             values[name] = storable(values[name])
     tool_fee = _usd("cost_breakdown.tools", values.get("cost_breakdown", {}).get("tools"))
@@ -338,9 +334,13 @@ def _usd(name: str, value: Any) -> Decimal | None:
 
 def _user_id(value: Any) -> Any:
     """The user key as the user model stores it; one that does not fit (a
-    line from another site, a garbled id) is left out, the row kept."""
+    line from another site, a garbled id, beyond the column) is left out."""
     try:
-        return CallRecord._meta.get_field("user").target_field.to_python(value)
+        target = CallRecord._meta.get_field("user").target_field
+        key = target.to_python(value)
+        if key is not None:
+            target.run_validators(key)
+        return key
     except (ValidationError, TypeError, ValueError, AttributeError):
         return None
 
