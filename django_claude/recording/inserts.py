@@ -77,11 +77,6 @@ def ready(row: Row, *, copy: bool) -> Ready | None:
     return built(row)
 
 
-def record_of(item: Ready) -> CallRecord:
-    """The record ``item`` is, or makes (a line's values)."""
-    return item if isinstance(item, CallRecord) else CallRecord(**item)
-
-
 def _not_built(row: Row, exc: Exception) -> None:
     line = row.line if isinstance(row, FromLine) else {}
     request_id = line.get("request_id", "?") if isinstance(line, Mapping) else "?"
@@ -151,7 +146,7 @@ class Inserts:
                     run_after(after, item)
                 continue
             for item, after in kept:
-                record = record_of(item)
+                record = item if isinstance(item, CallRecord) else CallRecord(**item)
                 self._write(record, alias)
                 run_after(after, record)
 
@@ -228,7 +223,8 @@ def insert_rows(alias: str, records: list[Ready]) -> None:
     Either way all or none: a refused row fails the whole batch."""
     connection = connections[alias]
     if not copies(alias):
-        CallRecord.objects.using(alias).bulk_create([record_of(r) for r in records])
+        made = [r if isinstance(r, CallRecord) else CallRecord(**r) for r in records]
+        CallRecord.objects.using(alias).bulk_create(made)
         return
     columns = Columns.of(alias)
     quote = connection.ops.quote_name
