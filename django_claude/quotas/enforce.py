@@ -32,6 +32,7 @@ from django_claude.quotas import counters
 from django_claude.quotas.config import NANO, Quota, quotas
 from django_claude.quotas.estimate import WorstCase, worst_case
 from django_claude.quotas.windows import window_bounds, window_label, window_of
+from django_claude.recording.clock import aware
 from django_claude.recording.pricing import Usage
 from django_claude.shared_cache import COOLDOWN
 
@@ -231,9 +232,7 @@ def admit(
     ``confirm()`` gives the refusal, if any (call it before the request)."""
     if not found:
         return NOTHING_HELD
-    now = now or timezone.now()
-    if timezone.is_naive(now):  # USE_TZ = False: the site's local time
-        now = timezone.make_aware(now, timezone.get_default_timezone())
+    now = aware(now or timezone.now())  # (USE_TZ = False: the site's local time)
     on = now.astimezone(datetime.UTC).date()
     worst = worst_case(params, models, on=on, counted=counted)
     held: list[tuple[Quota, counters.Charge]] = []

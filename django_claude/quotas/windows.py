@@ -6,6 +6,8 @@ import datetime
 
 from django.utils import timezone
 
+from django_claude.recording.clock import aware
+
 # The window that held the last ``now`` asked about, per window and zone (its
 # bounds, and the same as POSIX timestamps): a call in the same minute, hour,
 # day or month needs no date arithmetic, nor a comparison across time zones.
@@ -26,10 +28,8 @@ def window_of(
     window: str, now: datetime.datetime | None = None
 ) -> tuple[datetime.datetime, datetime.datetime, float, float]:
     """``window_bounds``, and the same bounds as POSIX timestamps."""
-    now = now or timezone.now()
+    now = aware(now or timezone.now())  # (USE_TZ = False: local time already)
     zone_of_site = timezone.get_default_timezone()
-    if timezone.is_naive(now):  # USE_TZ = False: local time already
-        now = timezone.make_aware(now, zone_of_site)
     stamp = now.timestamp()
     key = (window, zone_of_site)
     known = _last.get(key)

@@ -77,6 +77,11 @@ def ready(row: Row, *, copy: bool) -> Ready | None:
     return built(row)
 
 
+def record_of(item: Ready) -> CallRecord:
+    """The record ``item`` is, or makes (a line's values)."""
+    return item if isinstance(item, CallRecord) else CallRecord(**item)
+
+
 def _not_built(row: Row, exc: Exception) -> None:
     line = row.line if isinstance(row, FromLine) else {}
     request_id = line.get("request_id", "?") if isinstance(line, Mapping) else "?"
@@ -146,7 +151,7 @@ class Inserts:
                     run_after(after, item)
                 continue
             for item, after in kept:
-                record = item if isinstance(item, CallRecord) else CallRecord(**item)
+                record = record_of(item)
                 self._write(record, alias)
                 run_after(after, record)
 
@@ -223,8 +228,7 @@ def insert_rows(alias: str, records: list[Ready]) -> None:
     Either way all or none: a refused row fails the whole batch."""
     connection = connections[alias]
     if not copies(alias):
-        made = [r if isinstance(r, CallRecord) else CallRecord(**r) for r in records]
-        CallRecord.objects.using(alias).bulk_create(made)
+        CallRecord.objects.using(alias).bulk_create([record_of(r) for r in records])
         return
     columns = Columns.of(alias)
     quote = connection.ops.quote_name

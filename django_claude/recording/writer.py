@@ -35,13 +35,11 @@ import weakref
 from typing import ClassVar
 
 from django.db import (
-    DatabaseError,
     OperationalError,
     connections,
     router,
     transaction,
 )
-from django.db.transaction import TransactionManagementError
 
 from django_claude.conf import conf
 from django_claude.models import CallRecord
@@ -129,12 +127,9 @@ def write_record(row: Row, *, after: After = None, background: bool = False) -> 
         logger.warning("claude record %s: the table is busy, handing it to the writer", record.id)
         _writer.submit(record, alias, after)
         return
-    except (DatabaseError, TransactionManagementError) as exc:
+    except Exception as exc:  # the database, or a value its backend refused to adapt
+        # The type only: the message may quote the value refused.
         logger.error(
-            "claude record %s not saved (%s); %s", record.id, type(exc).__name__, INGEST_HINT
-        )
-    except Exception as exc:  # a value the backend refused to adapt: never the caller's problem
-        logger.exception(
             "claude record %s not saved (%s); %s", record.id, type(exc).__name__, INGEST_HINT
         )
     run_after(after, record)

@@ -128,23 +128,19 @@ def _check_connections() -> None:
 def _tidy_connections(*, idle: bool) -> None:
     """After a job. The thread's database connection is kept while jobs come
     (opening one for each judgement cost more than the judgement: a new
-    PostgreSQL backend each time) and closed after a second without one;
-    one a failed job left unusable, in a transaction or out of autocommit is
-    closed now. Under a test runner it is closed as soon as the queue is
-    empty, or the run could not drop its test database."""
+    PostgreSQL backend each time) and closed after a second without one
+    (the next job checks it first: ``_check_connections``); what a job left
+    in a transaction or out of autocommit is rolled back now. Under a test
+    runner it is closed as soon as the queue is empty, or the run could not
+    drop its test database."""
     if idle and under_test_runner():
         connections.close_all()
         return
     for connection in connections.all(initialized_only=True):
-        if connection.connection is None:
-            continue
-        if connection.in_atomic_block or not connection.get_autocommit():
+        if connection.connection is not None and (
+            connection.in_atomic_block or not connection.get_autocommit()
+        ):
             _roll_back(connection)
-        elif connection.errors_occurred:  # (as Django does at the end of a request)
-            if connection.is_usable():
-                connection.errors_occurred = False
-            else:
-                connection.close()
 
 
 def _roll_back(connection: Any) -> None:
