@@ -13,6 +13,7 @@ import threading
 import time
 import weakref
 from io import StringIO
+from typing import Any
 
 import pytest
 from django.core import mail
@@ -246,45 +247,26 @@ def test_without_celery_a_judge_that_is_down_gives_error_and_drops_the_text(
     assert not SmellFailure.objects.exists()
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_without_celery_judgements_in_a_row_share_one_database_connection(
-    fake_anthropic, no_celery, monkeypatch
-):
+@pytest.fixture
+def judge_as_served(monkeypatch):
+    """The in-process judge as outside a test runner, where its thread keeps
+    its connection while judgements come; yields the connections that thread
+    opens, and hands its connection back before the test database is dropped."""
+    from django.db import connections
     from django.db.backends.signals import connection_created
 
     from django_claude.smell import background as background_module
 
-    # As in production: outside a test runner the thread keeps its connection
-    # while judgements come (a new PostgreSQL backend for each one cost more
-    # than the judgement).
     monkeypatch.setattr(background_module, "under_test_runner", lambda: False)
-    opened: list[str] = []
+    opened: list[Any] = []
 
     def note(sender: object, connection: object, **kwargs: object) -> None:
         if threading.current_thread().name == "django-claude-smell":
-            opened.append(getattr(connection, "alias", "?"))
+            opened.append(connection)
 
-    fake_anthropic.script(JUDGE, [Fault(text="PASS") for _ in range(5)])
     connection_created.connect(note)
-    try:
-        results = []
-        for n in range(5):
-            results.append(sampled_call(f"question {n}")[0])
-            assert background.drain(10)
-    finally:
-        connection_created.disconnect(note)
-        _hand_back_the_judge_connection()
-    verdicts_given = CallRecord.objects.filter(id__in=[r.request_id for r in results])
-    assert sorted(verdicts_given.values_list("smell_verdict", flat=True)) == ["pass"] * 5
-    # (At most one: SQLite's in-memory test database ignores a close, so the
-    # thread's connection of an earlier test may still be open.)
-    assert len(opened) <= 1, opened
-
-
-def _hand_back_the_judge_connection() -> None:
-    """Close the judge thread's kept connection (before the test database is dropped)."""
-    from django.db import connections
-
+    yield opened
+    connection_created.disconnect(note)
     handed_back = threading.Event()
 
     def close() -> None:
@@ -295,36 +277,39 @@ def _hand_back_the_judge_connection() -> None:
     assert handed_back.wait(10)
 
 
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_without_celery_judgements_in_a_row_share_one_database_connection(
+    fake_anthropic, no_celery, judge_as_served
+):
+    # A new PostgreSQL backend for each judgement cost more than the judgement.
+    fake_anthropic.script(JUDGE, [Fault(text="PASS") for _ in range(5)])
+    results = []
+    for n in range(5):
+        results.append(sampled_call(f"question {n}")[0])
+        assert background.drain(10)
+    verdicts_given = CallRecord.objects.filter(id__in=[r.request_id for r in results])
+    assert sorted(verdicts_given.values_list("smell_verdict", flat=True)) == ["pass"] * 5
+    # (At most one: SQLite's in-memory test database ignores a close, so the
+    # thread's connection of an earlier test may still be open.)
+    assert len(judge_as_served) <= 1, judge_as_served
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_without_celery_a_judgement_after_the_database_dropped_the_connection_is_kept(
-    fake_anthropic, no_celery, monkeypatch
+    fake_anthropic, no_celery, judge_as_served
 ):
     from django.db import connection
-    from django.db.backends.signals import connection_created
-
-    from django_claude.smell import background as background_module
-
-    monkeypatch.setattr(background_module, "under_test_runner", lambda: False)  # as served
-    backends: list[int] = []
-
-    def note(sender: object, connection: object, **kwargs: object) -> None:
-        if threading.current_thread().name == "django-claude-smell":
-            backends.append(connection.connection.info.backend_pid)  # type: ignore[attr-defined]
 
     fake_anthropic.script(JUDGE, [Fault(text="PASS") for _ in range(3)])
-    connection_created.connect(note)
-    try:
-        results = [sampled_call("first")[0]]
+    results = [sampled_call("first")[0]]
+    assert background.drain(10)
+    backend = judge_as_served[-1].connection.info.backend_pid
+    with connection.cursor() as cursor:  # a restart, as the judge's connection sees it
+        cursor.execute("SELECT pg_terminate_backend(%s)", [backend])
+    for n in range(2):
+        results.append(sampled_call(f"after {n}")[0])
         assert background.drain(10)
-        with connection.cursor() as cursor:  # a restart, as the judge's connection sees it
-            cursor.execute("SELECT pg_terminate_backend(%s)", [backends[-1]])
-        for n in range(2):
-            results.append(sampled_call(f"after {n}")[0])
-            assert background.drain(10)
-    finally:
-        connection_created.disconnect(note)
-        _hand_back_the_judge_connection()
     verdicts_given = [CallRecord.objects.get(id=r.request_id).smell_verdict for r in results]
     assert verdicts_given == ["pass", "pass", "pass"]
     assert fake_anthropic.count(JUDGE) == 3
@@ -332,13 +317,9 @@ def test_without_celery_a_judgement_after_the_database_dropped_the_connection_is
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_without_celery_a_job_that_left_autocommit_off_does_not_swallow_the_next(
-    fake_anthropic, no_celery, monkeypatch
+    fake_anthropic, no_celery, judge_as_served
 ):
     from django.db import connections, transaction
-
-    from django_claude.smell import background as background_module
-
-    monkeypatch.setattr(background_module, "under_test_runner", lambda: False)  # as served
 
     def careless_job() -> None:
         transaction.set_autocommit(False)
@@ -347,12 +328,9 @@ def test_without_celery_a_job_that_left_autocommit_off_does_not_swallow_the_next
         raise RuntimeError("left a transaction open")
 
     fake_anthropic.script(JUDGE, [Fault(text="PASS")])
-    try:
-        background.submit(careless_job, on_full=lambda: None)
-        result = sampled_call("after")[0]
-        assert background.drain(10)
-    finally:
-        _hand_back_the_judge_connection()
+    background.submit(careless_job, on_full=lambda: None)
+    result = sampled_call("after")[0]
+    assert background.drain(10)
     assert CallRecord.objects.get(id=result.request_id).smell_verdict == "pass"
 
 
