@@ -103,7 +103,12 @@ class IdempotencyLock:
 
 def text_of(message: Message) -> str:
     """The text blocks of an answer, joined."""
-    return "".join(getattr(block, "text", "") for block in message.content if block.type == "text")
+    return "".join(
+        text
+        for block in message.content
+        if getattr(block, "type", None) == "text"
+        and isinstance(text := getattr(block, "text", ""), str)
+    )
 
 
 class Reuse:

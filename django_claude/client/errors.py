@@ -34,8 +34,9 @@ class ErrorKind(enum.Enum):
 class BadResponse(Exception):
     """A 200 whose body is not a Message (an HTML page from a proxy, say)."""
 
-    def __init__(self, body: object) -> None:
-        super().__init__(f"upstream answered 200 with a {type(body).__name__}, not a Message")
+    def __init__(self, body: object, *, what: str = "") -> None:
+        what = what or f"a {type(body).__name__}"
+        super().__init__(f"upstream answered 200 with {what}, not a Message")
         self.body_type = type(body).__name__
 
 
