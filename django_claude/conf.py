@@ -120,7 +120,14 @@ class _Setting(Generic[T]):
     def __get__(self, instance: ClaudeSettings | None, owner: type) -> T | _Setting[T]:
         if instance is None:
             return self
-        return self.convert(instance._get(self.name))
+        value = instance.converted.get(self.name, _UNREAD)
+        if value is _UNREAD:
+            value = self.convert(instance._get(self.name))
+            # Read ~20 times a call: kept converted, but for containers,
+            # which each reader gets a copy of (it may change its own).
+            if not isinstance(value, (dict, list, set)):
+                instance.converted[self.name] = value
+        return value
 
 
 class ClaudeSettings:
@@ -128,6 +135,7 @@ class ClaudeSettings:
 
     def __init__(self) -> None:
         self.values: dict[str, Any] = {}  # read so far; cleared by setting_changed
+        self.converted: dict[str, Any] = {}  # the same, through each setting's convert
 
     def _get(self, name: str) -> Any:
         value = self.values.get(name, _UNREAD)
@@ -236,6 +244,7 @@ conf = ClaudeSettings()
 
 def _forget_settings(**kwargs: Any) -> None:
     conf.values.clear()
+    conf.converted.clear()
 
 
 setting_changed.connect(_forget_settings, dispatch_uid="django_claude.conf.forget")

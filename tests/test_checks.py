@@ -167,3 +167,18 @@ def test_w006_is_a_deploy_check():
     deploy = {f.__name__ for f in registry.get_checks(include_deployment_checks=True)}
     assert "check_smell_test" in plain
     assert "check_smell_test_deploy" in deploy - plain
+
+
+def test_a_setting_read_once_follows_every_change(settings):
+    from django_claude.conf import conf
+
+    settings.DJANGO_CLAUDE_TIMEOUT = 5
+    assert conf.TIMEOUT == 5.0  # read, converted and kept...
+    settings.DJANGO_CLAUDE_TIMEOUT = "7.5"
+    assert conf.TIMEOUT == 7.5  # ...until the setting changes
+    settings.DJANGO_CLAUDE_PROMPT_PREFIX_CHARS = 10**9
+    assert conf.PROMPT_PREFIX_CHARS == conf.PROMPT_PREFIX_CHARS < 10**9  # clamped, kept
+    settings.DJANGO_CLAUDE_SMELL_TEST_RATES = {"a": 0.5}
+    rates = conf.SMELL_TEST_RATES
+    rates["a"] = 1.0  # a reader's copy: the next reader gets the setting's
+    assert conf.SMELL_TEST_RATES == {"a": 0.5}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from django_claude.recording.redaction import iban_ok, luhn_ok, prompt_prefix, redact
+from django_claude.recording.redaction import clean_text, iban_ok, luhn_ok, prompt_prefix, redact
 
 CORPUS = [
     # emails
@@ -189,3 +189,14 @@ def test_a_prefix_cut_inside_a_random_run_shows_none_of_it():
     tail = ("/" + RANDOM_RUN) * 40
     out = prompt_prefix(text + tail, limit=80)
     assert RANDOM_RUN[:12] not in out and RANDOM_RUN[-12:] not in out, out
+
+
+def test_clean_text_leaves_ascii_as_nfkc_would():
+    # clean_text returns ASCII text as it is: exact, since NFKC maps every
+    # ASCII character to itself and what it drops (zero-width characters,
+    # surrogates) lies outside ASCII.
+    import unicodedata
+
+    every_ascii = "".join(map(chr, range(128)))
+    assert clean_text(every_ascii) == unicodedata.normalize("NFKC", every_ascii) == every_ascii
+    assert clean_text("a\u200bb\uff11") == "ab1"  # and the rest is still cleaned

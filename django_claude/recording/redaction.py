@@ -64,6 +64,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 def clean_text(text: str) -> str:
     """NFKC-normalise, drop zero-width characters and lone surrogates."""
+    if text.isascii():  # all three are outside ASCII, which NFKC leaves as it is
+        return text
     text = _SURROGATES.sub("\ufffd", text)
     return unicodedata.normalize("NFKC", text.translate(_INVISIBLE)).translate(_INVISIBLE)
 
