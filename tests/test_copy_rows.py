@@ -14,8 +14,9 @@ from django.db import connection
 
 import django_claude
 from django_claude.models import CallRecord
-from django_claude.recording.facts import line_values, record_from_line
+from django_claude.recording.encoding import storable
 from django_claude.recording.inserts import Columns, FromLine
+from django_claude.recording.rows import RECORD_FIELDS, fit, line_values, record_from_line
 from django_claude.testing import Fault
 
 
@@ -143,3 +144,58 @@ def test_a_line_whose_values_no_column_holds_keeps_its_row(lines):
     stored = CallRecord.objects.get(id=record.id)
     assert stored.user_id is None
     assert stored.attempt_log == [{"model": "m\\x00", "latency_ms": "nan", "status": 200}]
+
+
+ODD_VALUES = [
+    "",
+    "plain",
+    "with\x00nul",
+    "x" * 99,
+    "x" * 100,
+    "x" * 101,
+    "x" * 5000,
+    "é" * 120,
+    0,
+    1,
+    -1,
+    32_767,
+    32_768,
+    2_147_483_647,
+    2_147_483_648,
+    10**30,
+    True,
+    False,
+    3.0,
+    3.7,
+    "12",
+    "nan",
+    float("inf"),
+    [],
+    {},
+    {"a": "b\x00"},
+]
+
+
+@pytest.mark.parametrize("value", ODD_VALUES, ids=repr)
+def test_a_value_kept_without_fit_is_what_fit_would_make(value, settings):
+    # line_values keeps most values as they are, without calling fit: for
+    # every field and every odd value, what it keeps is what fit makes (or it
+    # refuses the line, as fit would).
+    base = {"request_id": "0" * 32, "created_at": "2026-11-28T10:00:00+00:00"}
+    for name in RECORD_FIELDS:
+        try:
+            expected: Any = fit(name, value)
+        except ValueError:
+            with pytest.raises(ValueError):
+                line_values({**base, name: value})
+            continue
+        try:
+            made = line_values({**base, name: value})
+        except ValueError:
+            # Not fit's refusal: a JSON field's value of the wrong kind.
+            assert name in ("attempt_log", "tags", "cost_breakdown")
+            continue
+        if name in ("attempt_log", "tags", "cost_breakdown"):
+            expected = storable(expected)
+        assert made[name] == expected or (expected != expected and made[name] != made[name])
+        assert type(made[name]) is type(expected)

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from django_claude.client.request import prepare
 from django_claude.recording.encoding import json_safe, to_json
-from django_claude.recording.facts import RECORD_FIELDS, record_from_line
+from django_claude.recording.rows import RECORD_FIELDS, record_from_line
 
 BUDGET = settings(
     max_examples=200,

@@ -19,7 +19,7 @@ import pytest
 import django_claude
 from django_claude.models import CallRecord
 from django_claude.recording.encoding import call_line_json, json_safe, to_json
-from django_claude.recording.facts import CUT, record_from_line
+from django_claude.recording.rows import CUT, record_from_line
 from django_claude.types import Outcome
 
 USER_UUID = uuid.UUID("6f1c2a9e-3b7d-4c1e-9a2f-5d8e7b6c4a31")

@@ -16,8 +16,7 @@ from django.db import OperationalError, connection, transaction
 import django_claude
 from django_claude.conf import conf
 from django_claude.models import CallRecord
-from django_claude.recording import facts as records
-from django_claude.recording import writer
+from django_claude.recording import rows, writer
 from django_claude.testing import Fault
 
 LINE_FIELDS = {
@@ -273,7 +272,7 @@ def test_without_time_zones_a_call_is_recorded_in_local_time(claude, settings):
 def test_record_from_line_round_trip(claude, call_lines):
     result = django_claude.call("hi", feature="f")
     saved = CallRecord.objects.get()
-    rebuilt = records.record_from_line(json.loads(call_lines.raw))
+    rebuilt = rows.record_from_line(json.loads(call_lines.raw))
     for field in CallRecord._meta.concrete_fields:
         assert getattr(rebuilt, field.attname) == getattr(saved, field.attname), field.name
     assert rebuilt.id == result.request_id

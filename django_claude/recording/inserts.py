@@ -38,7 +38,7 @@ class FromLine:
     """A row still in the form of the call's log line: the writer's thread
     makes it (off the request path), and on PostgreSQL copies its values
     without making a ``CallRecord`` at all. ``values_of`` reads and checks a
-    line (``facts.line_values``); calling it makes the record."""
+    line (``rows.line_values``); calling it makes the record."""
 
     line: Mapping[str, Any]
     values_of: Callable[[Mapping[str, Any]], dict[str, Any]]

@@ -30,8 +30,8 @@ from django.db.backends.base.operations import BaseDatabaseOperations
 
 from django_claude.models import CallRecord
 from django_claude.recording.clock import as_stored, aware
-from django_claude.recording.facts import record_from_line
 from django_claude.recording.redaction import escape_controls
+from django_claude.recording.rows import record_from_line
 
 CALL_EVENTS = frozenset({"claude.call", "claude.error"})
 
