@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.signals import setting_changed
+from django.utils.functional import Promise
 
 DEFAULTS: dict[str, Any] = {
     "API_KEY": None,
@@ -69,7 +70,6 @@ DEFAULTS: dict[str, Any] = {
 }
 
 PREFIX_CHARS_CEILING = 100
-_UNREAD = object()
 T = TypeVar("T")
 
 # The key sent to an API on this machine (``manage.py claude_fake_api``) when
@@ -120,13 +120,18 @@ class _Setting(Generic[T]):
     def __get__(self, instance: ClaudeSettings | None, owner: type) -> T | _Setting[T]:
         if instance is None:
             return self
-        value = instance.converted.get(self.name, _UNREAD)
-        if value is _UNREAD:
-            value = self.convert(instance._get(self.name))
-            # Read ~20 times a call: kept converted, but for containers,
-            # which each reader gets a copy of (it may change its own).
-            if not isinstance(value, (dict, list, set)):
-                instance.converted[self.name] = value
+        # Read ~20 times a call: kept converted, with the generation of the
+        # settings it was read from (a change meanwhile makes it stale); not
+        # kept are containers, which each reader gets a copy of (it may change
+        # its own), and lazy values (a translated message follows the language).
+        kept = instance.converted.get(self.name)
+        generation = instance.generation  # before reading, as in _get
+        if kept is not None and kept[0] == generation:
+            return kept[1]
+        raw = instance._get(self.name)
+        value = self.convert(raw)
+        if not isinstance(value, (dict, list, set)) and not isinstance(raw, Promise):
+            instance.converted[self.name] = (generation, value)
         return value
 
 
@@ -134,13 +139,17 @@ class ClaudeSettings:
     """One attribute per setting; each reads ``settings.DJANGO_CLAUDE_<NAME>``."""
 
     def __init__(self) -> None:
-        self.values: dict[str, Any] = {}  # read so far; cleared by setting_changed
-        self.converted: dict[str, Any] = {}  # the same, through each setting's convert
+        self.values: dict[str, tuple[int, Any]] = {}  # (generation, value) read so far
+        self.converted: dict[str, tuple[int, Any]] = {}  # (generation, converted value)
+        self.generation = 0  # settings changes seen
 
     def _get(self, name: str) -> Any:
-        value = self.values.get(name, _UNREAD)
-        if value is _UNREAD:
-            value = self.values[name] = getattr(settings, f"DJANGO_CLAUDE_{name}", DEFAULTS[name])
+        generation = self.generation  # before reading: a change meanwhile makes it stale
+        kept = self.values.get(name)
+        if kept is not None and kept[0] == generation:
+            return kept[1]
+        value = getattr(settings, f"DJANGO_CLAUDE_{name}", DEFAULTS[name])
+        self.values[name] = (generation, value)
         return value
 
     @property
@@ -243,6 +252,7 @@ conf = ClaudeSettings()
 
 
 def _forget_settings(**kwargs: Any) -> None:
+    conf.generation += 1  # first: a value read before now is never kept as read after
     conf.values.clear()
     conf.converted.clear()
 

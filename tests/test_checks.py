@@ -182,3 +182,36 @@ def test_a_setting_read_once_follows_every_change(settings):
     rates = conf.SMELL_TEST_RATES
     rates["a"] = 1.0  # a reader's copy: the next reader gets the setting's
     assert conf.SMELL_TEST_RATES == {"a": 0.5}
+
+
+def test_a_lazy_setting_follows_the_language(settings):
+    from django.utils import translation
+    from django.utils.translation import gettext_lazy
+
+    from django_claude.conf import conf
+
+    settings.USE_I18N = True
+    settings.DJANGO_CLAUDE_DEGRADED_MESSAGE = gettext_lazy("This field is required.")
+    with translation.override("fr"):
+        french = conf.DEGRADED_MESSAGE
+    with translation.override("de"):
+        german = conf.DEGRADED_MESSAGE
+    assert french != german  # translated for each reader, not kept from the first
+
+
+def test_a_value_read_while_the_setting_changes_is_not_kept(settings, monkeypatch):
+    from django_claude import conf as conf_module
+    from django_claude.conf import conf
+
+    settings.DJANGO_CLAUDE_TIMEOUT = 2
+    real = conf_module.ClaudeSettings._get
+
+    def read_then_change(self, name):
+        value = real(self, name)  # the old value is read...
+        settings.DJANGO_CLAUDE_TIMEOUT = 9  # ...and the setting changes before it is kept
+        return value
+
+    monkeypatch.setattr(conf_module.ClaudeSettings, "_get", read_then_change)
+    assert conf.TIMEOUT == 2.0  # that reader saw the old value
+    monkeypatch.setattr(conf_module.ClaudeSettings, "_get", real)
+    assert conf.TIMEOUT == 9.0  # the next one the new

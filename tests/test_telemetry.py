@@ -519,3 +519,18 @@ def test_a_span_is_ended_whatever_escapes_the_call(claude, spans, settings):
     [span] = ours(spans)  # ended, so exported, with the SDK's span under it
     assert span.status.status_code == StatusCode.ERROR
     assert span.attributes["django_claude.outcome"] == "interrupted"
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "text/plain; charset=utf-8"])
+def test_while_spans_record_the_sdks_span_reads_the_answer_it_parsed(claude, spans, content_type):
+    # Answers are validated by django-claude unless a span records: the SDK's
+    # own span then describes the answer whatever the body's content type.
+    from django_claude.testing.messages import answer
+
+    body = answer({"model": "claude-sonnet-4-6", "messages": []}, "Hello.", usage={})
+    claude.script("claude-sonnet-4-6", [Fault(body=json.dumps(body), content_type=content_type)])
+    result = django_claude.call("hello", feature="support")
+    assert result.outcome == "ok"
+    [sdk_span] = [s for s in spans.get_finished_spans() if s.name == SDK_SPAN]
+    assert sdk_span.attributes["gen_ai.response.id"] == result.message.id
+    assert sdk_span.attributes["gen_ai.usage.output_tokens"] == result.usage["output_tokens"]

@@ -27,15 +27,9 @@ from django_claude.client.drivers import (
     run_plan,
 )
 from django_claude.client.engine import Attempt
-from django_claude.client.errors import BadResponse
+from django_claude.client.parsing import acreate_message, create_message
 from django_claude.client.request import CallRequest, prepare, prepare_from
-from django_claude.client.sdk import (
-    amessage_of,
-    get_async_client,
-    get_client,
-    message_of,
-    sdk_request,
-)
+from django_claude.client.sdk import get_async_client, get_client
 from django_claude.client.state import CallState
 from django_claude.routing import Route, serving_route
 from django_claude.types import ClaudeResult
@@ -89,17 +83,6 @@ def call_with_route(prompt: str | None = None, *, route: Route, **kwargs: Any) -
     return _call(prepare_from(prompt, kwargs), route=route)
 
 
-def _message(answer: Any) -> Message:
-    # A 200 that is not a Message: a proxy's page, or JSON of another shape
-    # (which the SDK's lenient parse still makes a Message of, without content).
-    if not isinstance(answer, Message):
-        raise BadResponse(answer)
-    if not isinstance(answer.content, list):
-        content = type(answer.content).__name__
-        raise BadResponse(answer, what=f"a message whose content is a {content}")
-    return answer
-
-
 def _conclude(state: CallState, reuse: Reuse) -> ClaudeResult:
     """Record the call and build its result (or raise); keep a reusable answer."""
     message = state.plan.answer if state.plan is not None else None
@@ -134,13 +117,13 @@ def _call(req: CallRequest, *, route: Route) -> ClaudeResult:
         client = get_client()
 
         def attempt(step: Attempt) -> Message:
-            raw = sdk_request(
-                client.messages.with_raw_response.create,
+            return create_message(
+                client,
+                raw=not state.span.recording,
                 model=step.model,
                 timeout=step.timeout,
                 **req.params,
             )
-            return _message(message_of(raw))
 
         with state.span.current():
             run_plan(state.start(), attempt, state.admit, state.confirm)
@@ -190,13 +173,13 @@ async def acall(prompt: str | None = None, **kwargs: Any) -> ClaudeResult:
         client = get_async_client()
 
         async def attempt(step: Attempt) -> Message:
-            raw = await sdk_request(
-                client.messages.with_raw_response.create,
+            return await acreate_message(
+                client,
+                raw=not state.span.recording,
                 model=step.model,
                 timeout=step.timeout,
                 **req.params,
             )
-            return _message(await amessage_of(raw))
 
         with state.span.current():
             await arun_plan(plan, attempt, state.aadmit, prefix_meanwhile(state))

@@ -13,8 +13,6 @@ from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import anthropic
-import pydantic
-from anthropic.types import Message
 
 from django_claude.client.deadline import BoundedTransport, extend_bound
 from django_claude.client.errors import MissingCredentials
@@ -118,49 +116,6 @@ def get_async_client() -> anthropic.AsyncAnthropic:
 
 
 _MISSING_KEY_TEXT = "Could not resolve authentication method"
-
-
-# Validating a Messages API body with pydantic-core (Rust) takes about a
-# tenth of the SDK's own lenient parse (``construct_type``, in Python): on
-# this machine ~30 us against ~300 us a call, a quarter of what a call added
-# to a served request (benchmarks/site_load.py). So answers are asked for raw
-# and validated here; a body validation refuses (a block type or stop reason
-# this SDK does not know yet, a proxy's page) goes to the SDK's parse, as it
-# always did. Strict: a value the SDK would keep as sent (a count sent as
-# "26") is not coerced but goes to that parse too, so the answer is always
-# the one the SDK itself would return. With pydantic 1 (no
-# ``model_validate_json``) every body does.
-_VALIDATES = hasattr(Message, "model_validate_json")
-
-
-def message_of(raw: Any) -> Any:
-    """The answer of a raw ``messages.create`` response: the same ``Message``
-    the SDK's ``parse()`` makes (its ``_request_id`` too), made faster, or
-    whatever ``parse()`` makes of a body that is not one. For a sync
-    response; ``amessage_of`` for an async one."""
-    message = validated(raw)
-    return raw.parse() if message is None else message
-
-
-async def amessage_of(raw: Any) -> Any:
-    """``message_of`` for an async response (whose ``parse()`` is awaited)."""
-    message = validated(raw)
-    return await raw.parse() if message is None else message
-
-
-def validated(raw: Any) -> Message | None:
-    """The body of a raw response as a ``Message``, validated strictly; None
-    when validation refuses it (``message_of`` then asks the SDK)."""
-    if not _VALIDATES:
-        return None
-    try:
-        message = Message.model_validate_json(raw.http_response.content, strict=True)
-    except (pydantic.ValidationError, ValueError, TypeError):
-        return None
-    message._request_id = raw.request_id  # as the SDK's parse() sets them
-    if hasattr(raw, "workspace_id"):
-        message._workspace_id = raw.workspace_id
-    return message
 
 
 def sdk_request(method: Callable[..., R], /, **kwargs: Any) -> R:

@@ -1,0 +1,132 @@
+"""An answer made from a raw Messages API response, faster than the SDK does.
+
+The SDK makes its ``Message`` in Python (``construct_type``, lenient: it
+checks nothing), ~0.3 ms of CPU for a short answer, a quarter of what a
+call added to a served request (``benchmarks/site_load.py``).
+pydantic-core (Rust) validates the same body in ~0.03 ms. So answers are
+asked for raw, and a plain one (text and thinking blocks, no citations) is
+validated here: strictly (nothing coerced: a count sent as "26" is not
+plain) and without fields this SDK does not know, so that it is exactly the
+``Message`` the SDK would have made, ``_request_id`` included. Everything
+else goes to the SDK's own parse, as it always did: tool use, server tools
+and citations are unions pydantic tries member by member, converting the
+whole block for each, which for a large tool input is ten times slower
+than the SDK; and an unknown block type or stop reason is the SDK's to
+keep. With pydantic 1 every body does.
+
+While the call's span records, the SDK's own span reads the answer it
+parsed, so the request is made the SDK's way (``raw=False``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pydantic
+from anthropic.types import Message
+
+from django_claude.client.errors import BadResponse
+from django_claude.client.sdk import sdk_request
+
+_VALIDATES = hasattr(Message, "model_validate")
+_PLAIN_BLOCKS = frozenset({"text", "thinking", "redacted_thinking"})
+# What only an answer that is not plain holds: a tool's input, a tool's
+# result, citations. Inside a JSON string a quote is escaped, so text that
+# quotes these words does not hold them; a text that is exactly one of them
+# only goes to the SDK's parse, as any body that is not plain does.
+_NOT_PLAIN = (b'"input"', b'_tool_result"', b'"citations": [', b'"citations":[')
+
+
+def create_message(client: Any, *, raw: bool, **kwargs: Any) -> Message:
+    """``client.messages.create(**kwargs)``, asked for raw when ``raw``.
+    Raises ``BadResponse`` for a 200 that is not a Message."""
+    try:
+        if raw:
+            answer = message_of(sdk_request(client.messages.with_raw_response.create, **kwargs))
+        else:
+            answer = sdk_request(client.messages.create, **kwargs)
+    except json.JSONDecodeError:  # a JSON content type, and no JSON (cut short, empty)
+        raise BadResponse(None, what="a body that is not JSON") from None
+    return checked(answer)
+
+
+async def acreate_message(client: Any, *, raw: bool, **kwargs: Any) -> Message:
+    """``create_message`` with an ``AsyncAnthropic`` client."""
+    try:
+        if raw:
+            response = await sdk_request(client.messages.with_raw_response.create, **kwargs)
+            message = validated(response)
+            answer = await response.parse() if message is None else message
+        else:
+            answer = await sdk_request(client.messages.create, **kwargs)
+    except json.JSONDecodeError:
+        raise BadResponse(None, what="a body that is not JSON") from None
+    return checked(answer)
+
+
+def checked(answer: Any) -> Message:
+    """``answer`` if it is a Message with content; else ``BadResponse``: a
+    proxy's page, or JSON of another shape (of which the SDK's lenient parse
+    still makes a Message, without content)."""
+    if not isinstance(answer, Message):
+        raise BadResponse(answer)
+    if not isinstance(answer.content, list):
+        content = type(answer.content).__name__
+        raise BadResponse(answer, what=f"a message whose content is a {content}")
+    return answer
+
+
+def message_of(raw: Any) -> Any:
+    """The answer of a sync raw response: validated here when it is plain,
+    else whatever the SDK's ``parse()`` makes of it."""
+    message = validated(raw)
+    return raw.parse() if message is None else message
+
+
+def validated(raw: Any) -> Message | None:
+    """A plain answer's ``Message``, as the SDK's ``parse()`` would make it;
+    None for any other body (``message_of`` then asks the SDK)."""
+    if not _VALIDATES:
+        return None
+    body = raw.http_response.content
+    if any(mark in body for mark in _NOT_PLAIN):  # not read twice: straight to the SDK
+        return None
+    try:
+        data = json.loads(body)  # as the SDK reads it
+    except ValueError:
+        return None
+    if not _plain(data):
+        return None
+    try:
+        message = Message.model_validate(data, strict=True)
+    except pydantic.ValidationError:
+        return None
+    if _unknown_fields(message):  # kept by both, but counted as set only by validation
+        return None
+    message._request_id = raw.request_id  # as the SDK's parse() sets them
+    if hasattr(raw, "workspace_id"):
+        message._workspace_id = raw.workspace_id
+    return message
+
+
+def _plain(data: Any) -> bool:
+    if not isinstance(data, dict):
+        return False
+    content = data.get("content")
+    return isinstance(content, list) and all(
+        isinstance(block, dict)
+        and block.get("type") in _PLAIN_BLOCKS
+        and not block.get("citations")
+        for block in content
+    )
+
+
+def _unknown_fields(model: pydantic.BaseModel) -> bool:
+    if model.model_extra:
+        return True
+    for value in model.__dict__.values():
+        inner = value if isinstance(value, list) else (value,)
+        if any(isinstance(v, pydantic.BaseModel) and _unknown_fields(v) for v in inner):
+            return True
+    return False
