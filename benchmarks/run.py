@@ -32,13 +32,14 @@ BENCHMARKS = [
     "overhead",
     "peers",
     "site_load",
+    "cpu",
     "redaction",
     "cost_report",
     "dashboard",
     "telemetry",
 ]
 # redaction: a fixed size, already quick
-QUICK_FLAG = {"overhead", "peers", "site_load", "cost_report", "dashboard", "telemetry"}
+QUICK_FLAG = {"overhead", "peers", "site_load", "cpu", "cost_report", "dashboard", "telemetry"}
 # The benchmarks that need the bench extra (pip install -e '.[bench]'): the modules.
 EXTRAS = {
     "peers": ["litellm"],

@@ -1,4 +1,4 @@
-"""benchmarks/peers.py and benchmarks/site_load.py run end to end, at a tiny size.
+"""benchmarks/peers.py, site_load.py and cpu.py run end to end, at a tiny size.
 
 Not measurements: that each starts its fake API (and servers), measures every
 contender, prints its table and PASS/MISS lines, leaves a record for every
@@ -94,3 +94,12 @@ def test_site_load_serves_both_views_under_both_servers_and_keeps_every_record()
     ):
         assert f"{label}, 6 clients: req/s >= 0.85x" in out, out
         assert f"PASS  {label}: records == answered requests" in out, out
+
+
+def test_cpu_says_where_each_views_cpu_goes():
+    proc = _run(["benchmarks/cpu.py", "--calls", "40", "--blocks", "2"], timeout=150)
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr[-3000:]
+    assert "view's thread" in out, out
+    assert "all of it" in out, out
+    assert "call() adds" in out, out
