@@ -428,6 +428,7 @@ def test_make_bench_runs_every_benchmark():
     assert sorted(RUN) == BENCHMARKS
     assert BENCHMARKS == [
         "cost_report",
+        "cpu",
         "dashboard",
         "overhead",
         "peers",
