@@ -231,14 +231,40 @@ def test_only_what_validation_refuses_goes_to_the_sdks_slower_parse(fake_anthrop
     _same_message(message_of(raw), raw.parse())
 
 
-@pytest.mark.parametrize(
-    "body", ["", '{"type": "message", "content": [', "\ufeff{}"], ids=["empty", "cut-short", "bom"]
-)
-def test_a_json_body_that_is_not_json_is_a_bad_response(claude, body):
-    # Served as application/json: the SDK's parse raised JSONDecodeError out of call().
-    claude.always(MODEL, Fault(body=body))
-    claude.always("claude-haiku-4-5-20251001", Fault(body=body))
+UNREADABLE = {
+    "empty": "",
+    "cut-short": '{"type": "message", "content": [',
+    "bom": "\ufeff{}",
+    "a-number-beyond-the-digit-limit": '{"id": ' + "9" * 5000 + "}",
+    "nested-too-deep": "[" * 100_000 + "]" * 100_000,
+}
+
+
+@pytest.mark.parametrize("name", list(UNREADABLE))
+def test_a_json_body_that_cannot_be_read_is_a_bad_response(claude, name):
+    # Served as application/json: the SDK's parse raised JSONDecodeError,
+    # ValueError or RecursionError out of call().
+    claude.always(MODEL, Fault(body=UNREADABLE[name]))
+    claude.always("claude-haiku-4-5-20251001", Fault(body=UNREADABLE[name]))
     result = django_claude.call("hi", feature="answers")
     assert result.outcome == "degraded"
     record = CallRecord.objects.get(id=result.request_id)
     assert record.error_type == "BadResponse"
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.parametrize("name", ["cut-short", "a-number-beyond-the-digit-limit"])
+def test_acall_too(fake_anthropic, call_lines, name):
+    fake_anthropic.always(MODEL, Fault(body=UNREADABLE[name]))
+    fake_anthropic.always("claude-haiku-4-5-20251001", Fault(body=UNREADABLE[name]))
+    result = asyncio.run(django_claude.acall("hi", feature="answers"))
+    assert result.outcome == "degraded"
+
+
+@pytest.mark.parametrize("kind", [{}, [], 3, None])
+def test_a_block_whose_type_is_not_a_string_goes_to_the_sdks_parse(claude, kind):
+    body = json.dumps(_message([TEXT, {"type": kind, "text": "odd"}]))
+    claude.script(MODEL, [Fault(body=body), Fault(body=body)])
+    result = django_claude.call("hi", feature="answers")
+    assert result.outcome == "ok"  # as before: the SDK's lenient parse keeps it
+    _same_message(result.message, _sdk_parse(claude.url, body))

@@ -534,3 +534,12 @@ def test_while_spans_record_the_sdks_span_reads_the_answer_it_parsed(claude, spa
     [sdk_span] = [s for s in spans.get_finished_spans() if s.name == SDK_SPAN]
     assert sdk_span.attributes["gen_ai.response.id"] == result.message.id
     assert sdk_span.attributes["gen_ai.usage.output_tokens"] == result.usage["output_tokens"]
+
+
+@pytest.mark.parametrize("body", ["", '{"id": ' + "9" * 5000 + "}", "[" * 100_000])
+def test_while_spans_record_a_body_that_cannot_be_read_is_a_bad_response(claude, spans, body):
+    claude.always(PRIMARY, Fault(body=body))
+    claude.always(FALLBACK, Fault(body=body))
+    result = django_claude.call("hello", feature="support")
+    assert result.outcome == "degraded"
+    assert CallRecord.objects.get(id=result.request_id).error_type == "BadResponse"

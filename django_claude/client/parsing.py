@@ -41,28 +41,55 @@ _NOT_PLAIN = (b'"input"', b'_tool_result"', b'"citations": [', b'"citations":[')
 def create_message(client: Any, *, raw: bool, **kwargs: Any) -> Message:
     """``client.messages.create(**kwargs)``, asked for raw when ``raw``.
     Raises ``BadResponse`` for a 200 that is not a Message."""
+    if raw:
+        response = sdk_request(client.messages.with_raw_response.create, **kwargs)
+        message = validated(response)
+        return checked(_parsed(response.parse) if message is None else message)
     try:
-        if raw:
-            answer = message_of(sdk_request(client.messages.with_raw_response.create, **kwargs))
-        else:
-            answer = sdk_request(client.messages.create, **kwargs)
-    except json.JSONDecodeError:  # a JSON content type, and no JSON (cut short, empty)
-        raise BadResponse(None, what="a body that is not JSON") from None
+        answer = sdk_request(client.messages.create, **kwargs)
+    except (ValueError, RecursionError) as exc:
+        if _unreadable(exc):
+            raise BadResponse(None, what="a body that cannot be read as JSON") from None
+        raise
     return checked(answer)
 
 
 async def acreate_message(client: Any, *, raw: bool, **kwargs: Any) -> Message:
     """``create_message`` with an ``AsyncAnthropic`` client."""
+    if raw:
+        response = await sdk_request(client.messages.with_raw_response.create, **kwargs)
+        message = validated(response)
+        if message is None:
+            try:
+                message = await response.parse()
+            except (ValueError, RecursionError):
+                raise BadResponse(None, what="a body that cannot be read as JSON") from None
+        return checked(message)
     try:
-        if raw:
-            response = await sdk_request(client.messages.with_raw_response.create, **kwargs)
-            message = validated(response)
-            answer = await response.parse() if message is None else message
-        else:
-            answer = await sdk_request(client.messages.create, **kwargs)
-    except json.JSONDecodeError:
-        raise BadResponse(None, what="a body that is not JSON") from None
+        answer = await sdk_request(client.messages.create, **kwargs)
+    except (ValueError, RecursionError) as exc:
+        if _unreadable(exc):
+            raise BadResponse(None, what="a body that cannot be read as JSON") from None
+        raise
     return checked(answer)
+
+
+def _parsed(parse: Any) -> Any:
+    """The SDK's parse of a raw response; ``BadResponse`` for a body it cannot
+    read (not JSON, nested too deep, a number beyond Python's digit limit)."""
+    try:
+        return parse()
+    except (ValueError, RecursionError):
+        raise BadResponse(None, what="a body that cannot be read as JSON") from None
+
+
+def _unreadable(exc: BaseException) -> bool:
+    """Did the SDK's own parse fail on the body? (A ``ValueError`` raised
+    before the request, such as its refusal of a non-streaming request that
+    may take over 10 minutes, is the caller's.)"""
+    return isinstance(
+        exc, (json.JSONDecodeError, RecursionError)
+    ) or "integer string conversion" in str(exc)
 
 
 def checked(answer: Any) -> Message:
@@ -81,7 +108,7 @@ def message_of(raw: Any) -> Any:
     """The answer of a sync raw response: validated here when it is plain,
     else whatever the SDK's ``parse()`` makes of it."""
     message = validated(raw)
-    return raw.parse() if message is None else message
+    return _parsed(raw.parse) if message is None else message
 
 
 def validated(raw: Any) -> Message | None:
@@ -94,7 +121,7 @@ def validated(raw: Any) -> Message | None:
         return None
     try:
         data = json.loads(body)  # as the SDK reads it
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, too deep, a number too long: the SDK's
         return None
     if not _plain(data):
         return None
@@ -116,7 +143,8 @@ def _plain(data: Any) -> bool:
     content = data.get("content")
     return isinstance(content, list) and all(
         isinstance(block, dict)
-        and block.get("type") in _PLAIN_BLOCKS
+        and isinstance(kind := block.get("type"), str)
+        and kind in _PLAIN_BLOCKS
         and not block.get("citations")
         for block in content
     )
