@@ -48,17 +48,19 @@ def _stat_cpu(path: str) -> tuple[str, float] | None:
     return name, (int(fields[11]) + int(fields[12])) / TICK
 
 
-def servers_cpu(prefixes: tuple[str, ...]) -> dict[str, float]:
-    """CPU seconds so far of this machine's processes named ``prefixes``."""
-    found: defaultdict[str, float] = defaultdict(float)
+def servers_cpu(prefixes: tuple[str, ...]) -> dict[tuple[str, int], float]:
+    """CPU seconds so far of this machine's processes named ``prefixes``, by
+    (prefix, pid): a process that ends between two readings (a PostgreSQL
+    backend) is left out of their difference, never counted negative."""
+    found: dict[tuple[str, int], float] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             stat = _stat_cpu(f"/proc/{entry}/stat")
             if stat is not None:
                 for prefix in prefixes:
                     if stat[0].startswith(prefix):
-                        found[prefix] += stat[1]
-    return dict(found)
+                        found[(prefix, int(entry))] = stat[1]
+    return found
 
 
 def threads_cpu() -> dict[str, float]:
@@ -106,8 +108,9 @@ def measure(calls: int, blocks: int) -> dict[str, defaultdict[str, float]]:
             for thread, seconds in after_threads.items():
                 if thread != me:
                     spent[name][thread] += seconds - before_threads.get(thread, 0.0)
-            for server, seconds in after_servers.items():
-                spent[name][f"{server} server"] += seconds - before_servers.get(server, 0.0)
+            for (server, pid), seconds in after_servers.items():
+                before = before_servers.get((server, pid), 0.0)  # 0: started meanwhile
+                spent[name][f"{server} server"] += max(0.0, seconds - before)
     return spent
 
 
@@ -125,11 +128,11 @@ def report(spent: dict[str, defaultdict[str, float]], per_view: int) -> None:
         print(f"{place:32s} {bare:10.0f} {ours:10.0f} {ours - bare:+10.0f}")
     bare, ours = totals["bare SDK"], totals["call()"]
     print(f"{'all of it':32s} {bare:10.0f} {ours:10.0f} {ours - bare:+10.0f}")
-    if bare > 0:
-        print(
-            f"call() adds {ours - bare:.0f} us of CPU per call, {(ours - bare) / bare:.2f}x "
-            "the bare view's (the tick-based per-thread figures are coarse: 10 ms a tick)"
-        )
+    share = f", {(ours - bare) / bare:.2f}x the bare view's" if bare > 0 else ""
+    print(
+        f"call() adds {ours - bare:.0f} us of CPU per call{share} (the figures other than "
+        "the view's thread are counted in ticks of 10 ms: coarse for a short run)"
+    )
 
 
 def main() -> None:
