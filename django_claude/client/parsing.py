@@ -42,14 +42,12 @@ def create_message(client: Any, *, raw: bool, **kwargs: Any) -> Message:
     """``client.messages.create(**kwargs)``, asked for raw when ``raw``.
     Raises ``BadResponse`` for a 200 that is not a Message."""
     if raw:
-        response = sdk_request(client.messages.with_raw_response.create, **kwargs)
-        message = validated(response)
-        return checked(_parsed(response.parse) if message is None else message)
+        return checked(message_of(sdk_request(client.messages.with_raw_response.create, **kwargs)))
     try:
         answer = sdk_request(client.messages.create, **kwargs)
     except (ValueError, RecursionError) as exc:
         if _unreadable(exc):
-            raise BadResponse(None, what="a body that cannot be read as JSON") from None
+            raise unreadable_body() from None
         raise
     return checked(answer)
 
@@ -63,13 +61,13 @@ async def acreate_message(client: Any, *, raw: bool, **kwargs: Any) -> Message:
             try:
                 message = await response.parse()
             except (ValueError, RecursionError):
-                raise BadResponse(None, what="a body that cannot be read as JSON") from None
+                raise unreadable_body() from None
         return checked(message)
     try:
         answer = await sdk_request(client.messages.create, **kwargs)
     except (ValueError, RecursionError) as exc:
         if _unreadable(exc):
-            raise BadResponse(None, what="a body that cannot be read as JSON") from None
+            raise unreadable_body() from None
         raise
     return checked(answer)
 
@@ -80,7 +78,12 @@ def _parsed(parse: Any) -> Any:
     try:
         return parse()
     except (ValueError, RecursionError):
-        raise BadResponse(None, what="a body that cannot be read as JSON") from None
+        raise unreadable_body() from None
+
+
+def unreadable_body() -> BadResponse:
+    """The error for a 200 whose body is not JSON this process can read."""
+    return BadResponse(None, what="a body that cannot be read as JSON")
 
 
 def _unreadable(exc: BaseException) -> bool:
