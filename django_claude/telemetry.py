@@ -200,10 +200,13 @@ class CallSpan:
     """The span of one call: started with the call, current while its
     attempts run, ended with its log line."""
 
-    __slots__ = ("lock", "span")
+    __slots__ = ("lock", "quiet", "span")
 
     def __init__(self, *, feature: str, model: str, max_tokens: Any) -> None:
         self.span: Any = None
+        # No tracer provider and no trace context to pass on: the SDK's own
+        # span of the request would be nothing too (``sdk.QUIET_TELEMETRY``).
+        self.quiet = True
         tracer = _get_tracer()
         if tracer is None:
             return
@@ -218,6 +221,7 @@ class CallSpan:
                 "gen_ai.request.model": model,
             },
         )
+        self.quiet = not span.get_span_context().is_valid
         if not span.is_recording():
             return  # no tracer provider: nothing to keep, nothing to attach
         if isinstance(max_tokens, int) and not isinstance(max_tokens, bool):

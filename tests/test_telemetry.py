@@ -41,7 +41,7 @@ def _reset_globals() -> None:
     metrics_internal._METER_PROVIDER = None
     metrics_internal._PROXY_METER_PROVIDER = metrics_internal._ProxyMeterProvider()
     telemetry.forget_tracer()
-    sdk._sync_client.cache_clear()
+    sdk.forget_clients()
 
 
 @pytest.fixture
@@ -451,7 +451,7 @@ def test_an_interrupted_call_is_an_error_span_everywhere(fake_anthropic, spans, 
 
 def test_the_sdks_spans_carry_no_content_whatever_its_environment_says(claude, spans, monkeypatch):
     monkeypatch.setenv("ANTHROPIC_OPEN_TELEMETRY_TRACES_CONTENT_MODE", "content")
-    sdk._sync_client.cache_clear()
+    sdk.forget_clients()
     claude.reply_text = "Card 4111 1111 1111 1111 noted."
     django_claude.call("My email is jane.doe@example.com", feature="support")
     [sdk_span] = [s for s in spans.get_finished_spans() if s.name == SDK_SPAN]
@@ -543,3 +543,36 @@ def test_while_spans_record_a_body_that_cannot_be_read_is_a_bad_response(claude,
     result = django_claude.call("hello", feature="support")
     assert result.outcome == "degraded"
     assert CallRecord.objects.get(id=result.request_id).error_type == "BadResponse"
+
+
+# -- without a tracer provider ------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_without_a_provider_a_trace_context_passed_in_still_reaches_the_api(
+    fake_anthropic, call_lines, entry
+):
+    # A site whose proxy passes a trace on (no OpenTelemetry SDK here): the
+    # SDK sends that context with the request, as it does without us.
+    _reset_globals()
+    passed_in = trace.SpanContext(
+        trace_id=0x0AF7651916CD43DD8448EB211C80319C,
+        span_id=0xB7AD6B7169203331,
+        is_remote=True,
+        trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED),
+    )
+    with trace.use_span(trace.NonRecordingSpan(passed_in)):
+        _run(entry)
+    [request] = fake_anthropic.requests
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    assert "0af7651916cd43dd8448eb211c80319c" in headers.get("traceparent", "")
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_without_a_provider_or_a_trace_no_trace_header_is_sent(fake_anthropic, call_lines, entry):
+    _reset_globals()
+    assert isinstance(_run(entry), django_claude.ClaudeResult)
+    [request] = fake_anthropic.requests
+    assert "traceparent" not in {name.lower() for name in request.headers}

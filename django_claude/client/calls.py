@@ -114,7 +114,7 @@ def _call(req: CallRequest, *, route: Route) -> ClaudeResult:
         stored = reuse.find(wait=state.deadline.remaining()) if reuse.wanted else None
         if stored is not None:
             return outcome.replayed(state, stored)
-        client = get_client()
+        client = get_client(quiet=state.span.quiet)
 
         def attempt(step: Attempt) -> Message:
             return create_message(
@@ -170,7 +170,7 @@ async def acall(prompt: str | None = None, **kwargs: Any) -> ClaudeResult:
             stored = await off_loop(reuse.find)(wait=state.deadline.remaining())
             if stored is not None:
                 return await recording_off_loop(outcome.replayed)(state, stored)
-        client = get_async_client()
+        client = get_async_client(quiet=state.span.quiet)
 
         async def attempt(step: Attempt) -> Message:
             return await acreate_message(

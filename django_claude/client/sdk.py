@@ -26,6 +26,11 @@ R = TypeVar("R")
 # ANTHROPIC_OPEN_TELEMETRY_TRACES_CONTENT_MODE says: content reaches a span
 # only through DJANGO_CLAUDE_OTEL_CAPTURE_CONTENT, after the redactor.
 SDK_TELEMETRY: Any = {"traces": {"content_mode": "metadata_only"}}
+# Without OpenTelemetry's SDK (no tracer provider, no trace context to pass
+# on) the SDK's span would be OpenTelemetry's invalid one, which neither
+# records nor propagates: the call asks the twin client that skips making it
+# (~60 us a request), sharing the same connection pool (``CallSpan.quiet``).
+QUIET_TELEMETRY: Any = {"traces": False}
 
 
 # The call's admission, when its quota reservation's answer is still on its
@@ -89,17 +94,32 @@ async def _note_response(response: Any) -> None:
 # An async client's connection pool belongs to the event loop that opened it,
 # so async clients are kept per loop (and go away with it).
 _async_clients: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[tuple[str | None, str | None], anthropic.AsyncAnthropic]
+    asyncio.AbstractEventLoop, dict[tuple[str | None, ...], anthropic.AsyncAnthropic]
 ] = weakref.WeakKeyDictionary()
 
 
-def get_client() -> anthropic.Anthropic:
-    """The process's client for the current settings (one per key and URL)."""
-    return _sync_client(conf.api_key_to_send(), conf.BASE_URL)
+@functools.lru_cache(maxsize=8)
+def _quiet_sync_client(api_key: str | None, base_url: str | None) -> anthropic.Anthropic:
+    return _sync_client(api_key, base_url).with_options(open_telemetry=QUIET_TELEMETRY)
 
 
-def get_async_client() -> anthropic.AsyncAnthropic:
-    """The running event loop's async client for the current settings."""
+def forget_clients() -> None:
+    """Make the sync clients anew at their next use (tests that change the
+    environment the SDK reads when a client is made)."""
+    _sync_client.cache_clear()
+    _quiet_sync_client.cache_clear()
+
+
+def get_client(*, quiet: bool = False) -> anthropic.Anthropic:
+    """The process's client for the current settings (one per key and URL);
+    ``quiet``: its twin that makes no OpenTelemetry span of its own."""
+    make = _quiet_sync_client if quiet else _sync_client
+    return make(conf.api_key_to_send(), conf.BASE_URL)
+
+
+def get_async_client(*, quiet: bool = False) -> anthropic.AsyncAnthropic:
+    """The running event loop's async client for the current settings
+    (``quiet``: as ``get_client``'s)."""
     key = (conf.api_key_to_send(), conf.BASE_URL)
     clients = _async_clients.setdefault(asyncio.get_running_loop(), {})
     if key not in clients:
@@ -112,7 +132,12 @@ def get_async_client() -> anthropic.AsyncAnthropic:
                 event_hooks={"response": [_note_response]}
             ),
         )
-    return clients[key]
+    if not quiet:
+        return clients[key]
+    twin = (*key, "quiet")
+    if twin not in clients:
+        clients[twin] = clients[key].with_options(open_telemetry=QUIET_TELEMETRY)
+    return clients[twin]
 
 
 _MISSING_KEY_TEXT = "Could not resolve authentication method"

@@ -252,7 +252,7 @@ def count_input_of(state: CallState) -> dict[str, int]:
     timeout = count_timeout(state.deadline.remaining())
     if timeout is None:
         return {}
-    client, until = get_client(), time.monotonic() + timeout
+    client, until = get_client(quiet=state.span.quiet), time.monotonic() + timeout
 
     def send(model: str, request: dict[str, Any], left: float) -> Any:
         with bounded(until):  # a count that dribbles in is cut off too
@@ -266,7 +266,7 @@ async def acount_input_of(state: CallState) -> dict[str, int]:
     timeout = count_timeout(state.deadline.remaining())
     if timeout is None:
         return {}
-    client = get_async_client()
+    client = get_async_client(quiet=state.span.quiet)
 
     async def send(model: str, request: dict[str, Any], left: float) -> Any:
         return await client.messages.count_tokens(model=model, timeout=left, **request)

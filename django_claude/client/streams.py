@@ -222,7 +222,10 @@ class ClaudeStream:
         params = session.call.req.params
         try:
             self._manager = sdk_request(
-                get_client().messages.stream, model=step.model, timeout=step.timeout, **params
+                get_client(quiet=session.call.span.quiet).messages.stream,
+                model=step.model,
+                timeout=step.timeout,
+                **params,
             )
             session.opened(step, self._manager.__enter__())
             self._events = iter(session.upstream)
@@ -303,7 +306,10 @@ class AsyncClaudeStream:
         params = session.call.req.params
         try:
             self._manager = sdk_request(
-                get_async_client().messages.stream, model=step.model, timeout=step.timeout, **params
+                get_async_client(quiet=session.call.span.quiet).messages.stream,
+                model=step.model,
+                timeout=step.timeout,
+                **params,
             )
             session.opened(step, await self._manager.__aenter__())
             self._events = session.upstream.__aiter__()
