@@ -143,6 +143,11 @@ def measure(line: Mapping[str, Any]) -> None:
     """Count a finished call (its log line) in the app's metrics: tokens and
     duration after the GenAI conventions, calls by feature, outcome and
     model, and cost by feature and model."""
+    instruments = _get_instruments()
+    if instruments is not None and not _metrics_sdk():
+        instruments = None  # OpenTelemetry's no-op meter: nothing to count in
+    if instruments is None and not _sinks:
+        return
     measured = Measured(
         request_model=line.get("model_requested") or "",
         model=line.get("model") or "",
@@ -155,7 +160,6 @@ def measure(line: Mapping[str, Any]) -> None:
         cost_usd=float(line.get("cost_usd") or 0),
         counts_tokens=bool(line.get("model")) and line.get("outcome") != "cached",
     )
-    instruments = _get_instruments()
     if instruments is not None:
         _record(instruments, measured)
     for sink in _sinks:
@@ -163,6 +167,15 @@ def measure(line: Mapping[str, Any]) -> None:
             sink(measured)
         except Exception:  # one sink's trouble is not OpenTelemetry's, nor the call's
             logger.exception("claude telemetry: a metrics sink failed")
+
+
+def _metrics_sdk() -> bool:
+    """Is a meter provider set (OpenTelemetry's SDK, or a vendor's)? Until one
+    is, the global provider is the API's own proxy, and every instrument a
+    no-op: a call's metrics would be built for nothing (~15 us)."""
+    from opentelemetry import metrics
+
+    return not type(metrics.get_meter_provider()).__module__.startswith("opentelemetry.metrics")
 
 
 def _record(instruments: _Instruments, measured: Measured) -> None:

@@ -576,3 +576,24 @@ def test_without_a_provider_or_a_trace_no_trace_header_is_sent(fake_anthropic, c
     assert isinstance(_run(entry), django_claude.ClaudeResult)
     [request] = fake_anthropic.requests
     assert "traceparent" not in {name.lower() for name in request.headers}
+
+
+def test_a_meter_provider_set_after_the_first_calls_counts_the_calls_after_it(claude):
+    # Calls made before a provider is set are skipped by the metrics (nothing
+    # would count them); the app's instruments still follow a provider set later.
+    _reset_globals()
+    django_claude.call("before", feature="support")
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    metrics.set_meter_provider(provider)
+    try:
+        django_claude.call("after", feature="support")
+        django_claude.call("after again", feature="support")
+        calls = {
+            p.attributes["django_claude.outcome"]: p.value
+            for p in points(reader)["django_claude.calls"]
+        }
+        assert calls == {"ok": 2}
+    finally:
+        provider.shutdown()
+        _reset_globals()

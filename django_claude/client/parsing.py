@@ -24,12 +24,14 @@ import json
 from typing import Any
 
 import pydantic
+from anthropic import APIResponse
 from anthropic.types import Message
 
 from django_claude.client.errors import BadResponse
 from django_claude.client.sdk import sdk_request
 
 _VALIDATES = hasattr(Message, "model_validate")
+_KEEPS_WORKSPACE = hasattr(APIResponse, "workspace_id")  # (this SDK's parse() sets it)
 _PLAIN_BLOCKS = frozenset({"text", "thinking", "redacted_thinking"})
 # What only an answer that is not plain holds: a tool's input, a tool's
 # result, citations. Inside a JSON string a quote is escaped, so text that
@@ -134,9 +136,10 @@ def validated(raw: Any) -> Message | None:
         return None
     if _unknown_fields(message):  # kept by both, but counted as set only by validation
         return None
-    message._request_id = raw.request_id  # as the SDK's parse() sets them
-    if hasattr(raw, "workspace_id"):
-        message._workspace_id = raw.workspace_id
+    headers = raw.http_response.headers  # as the SDK's parse() sets them
+    message._request_id = headers.get("request-id")
+    if _KEEPS_WORKSPACE:
+        message._workspace_id = headers.get("anthropic-workspace-id")
     return message
 
 

@@ -59,17 +59,27 @@ def _reset_at(value: str | None, now: float) -> float | None:
 
 
 def read_limits(headers: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    """``{kind: {"limit", "remaining", "reset"}}`` for each kind the headers carry."""
+    """``{kind: {"limit", "remaining", "reset"}}`` for each kind the headers carry.
+
+    The headers are read in one pass (an httpx ``Headers`` looks each name up
+    by scanning them all: twelve lookups a response, with Anthropic's)."""
+    values: dict[str, str] = {}
+    items = headers.multi_items() if hasattr(headers, "multi_items") else headers.items()
+    for name, value in items:
+        if name[: len(HEADER)].lower() == HEADER:
+            values.setdefault(name.lower(), value)
+    if not values:
+        return {}
     found: dict[str, dict[str, Any]] = {}
     for kind in KINDS:
-        remaining = headers.get(f"{HEADER}{kind}-remaining")
+        remaining = values.get(f"{HEADER}{kind}-remaining")
         if remaining is None:
             continue
         try:
             found[kind] = {
-                "limit": int(headers.get(f"{HEADER}{kind}-limit") or 0),
+                "limit": int(values.get(f"{HEADER}{kind}-limit") or 0),
                 "remaining": int(remaining),
-                "reset": headers.get(f"{HEADER}{kind}-reset") or "",
+                "reset": values.get(f"{HEADER}{kind}-reset") or "",
             }
         except ValueError:
             continue

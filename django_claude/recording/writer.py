@@ -46,7 +46,6 @@ from django_claude.models import CallRecord
 from django_claude.recording.backlog import Hurry, Outage, Overflow, WriterStats
 from django_claude.recording.inserts import INGEST_HINT, After, Inserts, Row, built, run_after
 from django_claude.recording.transactions import (
-    in_callers_transaction,
     in_test_transaction,
     under_test_runner,
 )
@@ -86,17 +85,18 @@ def write_record(row: Row, *, after: After = None, background: bool = False) -> 
     could not be saved). Inside a test's transaction it is saved in it.
     Never raises."""
     alias = router.db_for_write(CallRecord)
-    in_test = in_test_transaction(alias)
+    connection = connections[alias]
+    in_atomic = connection.in_atomic_block
+    in_test = in_atomic and in_test_transaction(alias)
     # A follow-up (a sampled call's judge) needs the row now: such calls, 1%
     # by default, are inserted at once, so the judge never waits on the queue.
     behind = background or (after is None and writes_behind(alias))
-    if not in_test and (behind or in_callers_transaction(alias)):
+    if not in_test and (behind or in_atomic):  # (in_atomic: in the caller's transaction)
         _writer.submit(row, alias, after)  # (built by the writer's thread)
         return
     record = built(row)
     if record is None:
         return
-    connection = connections[alias]
     try:
         if in_test:
             # A savepoint keeps a failed insert from poisoning the test's transaction.
