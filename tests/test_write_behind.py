@@ -29,6 +29,7 @@ from django.utils import timezone
 import django_claude
 from django_claude.models import CallRecord
 from django_claude.recording import inserts, writer
+from django_claude.signals import call_sampled
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -445,7 +446,7 @@ def test_an_async_ending_that_cannot_block_runs_on_the_loop(
 ):
     """In production, an answered acall (or astream) that keeps no answer, is
     not sampled and writes behind is recorded without a thread hop; a sampled
-    one (the cache and an insert for the judge) still leaves the loop."""
+    one (the judge's copy goes to the cache) still leaves the loop."""
     settings.DJANGO_CLAUDE_WRITE_BEHIND = True
     fake_anthropic.reply_text = "PASS"
 
@@ -475,5 +476,38 @@ def test_an_async_ending_that_cannot_block_runs_on_the_loop(
     assert background.drain(20)  # a judge in this process, if Celery does not take it
     assert writer.flush_pending()
     assert CallRecord.objects.filter(feature="loop").count() == 5
-    # Sampled and inserted before its ending returned (the judge needs the row).
+    # Sampled, written behind, and its judge announced once the row was in.
     assert CallRecord.objects.get(prompt_prefix="judged").smell_verdict != "not_sampled"
+
+
+@transactional
+def test_a_sampled_call_is_written_behind_and_judged_once_its_row_is_in(
+    fake_anthropic, call_lines, settings, in_production
+):
+    """A sampled call's row is not inserted in the request's thread (which
+    needed a connection of its own): it goes to the writer, which announces
+    the judge once it is in."""
+    settings.DJANGO_CLAUDE_WRITE_BEHIND = True
+    fake_anthropic.reply_text = "PASS"
+    announced: list[tuple[int, bool]] = []
+
+    def seen(sender: Any, request_id: Any, **kwargs: Any) -> None:
+        exists = CallRecord.objects.filter(id=request_id).exists()
+        announced.append((threading.get_ident(), exists))
+
+    call_sampled.connect(seen)
+    try:
+        with CaptureQueriesContext(connections["default"]) as here:
+            django_claude.call("judged", feature="behind", smell_test=True)
+        assert not [q for q in here.captured_queries if "INSERT" in q["sql"].upper()]
+        assert writer.flush_pending()
+    finally:
+        call_sampled.disconnect(seen)
+    [(thread, exists)] = announced
+    assert thread != threading.get_ident()  # the writer's
+    assert exists  # the row was in when the judge was told
+    from django_claude.smell.background import background
+
+    assert background.drain(20)
+    assert writer.flush_pending()
+    assert CallRecord.objects.get(feature="behind").smell_verdict != "not_sampled"
