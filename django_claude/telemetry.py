@@ -144,10 +144,10 @@ def measure(line: Mapping[str, Any]) -> None:
     duration after the GenAI conventions, calls by feature, outcome and
     model, and cost by feature and model."""
     instruments = _get_instruments()
-    if instruments is not None and not _metrics_sdk():
-        instruments = None  # OpenTelemetry's no-op meter: nothing to count in
-    if instruments is None and not _sinks:
-        return
+    if instruments is None or not _metrics_sdk():
+        if not _sinks:
+            return
+        instruments = None
     measured = Measured(
         request_model=line.get("model_requested") or "",
         model=line.get("model") or "",
@@ -170,9 +170,8 @@ def measure(line: Mapping[str, Any]) -> None:
 
 
 def _metrics_sdk() -> bool:
-    """Is a meter provider set (OpenTelemetry's SDK, or a vendor's)? Until one
-    is, the global provider is the API's own proxy, and every instrument a
-    no-op: a call's metrics would be built for nothing (~15 us)."""
+    """Is a meter provider set? Until one is, the global one is the API's own
+    proxy and every instrument a no-op: nothing to build metrics for."""
     from opentelemetry import metrics
 
     return not type(metrics.get_meter_provider()).__module__.startswith("opentelemetry.metrics")
@@ -217,9 +216,7 @@ class CallSpan:
 
     def __init__(self, *, feature: str, model: str, max_tokens: Any) -> None:
         self.span: Any = None
-        # No tracer provider and no trace context to pass on: the SDK's own
-        # span of the request would be nothing too (``sdk.QUIET_TELEMETRY``).
-        self.quiet = True
+        self.quiet = True  # no provider, no context to pass on (``sdk.QUIET_TELEMETRY``)
         tracer = _get_tracer()
         if tracer is None:
             return
