@@ -511,3 +511,43 @@ def test_a_sampled_call_is_written_behind_and_judged_once_its_row_is_in(
     assert background.drain(20)
     assert writer.flush_pending()
     assert CallRecord.objects.get(feature="behind").smell_verdict != "not_sampled"
+
+
+@transactional
+def test_at_exit_a_sampled_row_still_queued_is_written_then_judged(
+    fake_anthropic, call_lines, settings, in_production, monkeypatch
+):
+    """The judge's shutdown flushes the record writer first: a sampled call
+    whose row was still lingering in the queue at exit is judged, not left
+    pending (whichever of the two exit hooks runs first)."""
+    from django_claude.smell import inprocess
+    from django_claude.smell.background import Background
+
+    settings.DJANGO_CLAUDE_WRITE_BEHIND = True
+    fake_anthropic.reply_text = "PASS"
+    judge = Background()
+    monkeypatch.setattr(inprocess, "background", judge)
+    monkeypatch.setattr(writer.RecordWriter, "LINGER", 5.0)  # still queued at "exit"
+    django_claude.call("judged at exit", feature="exit", smell_test=True)
+    assert judge.shutdown(timeout=20) == 0  # nothing dropped
+    # Judged by the time the judge's exit hook returns: nothing runs after it.
+    judged = CallRecord.objects.filter(feature="exit").values_list("smell_verdict", flat=True)
+    assert list(judged) and judged[0] not in ("pending", "not_sampled")
+
+
+def test_a_judge_that_cannot_start_its_thread_abandons_the_job_at_once(monkeypatch):
+    """Python 3.12+ refuses new threads at interpreter shutdown: the job's
+    ``on_full`` runs at once instead of the job waiting for a thread that
+    will never come (the exit would wait out the whole grace for it)."""
+    from django_claude.smell.background import Background
+
+    judge = Background()
+    refused: list[str] = []
+
+    def no_threads(self: threading.Thread) -> None:
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    monkeypatch.setattr(threading.Thread, "start", no_threads)
+    judge.submit(lambda: refused.append("ran"), on_full=lambda: refused.append("abandoned"))
+    assert refused == ["abandoned"]
+    assert judge.drain(0.1)  # nothing left waiting

@@ -45,17 +45,21 @@ class Background:
         """Run ``job`` soon in the background thread; never blocks. ``on_full``
         runs instead, at once, when the queue is full, or at exit for a job
         that never ran."""
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                thread = threading.Thread(
+                    target=self._work, name="django-claude-smell", daemon=True
+                )
+                try:
+                    thread.start()
+                except RuntimeError:  # Python 3.12+ at interpreter shutdown: no new threads
+                    _run(on_full)
+                    return
+                self._thread = thread
         try:
             self._jobs.put_nowait((job, on_full))
         except queue.Full:
             _run(on_full)
-            return
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._work, name="django-claude-smell", daemon=True
-                )
-                self._thread.start()
 
     def _work(self) -> None:
         while True:
@@ -90,10 +94,18 @@ class Background:
         """Give the queue ``timeout`` seconds (``EXIT_GRACE``) to empty, then run
         ``on_full`` for each job still waiting, and for the one still at work
         (the process will not wait for it); returns how many were dropped.
-        Registered with ``atexit``."""
+        Registered with ``atexit``.
+
+        The record writer's queue is flushed first: a sampled call's row,
+        written behind, announces its judge once it is in, which must find
+        this thread still taking jobs."""
+        grace = self.EXIT_GRACE if timeout is None else timeout
+        from django_claude.recording.writer import flush_records
+
+        flush_records(grace)
         if self._jobs.unfinished_tasks == 0:
             return 0
-        if self.drain(self.EXIT_GRACE if timeout is None else timeout):
+        if self.drain(grace):
             return 0
         dropped = 0
         running = self._running

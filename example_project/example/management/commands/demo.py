@@ -274,6 +274,7 @@ class Command(BaseCommand):
             feature="support-summary", user=user, reason="demo: Opus answers are too long"
         )
         self._burst(client)
+        writer.flush_pending()  # a sampled call's judge is announced once its row is in
         background.drain()  # the smell-test judge's calls are recorded too
         writer.flush_pending()
         count = CallRecord.objects.filter(created_at__date=timezone.localdate()).count()
