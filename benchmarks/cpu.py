@@ -48,19 +48,35 @@ def _stat_cpu(path: str) -> tuple[str, float] | None:
     return name, (int(fields[11]) + int(fields[12])) / TICK
 
 
+def processes_cpu() -> dict[int, tuple[str, int, float]]:
+    """Every process of this machine: pid -> (command name, process group,
+    user + system seconds so far). Empty where there is no ``/proc``."""
+    found: dict[int, tuple[str, int, float]] = {}
+    if not os.path.isdir("/proc/self/task"):
+        return found
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    text = stat.read()
+            except OSError:
+                continue
+            fields = text[text.rindex(")") + 2 :].split()
+            name = text[text.index("(") + 1 : text.rindex(")")]
+            found[int(entry)] = (name, int(fields[2]), (int(fields[11]) + int(fields[12])) / TICK)
+    return found
+
+
 def servers_cpu(prefixes: tuple[str, ...]) -> dict[tuple[str, int], float]:
     """CPU seconds so far of this machine's processes named ``prefixes``, by
     (prefix, pid): a process that ends between two readings (a PostgreSQL
     backend) is left out of their difference, never counted negative."""
-    found: dict[tuple[str, int], float] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            stat = _stat_cpu(f"/proc/{entry}/stat")
-            if stat is not None:
-                for prefix in prefixes:
-                    if stat[0].startswith(prefix):
-                        found[(prefix, int(entry))] = stat[1]
-    return found
+    return {
+        (prefix, pid): seconds
+        for pid, (name, _, seconds) in processes_cpu().items()
+        for prefix in prefixes
+        if name.startswith(prefix)
+    }
 
 
 def threads_cpu() -> dict[str, float]:

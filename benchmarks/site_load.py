@@ -114,6 +114,7 @@ class Load:
     failed: int = 0  # other statuses, timeouts, resets
     seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
+    cpu: dict[str, float] = field(default_factory=dict)  # seconds, by place (``cpu_by_place``)
 
     @property
     def rate(self) -> float:
@@ -189,6 +190,46 @@ def load(port: int, path: str, clients: int, seconds: float) -> Load:
     """``clients`` clients asking ``path`` back to back for ``seconds``
     (requests under way then are finished and counted)."""
     return asyncio.run(_load(port, path, clients, seconds))
+
+
+PLACES = (("server", None), ("PostgreSQL", "postgres"), ("Redis", "redis"))
+
+
+def cpu_by_place(group: int) -> dict[int, tuple[str, float]]:
+    """pid -> (place, CPU seconds so far) of the server's processes (process
+    group ``group``) and of PostgreSQL's and Redis's (when on this machine)."""
+    from benchmarks.cpu import processes_cpu
+
+    found: dict[int, tuple[str, float]] = {}
+    for pid, (name, pgrp, seconds) in processes_cpu().items():
+        for place, prefix in PLACES:
+            if (pgrp == group) if prefix is None else name.startswith(prefix):
+                found[pid] = (place, seconds)
+                break
+    return found
+
+
+def measured_load(group: int, port: int, path: str, clients: int, seconds: float) -> Load:
+    """``load``, with the CPU each place spent meanwhile (a process that
+    ended meanwhile is left out, never counted negative)."""
+    before = cpu_by_place(group)
+    seen = load(port, path, clients, seconds)
+    for pid, (place, spent) in cpu_by_place(group).items():
+        seen.cpu[place] = seen.cpu.get(place, 0.0) + max(0.0, spent - before.get(pid, ("", 0.0))[1])
+    return seen
+
+
+def _cpu_cells(pairs: list[tuple[Load, Load]]) -> str:
+    """Microseconds of CPU per answered request, bare then ours, by place."""
+    cells = []
+    for place, _ in PLACES:
+        per = []
+        for side in (1, 0):  # bare, ours
+            spent = sum(pair[side].cpu.get(place, 0.0) for pair in pairs)
+            answered = sum(pair[side].answered for pair in pairs)
+            per.append(spent / answered * 1e6 if answered else 0.0)
+        cells.append(f"{per[0]:>15.0f} {per[1]:>7.0f}")
+    return " ".join(cells)
 
 
 def free_port() -> int:
@@ -282,7 +323,9 @@ def run_server(
     ours_path += f"?tag={tag}"
     results: dict[int, list[tuple[Load, Load]]] = {n: [] for n in clients}
     answered = 0
-    with Server(name, env, logs) as port:
+    with (server := Server(name, env, logs)) as port:
+        assert server.process is not None
+        group = server.process.pid  # its own session: its workers share its group
         warm = min(20, max(clients))  # connections, imports, routes, prices
         answered += load(port, ours_path, warm, 1.0).answered
         load(port, bare_path, warm, 1.0)
@@ -293,7 +336,8 @@ def run_server(
                 order = ("ours", "bare") if turn % 2 == 0 else ("bare", "ours")
                 turn += 1
                 for who in order:
-                    seen = load(port, ours_path if who == "ours" else bare_path, n, seconds)
+                    path = ours_path if who == "ours" else bare_path
+                    seen = measured_load(group, port, path, n, seconds)
                     if who == "ours":
                         ours = seen
                         answered += seen.answered
@@ -357,6 +401,7 @@ def main() -> int:
     started = time.monotonic()
     checks: list[tuple[str, bool]] = []
     rows: list[str] = []
+    cpu_rows: list[str] = []
     failed = False
     with tempfile.TemporaryDirectory() as tmp, FakeAPI(args.delay) as api:
         env = {
@@ -422,6 +467,7 @@ def main() -> int:
                     f"{percentile(lat_b, 95):>7.1f} {percentile(lat_o, 95):>7.1f} "
                     f"{errors:>6} {not_ok:>6}"
                 )
+                cpu_rows.append(f"{label:<40} {n:>7} " + _cpu_cells(pairs))
                 checks.append(
                     (f"{label}, {n} clients: req/s >= {TARGET_RATIO}x", ratio >= TARGET_RATIO)
                 )
@@ -444,6 +490,19 @@ def main() -> int:
     print("-" * len(header))
     for row in rows:
         print(row)
+    if any(cpu_rows):
+        print()
+        cpu_header = f"{'CPU per answered request (us)':<40} {'clients':>7} " + " ".join(
+            f"{place + ' bare':>15} {'ours':>7}" for place, _ in PLACES
+        )
+        print(cpu_header)
+        print("-" * len(cpu_header))
+        for row in cpu_rows:
+            print(row)
+        print(
+            "(the server's processes, and PostgreSQL's and Redis's when they run here, "
+            "from /proc around each load; ticks of 10 ms)"
+        )
     print()
     for what, ok in checks:
         print(f"{'PASS' if ok else 'MISS'}  {what}")

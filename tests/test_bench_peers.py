@@ -94,6 +94,12 @@ def test_site_load_serves_both_views_under_both_servers_and_keeps_every_record()
     ):
         assert f"{label}, 6 clients: req/s >= 0.85x" in out, out
         assert f"PASS  {label}: records == answered requests" in out, out
+    if os.path.isdir("/proc/self/task"):  # where the CPU went, server by server
+        table = out.split("CPU per answered request (us)")[1]
+        for label in ("uvicorn x2", "gunicorn gthread x2"):
+            [row] = [line for line in table.splitlines() if line.startswith(label)]
+            server_bare, server_ours = (float(v) for v in row.split()[-6:-4])
+            assert server_bare > 0 and server_ours > 0, row
 
 
 def test_cpu_says_where_each_views_cpu_goes():
