@@ -157,10 +157,14 @@ def _plain(data: Any) -> bool:
 
 
 def _unknown_fields(model: pydantic.BaseModel) -> bool:
-    if model.model_extra:
+    if model.__pydantic_extra__:
         return True
-    for value in model.__dict__.values():
-        inner = value if isinstance(value, list) else (value,)
-        if any(isinstance(v, pydantic.BaseModel) and _unknown_fields(v) for v in inner):
-            return True
+    for value in model.__dict__.values():  # (plain loops: this runs on every answer)
+        if isinstance(value, pydantic.BaseModel):
+            if _unknown_fields(value):
+                return True
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, pydantic.BaseModel) and _unknown_fields(item):
+                    return True
     return False
