@@ -216,7 +216,7 @@ class CallSpan:
 
     def __init__(self, *, feature: str, model: str, max_tokens: Any) -> None:
         self.span: Any = None
-        self.quiet = True  # no provider, no context to pass on (``sdk.QUIET_TELEMETRY``)
+        self.quiet = True  # an invalid span: no provider, no trace passed in (``sdk.get_client``)
         tracer = _get_tracer()
         if tracer is None:
             return

@@ -597,3 +597,21 @@ def test_a_meter_provider_set_after_the_first_calls_counts_the_calls_after_it(cl
     finally:
         provider.shutdown()
         _reset_globals()
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_without_a_provider_baggage_still_reaches_the_api(fake_anthropic, call_lines, entry):
+    # OpenTelemetry's default propagators send baggage without a tracer
+    # provider too; the SDK did, and still does.
+    from opentelemetry import baggage, context
+
+    _reset_globals()
+    token = context.attach(baggage.set_baggage("tenant", "acme"))
+    try:
+        _run(entry)
+    finally:
+        context.detach(token)
+    [request] = fake_anthropic.requests
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    assert "tenant=acme" in headers.get("baggage", "")

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.db import connections
+from django.db import connections, transaction
 from django.db.backends.signals import connection_created
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -29,7 +29,6 @@ from django.utils import timezone
 import django_claude
 from django_claude.models import CallRecord
 from django_claude.recording import inserts, writer
-from django_claude.signals import call_sampled
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -446,7 +445,7 @@ def test_an_async_ending_that_cannot_block_runs_on_the_loop(
 ):
     """In production, an answered acall (or astream) that keeps no answer, is
     not sampled and writes behind is recorded without a thread hop; a sampled
-    one (the judge's copy goes to the cache) still leaves the loop."""
+    one (the cache and an insert for the judge) still leaves the loop."""
     settings.DJANGO_CLAUDE_WRITE_BEHIND = True
     fake_anthropic.reply_text = "PASS"
 
@@ -476,41 +475,8 @@ def test_an_async_ending_that_cannot_block_runs_on_the_loop(
     assert background.drain(20)  # a judge in this process, if Celery does not take it
     assert writer.flush_pending()
     assert CallRecord.objects.filter(feature="loop").count() == 5
-    # Sampled, written behind, and its judge announced once the row was in.
+    # Sampled and inserted before its ending returned (the judge needs the row).
     assert CallRecord.objects.get(prompt_prefix="judged").smell_verdict != "not_sampled"
-
-
-@transactional
-def test_a_sampled_call_is_written_behind_and_judged_once_its_row_is_in(
-    fake_anthropic, call_lines, settings, in_production
-):
-    """A sampled call's row is not inserted in the request's thread (which
-    needed a connection of its own): it goes to the writer, which announces
-    the judge once it is in."""
-    settings.DJANGO_CLAUDE_WRITE_BEHIND = True
-    fake_anthropic.reply_text = "PASS"
-    announced: list[tuple[int, bool]] = []
-
-    def seen(sender: Any, request_id: Any, **kwargs: Any) -> None:
-        exists = CallRecord.objects.filter(id=request_id).exists()
-        announced.append((threading.get_ident(), exists))
-
-    call_sampled.connect(seen)
-    try:
-        with CaptureQueriesContext(connections["default"]) as here:
-            django_claude.call("judged", feature="behind", smell_test=True)
-        assert not [q for q in here.captured_queries if "INSERT" in q["sql"].upper()]
-        assert writer.flush_pending()
-    finally:
-        call_sampled.disconnect(seen)
-    [(thread, exists)] = announced
-    assert thread != threading.get_ident()  # the writer's
-    assert exists  # the row was in when the judge was told
-    from django_claude.smell.background import background
-
-    assert background.drain(20)
-    assert writer.flush_pending()
-    assert CallRecord.objects.get(feature="behind").smell_verdict != "not_sampled"
 
 
 @transactional
@@ -518,8 +484,9 @@ def test_at_exit_a_sampled_row_still_queued_is_written_then_judged(
     fake_anthropic, call_lines, settings, in_production, monkeypatch
 ):
     """The judge's shutdown flushes the record writer first: a sampled call
-    whose row was still lingering in the queue at exit is judged, not left
-    pending (whichever of the two exit hooks runs first)."""
+    made inside the caller's ``atomic()`` (its row written behind, its judge
+    announced by the writer) whose row was still lingering in the queue at
+    exit is judged, not left pending (whichever exit hook runs first)."""
     from django_claude.smell import inprocess
     from django_claude.smell.background import Background
 
@@ -528,7 +495,8 @@ def test_at_exit_a_sampled_row_still_queued_is_written_then_judged(
     judge = Background()
     monkeypatch.setattr(inprocess, "background", judge)
     monkeypatch.setattr(writer.RecordWriter, "LINGER", 5.0)  # still queued at "exit"
-    django_claude.call("judged at exit", feature="exit", smell_test=True)
+    with transaction.atomic():
+        django_claude.call("judged at exit", feature="exit", smell_test=True)
     assert judge.shutdown(timeout=20) == 0  # nothing dropped
     # Judged by the time the judge's exit hook returns: nothing runs after it.
     judged = CallRecord.objects.filter(feature="exit").values_list("smell_verdict", flat=True)

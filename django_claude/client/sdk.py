@@ -26,10 +26,10 @@ R = TypeVar("R")
 # ANTHROPIC_OPEN_TELEMETRY_TRACES_CONTENT_MODE says: content reaches a span
 # only through DJANGO_CLAUDE_OTEL_CAPTURE_CONTENT, after the redactor.
 SDK_TELEMETRY: Any = {"traces": {"content_mode": "metadata_only"}}
-# Without OpenTelemetry's SDK (no tracer provider, no trace context to pass
-# on) the SDK's span would be OpenTelemetry's invalid one, which neither
-# records nor propagates: the call asks the twin client that skips making it
-# (~60 us a request), sharing the same connection pool (``CallSpan.quiet``).
+# Without OpenTelemetry's SDK (no tracer provider, no trace context and no
+# baggage to pass on) the SDK's span would be OpenTelemetry's invalid one,
+# which neither records nor propagates: the call asks the twin client that
+# skips making it (~60 us a request), sharing the same connection pool.
 QUIET_TELEMETRY: Any = {"traces": False}
 
 
@@ -110,10 +110,22 @@ def forget_clients() -> None:
     _quiet_sync_client.cache_clear()
 
 
+def _passes_nothing_on() -> bool:
+    """Would the SDK send no header of the current context with a request?
+    (Baggage is sent without a tracer provider too: then the SDK keeps its
+    span, which carries it.)"""
+    from opentelemetry import propagate
+
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return not carrier
+
+
 def get_client(*, quiet: bool = False) -> anthropic.Anthropic:
     """The process's client for the current settings (one per key and URL);
-    ``quiet``: its twin that makes no OpenTelemetry span of its own."""
-    make = _quiet_sync_client if quiet else _sync_client
+    ``quiet`` (the call's span is OpenTelemetry's invalid one): its twin that
+    makes no span of its own, unless the context has headers to pass on."""
+    make = _quiet_sync_client if quiet and _passes_nothing_on() else _sync_client
     return make(conf.api_key_to_send(), conf.BASE_URL)
 
 
@@ -132,7 +144,7 @@ def get_async_client(*, quiet: bool = False) -> anthropic.AsyncAnthropic:
                 event_hooks={"response": [_note_response]}
             ),
         )
-    if not quiet:
+    if not (quiet and _passes_nothing_on()):
         return clients[key]
     twin = (*key, "quiet")
     if twin not in clients:

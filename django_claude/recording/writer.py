@@ -79,19 +79,20 @@ WAITED_TOO_LONG = frozenset({"55P03", "57014"})  # lock_not_available, query_can
 
 
 def write_record(row: Row, *, after: After = None, background: bool = False) -> None:
-    """Hand ``record`` to the background writer (``DJANGO_CLAUDE_WRITE_BEHIND``,
-    ``background``, or the caller is inside its own transaction), or save it
-    now; then run ``after`` (once the row exists, or could not be saved: on
-    the writer's thread when written behind). Inside a test's transaction it
-    is saved in it. Never raises."""
+    """Hand ``record`` to the background writer (``DJANGO_CLAUDE_WRITE_BEHIND``
+    and no ``after``, ``background``, or the caller is inside its own
+    transaction), or save it now; then run ``after`` (once the row exists, or
+    could not be saved). Inside a test's transaction it is saved in it.
+    Never raises."""
     alias = router.db_for_write(CallRecord)
     connection = connections[alias]
     in_atomic = connection.in_atomic_block
     in_test = in_atomic and in_test_transaction(alias)
-    # A follow-up (a sampled call's judge) runs on the writer's thread once
-    # the row is in: inserted here, it cost the request thread a database
-    # connection of its own (a new one per sampled call at CONN_MAX_AGE 0).
-    behind = background or writes_behind(alias)
+    # A follow-up (a sampled call's judge) needs the row now: such calls, 1%
+    # by default, are inserted at once, so the judge never waits on the queue
+    # and never runs on the writer's thread (an eager Celery judge, a slow
+    # receiver of ``call_sampled``, would hold every row behind it).
+    behind = background or (after is None and writes_behind(alias))
     if not in_test and (behind or in_atomic):  # (in_atomic: in the caller's transaction)
         _writer.submit(row, alias, after)  # (built by the writer's thread)
         return

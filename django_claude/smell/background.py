@@ -96,13 +96,17 @@ class Background:
         (the process will not wait for it); returns how many were dropped.
         Registered with ``atexit``.
 
-        The record writer's queue is flushed first: a sampled call's row,
-        written behind, announces its judge once it is in, which must find
-        this thread still taking jobs."""
-        grace = self.EXIT_GRACE if timeout is None else timeout
-        from django_claude.recording.writer import flush_records
+        The record writer's queue is flushed first (at exit, within the
+        writer's own exit budget): a sampled call's row written behind (from
+        inside a caller's ``atomic()``) announces its judge once it is in,
+        which must find this thread still taking jobs."""
+        from django_claude.recording.writer import flush_at_exit, flush_records
 
-        flush_records(grace)
+        grace = self.EXIT_GRACE if timeout is None else timeout
+        if timeout is None:
+            flush_at_exit()
+        else:
+            flush_records(timeout)
         if self._jobs.unfinished_tasks == 0:
             return 0
         if self.drain(grace):
