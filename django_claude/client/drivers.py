@@ -82,7 +82,7 @@ BUILT_IN_REDACTORS = frozenset({DEFAULTS["REDACTOR"], "django_claude.redaction.r
 def ending_cannot_block(state: CallState) -> bool:
     """Can this async call's ending (price, line, record, result) run on the
     event loop, saving the hop to a thread and back? Only when no step of it
-    can block: not sampled (the judge's copy goes to the cache), prices in memory (the
+    can block: not sampled (an insert for the judge), prices in memory (the
     site's and the list's), the built-in redactor, and the row written behind."""
     return (
         not state.draw_sample()
