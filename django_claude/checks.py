@@ -7,6 +7,7 @@ settings that work but will surprise someone in production.
 from __future__ import annotations
 
 import datetime
+import os
 from collections.abc import Sequence
 from importlib.util import find_spec
 from typing import Any
@@ -38,6 +39,7 @@ E013 = "django_claude.E013"  # PROMETHEUS set without prometheus_client
 E014 = "django_claude.E014"  # TRACE_URL not a URL template with {trace_id}
 E015 = "django_claude.E015"  # PROMETHEUS or OTEL_CAPTURE_CONTENT not True or False
 E016 = "django_claude.E016"  # QUOTA_COUNT_TOKENS not True or False
+E017 = "django_claude.E017"  # CALL_LOG neither a path nor None, or a directory
 W001 = "django_claude.W001"  # no API key anywhere
 W002 = "django_claude.W002"  # a model in use has no price
 W003 = "django_claude.W003"  # a per-process cache: the breaker is not shared
@@ -45,6 +47,7 @@ W004 = "django_claude.W004"  # DEADLINE shorter than TIMEOUT
 W005 = "django_claude.W005"  # smell tests judged by a Celery worker that cannot read the stash
 W006 = "django_claude.W006"  # (--deploy) smell tests judged in the web process, no Celery
 W007 = "django_claude.W007"  # quotas on a cache that cannot hold them across processes
+W008 = "django_claude.W008"  # CALL_LOG in a missing directory, or not writable here
 
 # Caches whose ``incr`` is not atomic across processes, or that keep nothing.
 UNSAFE_FOR_QUOTAS = ("DatabaseCache", "FileBasedCache", "DummyCache")
@@ -115,6 +118,7 @@ def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
     messages += check_quotas()
     messages += check_canary_guard()
     messages += check_trace_url(get("TRACE_URL"))
+    messages += check_call_log(get("CALL_LOG"))
     for name in ("PROMETHEUS", "OTEL_CAPTURE_CONTENT"):
         if not isinstance(get(name), bool):
             messages.append(
@@ -181,6 +185,33 @@ def check_trace_url(template: Any) -> list[CheckMessage]:
             f"DJANGO_CLAUDE_TRACE_URL {error}: {str(template)[:80]!r}.",
             hint='Like "https://grafana.example.com/explore?traceId={trace_id}".',
             id=E014,
+        )
+    ]
+
+
+def check_call_log(value: Any) -> list[CheckMessage]:
+    """``CALL_LOG``: None, or a file this process could append to."""
+    if value is None or value == "":
+        return []
+    if not isinstance(value, (str, os.PathLike)) or not isinstance(os.fspath(value), str):
+        return [Error(f"DJANGO_CLAUDE_CALL_LOG must be a path or None, not {value!r}.", id=E017)]
+    path = os.path.abspath(os.fspath(value))
+    if os.path.isdir(path):
+        return [Error(f"DJANGO_CLAUDE_CALL_LOG {path!r} is a directory, not a file.", id=E017)]
+    where = path if os.path.exists(path) else os.path.dirname(path)
+    if not os.path.isdir(os.path.dirname(path)):
+        problem = "is in a directory that does not exist"
+    elif not os.access(where, os.W_OK):
+        problem = "cannot be written by this user"
+    else:
+        return []
+    return [
+        Warning(
+            f"DJANGO_CLAUDE_CALL_LOG {path!r} {problem}: the call lines will go to the "
+            "django_claude.calls logger (or stderr) until it can be written.",
+            hint="Create the directory and let the server's user write it (the check may "
+            "run as another user than the server).",
+            id=W008,
         )
     ]
 

@@ -67,6 +67,7 @@ DEFAULTS: dict[str, Any] = {
     "PROMETHEUS": False,
     "TRACE_URL": None,
     "OTEL_CAPTURE_CONTENT": False,
+    "CALL_LOG": None,
 }
 
 PREFIX_CHARS_CEILING = 100
@@ -100,6 +101,15 @@ def budget_amount(value: Any) -> Decimal:
     if isinstance(value, float):
         value = repr(value)
     return Decimal(str(value))
+
+
+def log_path(value: Any) -> str:
+    """``CALL_LOG`` as a path, or "" (the logger): a value that is no path
+    (the system check reports it) must not break a call."""
+    if isinstance(value, (str, os.PathLike)) and value:
+        path = os.fspath(value)
+        return path if isinstance(path, str) else ""
+    return ""
 
 
 class _Setting(Generic[T]):
@@ -246,6 +256,8 @@ class ClaudeSettings:
     TRACE_URL = _Setting(lambda value: str(value) if value else None)
     # Only True turns either on: "false" from the environment must not.
     OTEL_CAPTURE_CONTENT = _Setting(lambda value: value is True)
+    # The call lines appended to this file (recording.calllog), not the logger.
+    CALL_LOG = _Setting(log_path)
 
 
 conf = ClaudeSettings()

@@ -7,7 +7,8 @@ Django's own ``django`` logger does (a ``StreamHandler``, level INFO):
 handler, and only when no handler would get the line otherwise. A site whose
 ``LOGGING`` names ``django_claude.calls`` or ``django_claude``, whose root
 logger has a handler, or that set ``LOGGING_CONFIG = None`` keeps full
-control: nothing is attached. A later ``dictConfig`` that configures the
+control: nothing is attached; nor with ``DJANGO_CLAUDE_CALL_LOG``, whose file
+gets the lines (``recording.calllog``). A later ``dictConfig`` that configures the
 logger replaces the handler, as for any logger, and a handler given to the
 root logger later (Celery's worker, a test runner) takes the lines over.
 
@@ -24,6 +25,7 @@ from typing import Any
 
 from django.conf import settings
 
+from django_claude.conf import conf
 from django_claude.recording.encoding import to_json
 
 CALLS_LOGGER = "django_claude.calls"
@@ -37,6 +39,8 @@ class CallLinesToStderr(logging.StreamHandler):
     by Celery's worker or a test runner), which gets the line instead.
     """
 
+    default_call_lines = True  # not the site's: ``recording.calllog`` looks past it
+
     def __init__(self) -> None:
         super().__init__()  # sys.stderr
         self.setFormatter(logging.Formatter("%(message)s"))
@@ -49,6 +53,8 @@ class CallLinesToStderr(logging.StreamHandler):
 
 def site_configures_call_lines() -> bool:
     """Has the site a say about where call lines go?"""
+    if conf.CALL_LOG:
+        return True  # DJANGO_CLAUDE_CALL_LOG: to that file
     if getattr(settings, "LOGGING_CONFIG", "logging.config.dictConfig") is None:
         return True  # the site configures logging itself
     configured = dict(getattr(settings, "LOGGING", {}) or {}).get("loggers", {}) or {}

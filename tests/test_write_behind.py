@@ -183,9 +183,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def site(tmp_path: Path, fake_anthropic) -> Iterator[dict[str, str]]:
+@pytest.fixture(params=["logger", "file"])
+def site(request, tmp_path: Path, fake_anthropic) -> Iterator[dict[str, str]]:
+    """The test site in a temporary directory; its call lines go to a file
+    through a ``FileHandler`` on the logger, or (``file``) appended by
+    django-claude itself (``DJANGO_CLAUDE_CALL_LOG``)."""
     env = {
+        "SITE_CALL_LOG_TO": request.param,
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.site.settings",
         "SITE_DB": str(tmp_path / "site.sqlite3"),

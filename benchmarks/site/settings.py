@@ -7,7 +7,9 @@
   ``benchmarks.site.routers.use()`` names (how ``peers.py`` interleaves the
   two in one process).
 - ``SITE_CACHE``: a ``redis://`` URL (Django's ``RedisCache``) or ``locmem``.
-- ``SITE_API``: the fake Messages API; ``SITE_CALL_LOG``: the call log file.
+- ``SITE_API``: the fake Messages API; ``SITE_CALL_LOG``: the call log file,
+  appended by django-claude (``DJANGO_CLAUDE_CALL_LOG``), or with
+  ``SITE_CALL_LOG_TO=logger`` by a ``FileHandler`` on its logger.
 
 DEBUG off, persistent connections, the smell test at its default rate (1%).
 """
@@ -73,18 +75,18 @@ DJANGO_CLAUDE_BASE_URL = os.environ.get("SITE_API", "http://127.0.0.1:9")
 DJANGO_CLAUDE_API_KEY = "sk-ant-bench-0000"
 # DJANGO_CLAUDE_SMELL_TEST_RATE: not set, the default 1% of calls is judged.
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"line": {"format": "%(message)s"}},
-    "handlers": {
-        "calls": {
-            "class": "logging.FileHandler",
-            "filename": os.environ.get("SITE_CALL_LOG", "site-bench-calls.log"),
-            "formatter": "line",
-        }
-    },
-    "loggers": {
+# The call log: appended by django-claude itself (DJANGO_CLAUDE_CALL_LOG, what
+# the README recommends in production), or with SITE_CALL_LOG_TO=logger by a
+# FileHandler on the django_claude.calls logger.
+CALL_LOG = os.environ.get("SITE_CALL_LOG", "site-bench-calls.log")
+LOGGING: dict[str, object] = {"version": 1, "disable_existing_loggers": False}
+if os.environ.get("SITE_CALL_LOG_TO", "file") == "file":
+    DJANGO_CLAUDE_CALL_LOG = CALL_LOG
+else:
+    LOGGING["formatters"] = {"line": {"format": "%(message)s"}}
+    LOGGING["handlers"] = {
+        "calls": {"class": "logging.FileHandler", "filename": CALL_LOG, "formatter": "line"}
+    }
+    LOGGING["loggers"] = {
         "django_claude.calls": {"handlers": ["calls"], "level": "INFO", "propagate": False}
-    },
-}
+    }

@@ -23,7 +23,7 @@ from django.utils.module_loading import import_string
 
 from django_claude import telemetry
 from django_claude.conf import conf
-from django_claude.recording import pricing
+from django_claude.recording import calllog, pricing
 from django_claude.recording.clock import aware
 from django_claude.recording.encoding import call_line_json, json_safe
 from django_claude.recording.inserts import FromLine
@@ -229,7 +229,7 @@ def _record_call(
         level = logging.ERROR
     elif facts.outcome in (Outcome.DEGRADED, Outcome.ERROR, Outcome.INTERRUPTED):
         level = logging.WARNING
-    call_logger.log(level, call_line_json(line), extra={"claude": line})
+    calllog.emit(call_logger, level, call_line_json(line), line)
     try:
         if facts.span is not None:
             facts.span.finish(line)

@@ -25,18 +25,17 @@ DJANGO_CLAUDE_BASE_URL = os.environ.get("SITE_API", "http://127.0.0.1:9")
 DJANGO_CLAUDE_API_KEY = "sk-ant-site-tests-0000"
 DJANGO_CLAUDE_SMELL_TEST_RATE = 0.0
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"line": {"format": "%(message)s"}},
-    "handlers": {
-        "calls": {
-            "class": "logging.FileHandler",
-            "filename": os.environ.get("SITE_CALL_LOG", "site-calls.log"),
-            "formatter": "line",
-        }
-    },
-    "loggers": {
+# SITE_CALL_LOG_TO=file: the lines appended by django-claude itself
+# (DJANGO_CLAUDE_CALL_LOG); otherwise by a FileHandler on django_claude.calls.
+CALL_LOG = os.environ.get("SITE_CALL_LOG", "site-calls.log")
+LOGGING: dict[str, object] = {"version": 1, "disable_existing_loggers": False}
+if os.environ.get("SITE_CALL_LOG_TO") == "file":
+    DJANGO_CLAUDE_CALL_LOG = CALL_LOG
+else:
+    LOGGING["formatters"] = {"line": {"format": "%(message)s"}}
+    LOGGING["handlers"] = {
+        "calls": {"class": "logging.FileHandler", "filename": CALL_LOG, "formatter": "line"}
+    }
+    LOGGING["loggers"] = {
         "django_claude.calls": {"handlers": ["calls"], "level": "INFO", "propagate": False}
-    },
-}
+    }
