@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import uuid
 from typing import Any
 
 import pytest
@@ -21,8 +22,13 @@ from django_claude.testing import Fault
 
 
 def comparable(row: list[Any]) -> list[Any]:
-    """psycopg's JSON wrapper compares by identity: compare what it wraps."""
-    return [getattr(value, "obj", value) for value in row]
+    """psycopg's JSON wrapper compares by identity: compare what it wraps; a
+    JSON column sent as text (as COPY sends it), compare what it says."""
+    json_columns = Columns.of("default").json
+    return [
+        json.loads(value) if is_json and isinstance(value, str) else getattr(value, "obj", value)
+        for value, is_json in zip(row, json_columns, strict=True)
+    ]
 
 
 def as_copied(line: dict[str, Any]) -> list[Any]:
@@ -107,6 +113,26 @@ def test_a_call_record_needs_no_save_hooks():
 
 
 @pytest.mark.postgres
+def test_copy_itself_takes_the_rows_json_columns_sent_as_text(lines):
+    # Not the writer, which would fall back to one INSERT a row if COPY failed.
+    from django.db import transaction
+
+    from django_claude.recording.inserts import insert_rows
+
+    nul = dict(lines[0], request_id=str(uuid.uuid4()), tags={"note": "a\x00b"})
+    sent = [*lines, nul]
+    CallRecord.objects.all().delete()
+    with transaction.atomic():
+        insert_rows("default", [line_values(line) for line in sent])
+    for line in sent:
+        expected = record_from_line(line)
+        row = CallRecord.objects.get(pk=expected.pk)
+        for field in CallRecord._meta.concrete_fields:
+            assert getattr(row, field.attname) == getattr(expected, field.attname), field.name
+    assert CallRecord.objects.get(pk=nul["request_id"]).tags == {"note": "a\\x00b"}
+
+
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_rows_written_behind_by_copy_equal_their_lines(
     fake_anthropic, call_lines, settings, caplog
@@ -115,7 +141,10 @@ def test_rows_written_behind_by_copy_equal_their_lines(
 
     settings.DJANGO_CLAUDE_WRITE_BEHIND = False
     for n in range(6):
-        django_claude.call(f"question {n}", feature="copy", tags={"n": n})
+        # JSON that COPY's text format must carry through: quotes, a
+        # backslash, a tab, non-ASCII, a float, a null.
+        tags = {"n": n, "note": 'naïve "q" \\ b\tack', "x": 1.5, "none": None}
+        django_claude.call(f"question {n}", feature="copy", tags=tags)
     made = [json.loads(r.getMessage()) for r in call_lines.records]
     CallRecord.objects.all().delete()
     broken = dict(made[0], request_id="not-a-uuid")
@@ -199,3 +228,12 @@ def test_a_value_kept_without_fit_is_what_fit_would_make(value, settings):
             expected = storable(expected)
         assert made[name] == expected or (expected != expected and made[name] != made[name])
         assert type(made[name]) is type(expected)
+
+
+def test_json_sent_as_text_only_when_the_column_can_take_it_as_it_is():
+    from django_claude.recording.encoding import json_column_text
+
+    assert json.loads(json_column_text({"a": ["ü", 1.5, None]}) or "") == {"a": ["ü", 1.5, None]}
+    assert json_column_text({"a": "nul \x00 here"}) is None  # storable() mends it first
+    assert json_column_text([math.nan]) is None
+    assert json_column_text({"a": object()}) is None

@@ -83,14 +83,31 @@ def call_line_json(line: Mapping[str, Any]) -> str:
     return to_json(line)
 
 
+def json_column_text(value: Any) -> str | None:
+    """``value`` as the text of a JSON column, or None when it cannot go as
+    it is: a NUL in a string (PostgreSQL refuses ``\\u0000``; ``storable``
+    mends it), a number JSON has no word for, an object JSON cannot hold."""
+    try:
+        text = _plain(value)
+    except (TypeError, ValueError, RecursionError):
+        return None
+    return None if "\\u0000" in text else text
+
+
 def storable(value: Any) -> Any:
     """JSON for a JSON column: no NUL in any string (PostgreSQL refuses them)."""
+    if isinstance(value, (dict, list)) and json_column_text(value) is not None:
+        return value  # (one encode in C: nothing in it to mend, and no walk)
+    return _storable(value)
+
+
+def _storable(value: Any) -> Any:
     if isinstance(value, str):
         return value.replace("\x00", "\\x00")
     if isinstance(value, dict):
-        return {storable(k): storable(v) for k, v in value.items()}
+        return {_storable(k): _storable(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [storable(v) for v in value]
+        return [_storable(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     return value

@@ -5,11 +5,14 @@ the same database."""
 from __future__ import annotations
 
 import contextlib
+import datetime
 import functools
 import logging
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from django.db import (
@@ -25,6 +28,8 @@ from django.db import (
 
 from django_claude.models import CallRecord
 from django_claude.recording.backlog import Outage
+from django_claude.recording.clock import as_stored
+from django_claude.recording.encoding import json_column_text
 
 logger = logging.getLogger("django_claude.recording.writer")
 
@@ -260,7 +265,8 @@ class Columns:
     def __init__(self, alias: str) -> None:
         connection = connections[alias]
         self.fields = CallRecord._meta.concrete_fields
-        self.plain = [_unchanged(f) for f in self.fields]
+        self.plain = [_unchanged(f) + _kept_here(f, connection) for f in self.fields]
+        self.json = [isinstance(f, models.JSONField) for f in self.fields]
         self.defaults = [_default(f, connection) for f in self.fields]
 
     @classmethod
@@ -276,7 +282,8 @@ class Columns:
         ``of_record`` makes it from the record they make (no field of a
         ``CallRecord`` sets itself on save, as ``auto_now`` would)."""
         row = []
-        for field, plain, default in zip(self.fields, self.plain, self.defaults, strict=True):
+        columns = zip(self.fields, self.plain, self.json, self.defaults, strict=True)
+        for field, plain, json_column, default in columns:
             if field.attname in values:
                 value = values[field.attname]
             elif field.name in values:
@@ -286,7 +293,16 @@ class Columns:
                 continue
             else:
                 value = field.get_default()
-            row.append(value if type(value) in plain else field.get_db_prep_save(value, connection))
+            if type(value) in plain:
+                row.append(value)
+            elif (
+                json_column
+                and type(value) in (dict, list)
+                and (text := json_column_text(value)) is not None
+            ):
+                row.append(text)  # COPY sends text: the server reads it as JSON
+            else:
+                row.append(field.get_db_prep_save(value, connection))
         return row
 
 
@@ -306,6 +322,21 @@ def _unchanged(field: models.Field[Any, Any]) -> tuple[type, ...]:
     if isinstance(field, models.IntegerField):
         return (int,)
     return ()
+
+
+def _kept_here(field: models.Field[Any, Any], connection: Any) -> tuple[type, ...]:
+    """The types of value ``get_db_prep_save`` of ``field`` returns as they are
+    on ``connection``, found by trying one of each: on PostgreSQL an amount,
+    a UUID, a time and a NULL (psycopg adapts them itself)."""
+    samples = (Decimal("1.5"), uuid.UUID(int=1), as_stored(datetime.datetime.now(datetime.UTC)))
+    kept: list[type] = []
+    for sample in (*samples, None):
+        try:
+            if field.get_db_prep_save(sample, connection) is sample:
+                kept.append(type(sample))
+        except Exception:  # not a value this field takes: its own conversion decides
+            continue
+    return tuple(kept)
 
 
 def _psycopg3() -> bool:
