@@ -75,3 +75,34 @@ def test_prompt_prefix_is_bounded_and_never_raises(text, limit):
     prefix = prompt_prefix(text, limit=limit)
     assert len(prefix) <= limit
     prefix.encode("utf-8")
+
+
+# Texts near the gated rules' shapes: digit runs and groups in any script,
+# dots and colons, token characters.
+TOKENISH = [
+    "4222222222222", "4111 1111 1111 1111", "5500-0000-0000-0004", "+44 20 7946 0958",
+    "(020) 7946 0958", "555-123-4567", "0612 34 56 78", "10.0.0.1", "256.1.1.1",
+    "MTk4NjIyNDgzNDcxOTI1MjQ4", ".Cl2FMQ.", "ZnCjm1XVW7vRze4b7Cq4se7kKWs",
+    "123456789:", "AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1",
+    " 123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1 ",
+    " MTk4NjIyNDgzNDcxOTI1MjQ4.Cl2FMQ.ZnCjm1XVW7vRze4b7Cq4se7kKWs ", "٤١١١", "١٢٣٤٥٦٧", "0", "9", ".",
+    ":", " ", "-", "(", ")", "+",
+]  # fmt: skip
+tokenish_text = st.lists(
+    st.one_of(st.sampled_from(TOKENISH), st.text(alphabet="0123456789.:- +()abcXYZ_", max_size=8)),
+    max_size=16,
+).map("".join)
+
+
+@BUDGET
+@given(tokenish_text)
+def test_a_rules_gate_only_skips_what_its_pattern_would_not_change(text):
+    # A gate is a necessary condition of its rule's finding: with or without
+    # it, the rule does the same to any text.
+    from django_claude.recording import redaction_pii as pii
+    from django_claude.recording import redaction_secrets as secrets
+
+    rules = (pii.CARD_RULE, pii.PHONE_RULE, pii.IPV4_RULE, secrets.DISCORD_RULE)
+    for rule in (*rules, secrets.TELEGRAM_RULE):
+        ungated = type(rule)(rule.name, rule.pattern, rule.replacement)
+        assert rule.apply(text) == ungated.apply(text), rule.name

@@ -28,6 +28,7 @@ from django_claude.recording.redaction_rules import (
     SSN,
     LowerRule,
     Rule,
+    at_least_digits,
     bounded,
     contains,
     finds,
@@ -170,7 +171,7 @@ CARD_RULE = Rule(
         + r"(?![\w\[])"
     ),
     _card,
-    gate=has_digit,
+    gate=at_least_digits(13),  # what _card asks of a match
 )
 
 
@@ -215,6 +216,9 @@ NINO_RULE = Rule(
 )
 
 
+_FOUR_DIGITS = at_least_digits(4)
+
+
 def _ipv4(match: re.Match[str]) -> str | None:
     try:
         ipaddress.IPv4Address(match.group(0))
@@ -227,7 +231,7 @@ IPV4_RULE = Rule(
     "ipv4",
     re.compile(bounded(r"\d\d{0,2}\.\d{1,3}\.\d{1,3}\.\d{1,3}", r"\w.") + r"(?![\w\[]|\.[\d\[])"),
     _ipv4,
-    gate=contains("."),
+    gate=lambda text: "." in text and _FOUR_DIGITS(text),
 )
 
 
@@ -277,7 +281,7 @@ PHONE_RULE = Rule(
     "phone",
     re.compile(rf"{_PHONE}(?![\w\[]|[.-][\d\[])"),
     _phone,
-    gate=has_digit,
+    gate=at_least_digits(7),  # what _phone asks of a match
 )
 
 _STREET_TYPES = (

@@ -57,6 +57,13 @@ def has_digit(text: str) -> bool:
     return any(d in text for d in _DIGITS)
 
 
+def at_least_digits(count: int) -> Gate:
+    """A gate that passes when the text holds ``count`` digits (``\\d``: any
+    script's), anywhere: for a rule whose match needs that many. Linear: a
+    failed search starts from at most ``count - 1`` digits."""
+    return finds(rf"\d(?:\D*+\d){{{count - 1}}}")
+
+
 def contains(*needles: str) -> Gate:
     def gate(text: str) -> bool:
         return any(n in text for n in needles)

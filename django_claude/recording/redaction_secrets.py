@@ -28,6 +28,7 @@ from django_claude.recording.redaction_rules import (
     bounded,
     contains,
     expand_words,
+    finds,
     has_digit,
     original,
     trie,
@@ -162,13 +163,13 @@ DISCORD_RULE = Rule(
         + r"(?![A-Za-z0-9_-])"
     ),
     SECRET,
-    gate=contains("."),
+    gate=finds(r"\.[A-Za-z0-9_-]{6}\."),  # its middle part (a literal first: a fast scan)
 )
 TELEGRAM_RULE = Rule(
     "telegram_token",
     re.compile(bounded(r"[0-9][0-9]{7,9}:[A-Za-z0-9_-]{35}(?![A-Za-z0-9_-])", "A-Za-z0-9_:")),
     SECRET,
-    gate=contains(":"),
+    gate=finds(r":[A-Za-z0-9_-]{35}"),
 )
 AZURE_AD_RULE = Rule(
     "azure_ad_secret",
