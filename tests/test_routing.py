@@ -462,3 +462,23 @@ def test_records_and_route_health(claude):
         "smell_passed": 0,
         "smell_judged": 0,
     }
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_cache_without_a_version_is_given_one_so_routes_are_not_read_every_second(
+    django_assert_num_queries,
+):
+    caches["default"].delete(routing.VERSION_KEY)  # a site that never changed a route
+    routing.reset_route_table()
+    assert active_route("f").model == SONNET  # the first look reads the database
+    claimed = caches["default"].get(routing.VERSION_KEY)
+    assert claimed is not None
+    routing.table._table.checked_at = 0.0  # a second later: the version is unchanged
+    with django_assert_num_queries(0):
+        assert active_route("f").model == SONNET
+    # A change published by another process still reaches this one.
+    ModelRoute.objects.create(feature="f", model=OPUS, fallback_model=HAIKU)
+    routing.table.publish(1)
+    routing.table._table.routes, routing.table._table.version = {}, claimed
+    routing.table._table.checked_at = 0.0
+    assert active_route("f").model == OPUS

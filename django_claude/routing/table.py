@@ -15,10 +15,11 @@ import logging
 import random
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.core.cache import caches
+from django.core.cache import BaseCache, caches
 from django.db import connections, router, transaction
 
 from django_claude.conf import conf
@@ -100,8 +101,19 @@ _table = _RouteTable()
 
 def _shared_version() -> object:
     """The routes' version in the shared cache; None (so: read the database)
-    when the cache has none, fails or is slow."""
-    return cache_op("routes version", lambda c: c.get(VERSION_KEY), default=None)
+    when the cache fails or is slow. A cache that has none yet (no route
+    was ever published to it, or it was emptied) is given one, by whichever
+    process looks first, before it reads the database: without one, every
+    process would read the routes every second."""
+    return cache_op("routes version", _version_or_claim, default=None)
+
+
+def _version_or_claim(cache: BaseCache) -> object:
+    version = cache.get(VERSION_KEY)
+    if version is None:
+        claim = f"unpublished-{uuid.uuid4().hex}"  # never equal to a published version
+        version = claim if cache.add(VERSION_KEY, claim, timeout=None) else cache.get(VERSION_KEY)
+    return version
 
 
 def _load() -> tuple[dict[str, tuple[str, str]], dict[str, CanaryArm]]:
