@@ -20,6 +20,7 @@ parsed, so the request is made the SDK's way (``raw=False``).
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -28,7 +29,7 @@ from anthropic import APIResponse
 from anthropic.types import Message
 
 from django_claude.client.errors import BadResponse
-from django_claude.client.sdk import sdk_request
+from django_claude.client.sdk import async_direct_lane, direct_lane, sdk_request
 
 _VALIDATES = hasattr(Message, "model_validate")
 _KEEPS_WORKSPACE = hasattr(APIResponse, "workspace_id")  # (this SDK's parse() sets it)
@@ -41,9 +42,17 @@ _NOT_PLAIN = (b'"input"', b'_tool_result"', b'"citations": [', b'"citations":[')
 
 
 def create_message(client: Any, *, raw: bool, **kwargs: Any) -> Message:
-    """``client.messages.create(**kwargs)``, asked for raw when ``raw``.
+    """``client.messages.create(**kwargs)``, asked for raw when ``raw`` (by
+    the client's direct lane when it has one and the request is plain).
     Raises ``BadResponse`` for a 200 that is not a Message."""
     if raw:
+        lane = direct_lane(client)
+        response = None if lane is None else lane.send_plain(kwargs)
+        if lane is not None and response is not None:
+            message = validated_response(response)
+            if message is None:
+                message = _parsed(functools.partial(lane.parse, response))
+            return checked(message)
         return checked(message_of(sdk_request(client.messages.with_raw_response.create, **kwargs)))
     try:
         answer = sdk_request(client.messages.create, **kwargs)
@@ -57,6 +66,16 @@ def create_message(client: Any, *, raw: bool, **kwargs: Any) -> Message:
 async def acreate_message(client: Any, *, raw: bool, **kwargs: Any) -> Message:
     """``create_message`` with an ``AsyncAnthropic`` client."""
     if raw:
+        alane = async_direct_lane(client)
+        sent = None if alane is None else await alane.send_plain(kwargs)
+        if alane is not None and sent is not None:
+            message = validated_response(sent)
+            if message is None:
+                try:
+                    message = await alane.parse(sent)
+                except (ValueError, RecursionError):
+                    raise unreadable_body() from None
+            return checked(message)
         response = await sdk_request(client.messages.with_raw_response.create, **kwargs)
         message = validated(response)
         if message is None:
@@ -119,9 +138,14 @@ def message_of(raw: Any) -> Any:
 def validated(raw: Any) -> Message | None:
     """A plain answer's ``Message``, as the SDK's ``parse()`` would make it;
     None for any other body (``message_of`` then asks the SDK)."""
+    return validated_response(raw.http_response)
+
+
+def validated_response(response: Any) -> Message | None:
+    """``validated`` of the httpx response itself."""
     if not _VALIDATES:
         return None
-    body = raw.http_response.content
+    body = response.content
     if any(mark in body for mark in _NOT_PLAIN):  # not read twice: straight to the SDK
         return None
     try:
@@ -136,7 +160,7 @@ def validated(raw: Any) -> Message | None:
         return None
     if _unknown_fields(message):  # kept by both, but counted as set only by validation
         return None
-    headers = raw.http_response.headers  # as the SDK's parse() sets them
+    headers = response.headers  # as the SDK's parse() sets them
     message._request_id = headers.get("request-id")
     if _KEEPS_WORKSPACE:
         message._workspace_id = headers.get("anthropic-workspace-id")

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import anthropic
 
 from django_claude.client.deadline import BoundedTransport, extend_bound
+from django_claude.client.direct import AsyncLane, Lane, async_lane_for, lane_for
 from django_claude.client.errors import MissingCredentials
 from django_claude.client.ratelimits import note_response
 from django_claude.conf import conf
@@ -98,9 +99,27 @@ _async_clients: weakref.WeakKeyDictionary[
 ] = weakref.WeakKeyDictionary()
 
 
+# The quiet twins' direct lanes (``direct.py``): a request no span of the
+# SDK's would see goes out without the SDK's per-request Python.
+_lanes: weakref.WeakKeyDictionary[Any, Lane | None] = weakref.WeakKeyDictionary()
+_async_lanes: weakref.WeakKeyDictionary[Any, AsyncLane | None] = weakref.WeakKeyDictionary()
+
+
+def direct_lane(client: Any) -> Lane | None:
+    """``client``'s direct lane: only a quiet twin has one."""
+    return _lanes.get(client)
+
+
+def async_direct_lane(client: Any) -> AsyncLane | None:
+    """``direct_lane`` of an async client."""
+    return _async_lanes.get(client)
+
+
 @functools.lru_cache(maxsize=8)
 def _quiet_sync_client(api_key: str | None, base_url: str | None) -> anthropic.Anthropic:
-    return _sync_client(api_key, base_url).with_options(open_telemetry=QUIET_TELEMETRY)
+    twin = _sync_client(api_key, base_url).with_options(open_telemetry=QUIET_TELEMETRY)
+    _lanes[twin] = lane_for(twin)
+    return twin
 
 
 def forget_clients() -> None:
@@ -149,6 +168,7 @@ def get_async_client(*, quiet: bool = False) -> anthropic.AsyncAnthropic:
     twin = (*key, "quiet")
     if twin not in clients:
         clients[twin] = clients[key].with_options(open_telemetry=QUIET_TELEMETRY)
+        _async_lanes[clients[twin]] = async_lane_for(clients[twin])
     return clients[twin]
 
 

@@ -1,0 +1,250 @@
+"""A plain request sent as the SDK sends it, without the SDK's Python around it.
+
+``messages.with_raw_response.create`` spends ~0.55 ms of CPU around the
+~0.45 ms that httpx takes to send a request and read its answer (SDK 2.14,
+in a loop against the fake API on loopback): it copies and walks the
+arguments, makes its request options, headers and URL anew, and runs its
+retry loop and response wrappers. On a served site that is more than all
+that django-claude adds to a call.
+
+So a request whose arguments are JSON as they are (dicts, lists, strings,
+numbers, booleans and None: what ``json`` encodes unaided, which the SDK
+sends unchanged) goes out as the SDK would send it: the URL, headers and
+timeout of the SDK's own ``_build_request``, made once per client and
+timeout, and the body encoded as the SDK encodes it, through the SDK's
+httpx client (its pool, its transport, its event hooks). A failure status
+becomes the SDK's own exception, a timeout or a lost connection its
+``APITimeoutError`` or ``APIConnectionError``, as its ``_attempt_request``
+makes them, and an answer the SDK must parse gets its ``_process_response``.
+
+Everything else goes through the SDK as it always did: an argument the SDK
+converts first (a file, a pydantic model, a date, a generator), an argument
+this module does not know as a body field, ``extra_headers``,
+``extra_query`` or ``extra_body``, a model the SDK warns about, a client
+whose SDK span records or passes trace context on (``sdk.py`` gives lanes
+only to the quiet twins), and a client whose SDK is not made as this module
+reads it (checked once per client: credentials that sign each request,
+middleware, an idempotency header, a hook that changes the request).
+``tests/test_direct.py`` holds the requests the fake API receives both ways
+equal, header for header.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import anthropic
+import httpx2
+from anthropic import _base_client
+from anthropic._models import FinalRequestOptions
+from anthropic.types import Message
+
+_PATH = "/v1/messages"
+# messages.create's body fields (SDK 2.x), none of which it renames or
+# reformats (no ``PropertyInfo`` in its types): JSON values are sent as given.
+_BODY_FIELDS = frozenset(
+    {
+        "max_tokens",
+        "messages",
+        "model",
+        "cache_control",
+        "container",
+        "diagnostics",
+        "inference_geo",
+        "metadata",
+        "output_config",
+        "service_tier",
+        "speed",
+        "stop_sequences",
+        "system",
+        "thinking",
+        "tool_choice",
+        "tools",
+    }
+)
+# As the SDK's ``openapi_dumps`` encodes a body.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_TEMPLATES_KEPT = 64  # one per distinct timeout; retries' shorter ones come and go
+
+
+def _sdk_knowledge() -> tuple[frozenset[str], frozenset[str]] | None:
+    """(the body fields this SDK's ``create`` takes, the models it warns
+    about), or None where this SDK does not say which models those are."""
+    try:
+        from anthropic.resources.messages import messages as resource
+
+        warned = frozenset(resource.DEPRECATED_MODELS) | frozenset(
+            resource.MODELS_TO_WARN_WITH_THINKING_ENABLED
+        )
+        taken = frozenset(inspect.signature(resource.Messages.create).parameters)
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return None
+    return _BODY_FIELDS & taken, warned
+
+
+_KNOWN = _sdk_knowledge()
+
+
+def _made_as_read(client: Any, base: type) -> bool:
+    """Is ``client`` an SDK client this module's reading of the SDK holds for?"""
+    try:
+        return (
+            _KNOWN is not None
+            and client.custom_auth is None
+            and not client._middleware
+            and client._idempotency_header is None
+            and type(client)._prepare_request is getattr(base, "_prepare_request", None)
+            and callable(client._build_request)
+            and callable(client._make_status_error_from_response)
+            and callable(client._process_response)
+            and isinstance(client._client, httpx2.Client | httpx2.AsyncClient)
+        )
+    except AttributeError:
+        return False
+
+
+@contextlib.contextmanager
+def _as_the_sdk_raises(request: httpx2.Request) -> Iterator[None]:
+    """A failure to send ``request`` as the SDK's ``_attempt_request`` raises it."""
+    try:
+        yield
+    except anthropic.AnthropicError:
+        raise
+    except httpx2.TimeoutException as exc:
+        raise anthropic.APITimeoutError(request=request) from exc
+    except Exception as exc:
+        raise anthropic.APIConnectionError(request=request) from exc
+
+
+class _Lane:
+    """What the sync and async lanes share: a request's making and a failure's."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.send = client._client.send
+        self.fields, self.warned = _KNOWN or (frozenset(), frozenset())
+        # url, headers (without content-length), extensions; per timeout
+        self.templates: dict[
+            float, tuple[httpx2.URL, list[tuple[bytes, bytes]], dict[str, Any]]
+        ] = {}
+        self.answer_options = FinalRequestOptions.construct(method="post", url=_PATH)
+
+    def body(self, kwargs: dict[str, Any]) -> tuple[float, bytes] | None:
+        """(timeout, encoded body) of a request this lane sends; None for one
+        the SDK must make."""
+        timeout = kwargs.get("timeout")
+        if not isinstance(timeout, float | int) or kwargs.get("model") in self.warned:
+            return None
+        fields = kwargs.keys() - {"timeout"}
+        if not fields <= self.fields:
+            return None
+        try:
+            return timeout, _encode({field: kwargs[field] for field in fields}).encode()
+        except (TypeError, ValueError, RecursionError):  # not JSON as it is: the SDK's to convert
+            return None
+
+    def options(self, timeout: float) -> FinalRequestOptions:
+        """The options the SDK makes for ``messages.create`` (before its hook)."""
+        return FinalRequestOptions.construct(
+            method="post", url=_PATH, json_data={}, headers={}, timeout=timeout
+        )
+
+    def keep(self, timeout: float, built: httpx2.Request) -> None:
+        if len(self.templates) >= _TEMPLATES_KEPT:
+            self.templates.clear()
+        headers = [pair for pair in built.headers.raw if pair[0].lower() != b"content-length"]
+        self.templates[timeout] = (built.url, headers, built.extensions)
+
+    def request(self, timeout: float, content: bytes) -> httpx2.Request:
+        url, headers, extensions = self.templates[timeout]
+        return httpx2.Request(
+            "POST", url, headers=headers, content=content, extensions=dict(extensions)
+        )
+
+    def refused(self, response: httpx2.Response) -> Exception:
+        """The SDK's exception for a failure status."""
+        error: Exception = self.client._make_status_error_from_response(response)
+        return error
+
+
+class Lane(_Lane):
+    """A sync ``Anthropic`` client's lane."""
+
+    def send_plain(self, kwargs: dict[str, Any]) -> httpx2.Response | None:
+        """Send ``messages.create(**kwargs)`` and return its 2xx answer, raising
+        what the SDK raises; None (nothing sent) for a request the SDK must make."""
+        made = self.body(kwargs)
+        if made is None:
+            return None
+        timeout, content = made
+        if timeout not in self.templates:
+            try:
+                options = self.client._prepare_options(self.options(timeout))
+                self.keep(timeout, self.client._build_request(options, retries_taken=0))
+            except TypeError:  # no credentials: the SDK says so its own way
+                return None
+        request = self.request(timeout, content)
+        with _as_the_sdk_raises(request):
+            response: httpx2.Response = self.send(request)
+        if not response.is_success:
+            raise self.refused(response) from None
+        return response
+
+    def parse(self, response: httpx2.Response) -> Message:
+        """The SDK's own parse of an answer this lane was sent."""
+        message: Message = self.client._process_response(
+            cast_to=Message,
+            options=self.answer_options,
+            response=response,
+            stream=False,
+            stream_cls=None,
+        )
+        return message
+
+
+class AsyncLane(_Lane):
+    """An ``AsyncAnthropic`` client's lane."""
+
+    async def send_plain(self, kwargs: dict[str, Any]) -> httpx2.Response | None:
+        """``Lane.send_plain`` on the event loop."""
+        made = self.body(kwargs)
+        if made is None:
+            return None
+        timeout, content = made
+        if timeout not in self.templates:
+            try:
+                options = await self.client._prepare_options(self.options(timeout))
+                self.keep(timeout, self.client._build_request(options, retries_taken=0))
+            except TypeError:
+                return None
+        request = self.request(timeout, content)
+        with _as_the_sdk_raises(request):
+            response: httpx2.Response = await self.send(request)
+        if not response.is_success:
+            raise self.refused(response) from None
+        return response
+
+    async def parse(self, response: httpx2.Response) -> Message:
+        """``Lane.parse`` on the event loop."""
+        message: Message = await self.client._process_response(
+            cast_to=Message,
+            options=self.answer_options,
+            response=response,
+            stream=False,
+            stream_cls=None,
+        )
+        return message
+
+
+def lane_for(client: anthropic.Anthropic) -> Lane | None:
+    """``client``'s lane, or None where its requests must go through the SDK."""
+    return Lane(client) if _made_as_read(client, _base_client.SyncAPIClient) else None
+
+
+def async_lane_for(client: anthropic.AsyncAnthropic) -> AsyncLane | None:
+    """``lane_for`` of an async client."""
+    return AsyncLane(client) if _made_as_read(client, _base_client.AsyncAPIClient) else None
