@@ -91,6 +91,7 @@ PLAIN: dict[str, dict[str, Any]] = {
             }
         ]
     },
+    "a-whole-number-timeout": {"timeout": 30},
     "mappings-and-numbers": {
         "metadata": collections.OrderedDict(user_id="x"),
         "max_tokens": 2**31,
@@ -118,17 +119,20 @@ def _received(fake) -> tuple[dict[str, Any], dict[str, str]]:
 
 @pytest.mark.parametrize("name", list(PLAIN))
 def test_a_plain_request_is_sent_as_the_sdk_sends_it(fake_anthropic, quiet, name):
+    lane = lane_for(quiet)
+    assert lane is not None
+    assert lane.send_plain(_kwargs({})) is not None  # its template for 30.0 made
     kwargs = _kwargs(PLAIN[name])
     quiet.messages.create(**kwargs)  # (``with_raw_response`` adds a header of its own)
     sdk_body, sdk_headers = _received(fake_anthropic)
-    lane = lane_for(quiet)
-    assert lane is not None
     response = lane.send_plain(kwargs)
     assert response is not None and response.status_code == 200  # sent by the lane
     body, headers = _received(fake_anthropic)
     assert body == sdk_body
     assert headers == sdk_headers  # content-length, the SDK's x-stainless-* and all
-    assert fake_anthropic.count() == 2
+    names = [name.lower() for name, _ in response.request.headers.raw]
+    assert len(names) == len(set(names))  # (the fake keeps one of a repeated header)
+    assert fake_anthropic.count() == 3
 
 
 def test_an_async_plain_request_is_sent_as_the_sdk_sends_it(fake_anthropic):

@@ -127,9 +127,10 @@ class _Lane:
         self.client = client
         self.send = client._client.send
         self.fields, self.warned = _KNOWN or (frozenset(), frozenset())
-        # url, headers (without content-length), extensions; per timeout
+        # url, headers (without content-length), extensions; per timeout, an
+        # int apart from the equal float (the SDK's header says "30", not "30.0")
         self.templates: dict[
-            float, tuple[httpx2.URL, list[tuple[bytes, bytes]], dict[str, Any]]
+            tuple[type, float], tuple[httpx2.URL, list[tuple[bytes, bytes]], dict[str, Any]]
         ] = {}
         self.answer_options = FinalRequestOptions.construct(method="post", url=_PATH)
 
@@ -137,7 +138,9 @@ class _Lane:
         """(timeout, encoded body) of a request this lane sends; None for one
         the SDK must make."""
         timeout = kwargs.get("timeout")
-        if not isinstance(timeout, float | int) or kwargs.get("model") in self.warned:
+        if not isinstance(timeout, float | int) or isinstance(timeout, bool):
+            return None
+        if kwargs.get("model") in self.warned:
             return None
         fields = kwargs.keys() - {"timeout"}
         if not fields <= self.fields:
@@ -157,10 +160,10 @@ class _Lane:
         if len(self.templates) >= _TEMPLATES_KEPT:
             self.templates.clear()
         headers = [pair for pair in built.headers.raw if pair[0].lower() != b"content-length"]
-        self.templates[timeout] = (built.url, headers, built.extensions)
+        self.templates[type(timeout), timeout] = (built.url, headers, built.extensions)
 
     def request(self, timeout: float, content: bytes) -> httpx2.Request:
-        url, headers, extensions = self.templates[timeout]
+        url, headers, extensions = self.templates[type(timeout), timeout]
         return httpx2.Request(
             "POST", url, headers=headers, content=content, extensions=dict(extensions)
         )
@@ -181,7 +184,7 @@ class Lane(_Lane):
         if made is None:
             return None
         timeout, content = made
-        if timeout not in self.templates:
+        if (type(timeout), timeout) not in self.templates:
             try:
                 options = self.client._prepare_options(self.options(timeout))
                 self.keep(timeout, self.client._build_request(options, retries_taken=0))
@@ -215,7 +218,7 @@ class AsyncLane(_Lane):
         if made is None:
             return None
         timeout, content = made
-        if timeout not in self.templates:
+        if (type(timeout), timeout) not in self.templates:
             try:
                 options = await self.client._prepare_options(self.options(timeout))
                 self.keep(timeout, self.client._build_request(options, retries_taken=0))
