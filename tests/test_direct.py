@@ -8,16 +8,22 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime
+import gc
 import json
+import logging
+import sys
+import threading
 import warnings
+import weakref
 from typing import Any
 
 import anthropic
 import pytest
 
 import django_claude
+from django_claude.client import direct
 from django_claude.client.direct import async_lane_for, lane_for
-from django_claude.client.sdk import QUIET_TELEMETRY, direct_lane, get_client
+from django_claude.client.sdk import QUIET_TELEMETRY, direct_lane, forget_clients, get_client
 from django_claude.testing import Fault
 
 MODEL = "claude-sonnet-4-6"
@@ -105,8 +111,19 @@ def _kwargs(shape: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def quiet(fake_anthropic):
-    base = anthropic.Anthropic(api_key=KEY, base_url=fake_anthropic.url, max_retries=0)
+def sent() -> list[Any]:
+    """Every request the ``quiet`` client sends, as httpx made it."""
+    return []
+
+
+@pytest.fixture
+def quiet(fake_anthropic, sent):
+    base = anthropic.Anthropic(
+        api_key=KEY,
+        base_url=fake_anthropic.url,
+        max_retries=0,
+        http_client=anthropic.DefaultHttpxClient(event_hooks={"request": [sent.append]}),
+    )
     client = base.with_options(open_telemetry=QUIET_TELEMETRY)
     yield client
     base.close()
@@ -118,17 +135,19 @@ def _received(fake) -> tuple[dict[str, Any], dict[str, str]]:
 
 
 @pytest.mark.parametrize("name", list(PLAIN))
-def test_a_plain_request_is_sent_as_the_sdk_sends_it(fake_anthropic, quiet, name):
+def test_a_plain_request_is_sent_as_the_sdk_sends_it(fake_anthropic, quiet, sent, name):
     lane = lane_for(quiet)
     assert lane is not None
     assert lane.send_plain(_kwargs({})) is not None  # its template for 30.0 made
     kwargs = _kwargs(PLAIN[name])
     quiet.messages.create(**kwargs)  # (``with_raw_response`` adds a header of its own)
     sdk_body, sdk_headers = _received(fake_anthropic)
+    sdk_bytes = sent[-1].content
     response = lane.send_plain(kwargs)
     assert response is not None and response.status_code == 200  # sent by the lane
     body, headers = _received(fake_anthropic)
     assert body == sdk_body
+    assert sent[-1].content == sdk_bytes  # byte for byte: the SDK's key order and encoding
     assert headers == sdk_headers  # content-length, the SDK's x-stainless-* and all
     names = [name.lower() for name, _ in response.request.headers.raw]
     assert len(names) == len(set(names))  # (the fake keeps one of a repeated header)
@@ -156,7 +175,32 @@ def _generator():
     yield {"role": "user", "content": "hi"}
 
 
+class _PathText(str):
+    """A path that is also text (as ``path.Path`` is): the SDK reads the file."""
+
+    def __fspath__(self) -> str:
+        return str(self)
+
+
 CONVERTED_BY_THE_SDK: dict[str, dict[str, Any]] = {
+    "a-file-path-as-text": {
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "image",
+                        "source": {
+                            "type": "base64",
+                            "media_type": "image/png",
+                            "data": _PathText("/tmp/picture.png"),
+                        },
+                    }
+                ],
+            }
+        ]
+    },
+    "no-model": {"model": None},  # (taken out below: the SDK's TypeError, nothing sent)
     "a-generator": {"messages": _generator()},
     "a-date": {"metadata": {"user_id": datetime.date(2026, 11, 28)}},
     "extra-headers": {"extra_headers": {"x-team": "blue"}},
@@ -171,8 +215,74 @@ CONVERTED_BY_THE_SDK: dict[str, dict[str, Any]] = {
 def test_what_the_sdk_converts_is_not_the_lanes(fake_anthropic, quiet, name):
     lane = lane_for(quiet)
     assert lane is not None
-    assert lane.send_plain(_kwargs(CONVERTED_BY_THE_SDK[name])) is None
+    kwargs = _kwargs(CONVERTED_BY_THE_SDK[name])
+    if kwargs["model"] is None:
+        del kwargs["model"]
+    assert lane.send_plain(kwargs) is None
     assert fake_anthropic.count() == 0  # nothing sent: the SDK sends it
+
+
+def test_cookies_the_client_was_given_are_sent_by_the_sdk(fake_anthropic, quiet, sent):
+    lane = lane_for(quiet)
+    assert lane is not None
+    assert lane.send_plain(_kwargs({})) is not None  # its template made without cookies
+    quiet._client.cookies.set("lb", "v3", domain="127.0.0.1")
+    assert lane.send_plain(_kwargs({})) is None
+    quiet.messages.create(**_kwargs({}))
+    assert sent[-1].headers["cookie"] == "lb=v3"
+
+
+def test_with_the_sdks_debug_log_on_the_sdk_sends_and_logs(fake_anthropic, quiet, caplog):
+    lane = lane_for(quiet)
+    assert lane is not None
+    with caplog.at_level(logging.DEBUG, logger="anthropic"):
+        assert lane.send_plain(_kwargs({})) is None
+    assert lane.send_plain(_kwargs({})) is not None
+
+
+def test_templates_replaced_under_many_threads_never_fail_a_request(
+    fake_anthropic, quiet, monkeypatch
+):
+    monkeypatch.setattr(direct, "_TEMPLATES_KEPT", 2)  # replaced all the time
+    lane = lane_for(quiet)
+    assert lane is not None
+    failures: list[BaseException] = []
+
+    def send(thread: int) -> None:
+        for n in range(50):
+            try:
+                lane.send_plain(_kwargs({"timeout": 10.0 + thread + n / 1000}))
+            except BaseException as exc:  # noqa: BLE001 (what reached the caller)
+                failures.append(exc)
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(8)]
+    switching = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns between any two steps
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(switching)
+    assert failures == []
+    assert fake_anthropic.count() == 400
+
+
+def test_a_lane_lets_its_client_go(fake_anthropic, settings):
+    twins = []
+
+    async def one_loop() -> None:
+        from django_claude.client.sdk import get_async_client
+
+        twins.append(weakref.ref(get_async_client(quiet=True)))
+
+    for _ in range(3):
+        asyncio.run(one_loop())
+    twins.append(weakref.ref(get_client(quiet=True)))
+    forget_clients()
+    gc.collect()
+    assert [twin() for twin in twins] == [None] * 4
 
 
 def test_a_model_the_sdk_warns_about_still_warns(claude, settings):

@@ -9,24 +9,29 @@ that django-claude adds to a call.
 
 So a request whose arguments are JSON as they are (dicts, lists, strings,
 numbers, booleans and None: what ``json`` encodes unaided, which the SDK
-sends unchanged) goes out as the SDK would send it: the URL, headers and
-timeout of the SDK's own ``_build_request``, made once per client and
-timeout, and the body encoded as the SDK encodes it, through the SDK's
-httpx client (its pool, its transport, its event hooks). A failure status
-becomes the SDK's own exception, a timeout or a lost connection its
-``APITimeoutError`` or ``APIConnectionError``, as its ``_attempt_request``
-makes them, and an answer the SDK must parse gets its ``_process_response``.
+sends unchanged) goes out as ``messages.create`` would send it, byte for
+byte: the URL, headers and timeout of the SDK's own ``_build_request``, made
+once per client and timeout, and the body encoded as the SDK encodes it, its
+fields in the SDK's order, through the SDK's httpx client (its pool, its
+transport, its event hooks). (``with_raw_response``, which this replaces,
+also sent its own ``X-Stainless-Raw-Response`` marker; the API reads no such
+header.) A failure status becomes the SDK's own exception, a timeout or a
+lost connection its ``APITimeoutError`` or ``APIConnectionError``, as its
+``_attempt_request`` makes them, and an answer the SDK must parse gets its
+``_process_response``.
 
 Everything else goes through the SDK as it always did: an argument the SDK
-converts first (a file, a pydantic model, a date, a generator), an argument
-this module does not know as a body field, ``extra_headers``,
-``extra_query`` or ``extra_body``, a model the SDK warns about, a client
-whose SDK span records or passes trace context on (``sdk.py`` gives lanes
-only to the quiet twins), and a client whose SDK is not made as this module
-reads it (checked once per client: credentials that sign each request,
-middleware, an idempotency header, a hook that changes the request).
-``tests/test_direct.py`` holds the requests the fake API receives both ways
-equal, header for header.
+converts first (a file, a path given as text, a pydantic model, a date, a
+generator), an argument this module does not know as a body field, a
+missing required one, ``extra_headers``, ``extra_query`` or ``extra_body``,
+a model the SDK warns about, a client whose cookie jar holds cookies, the
+SDK's debug log turned on (its lines are the reader's), a client whose SDK
+span records or passes trace context on (``sdk.py`` gives lanes only to the
+quiet twins), and a client whose SDK is not made as this module reads it
+(checked once per client: credentials that sign each request, middleware,
+an idempotency header, a hook that changes the request).
+``tests/test_direct.py`` holds the requests both ways send equal, byte for
+byte and header for header.
 """
 
 from __future__ import annotations
@@ -34,44 +39,50 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
+import logging
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
 import anthropic
 import httpx2
 from anthropic import _base_client
+from anthropic._files import is_base64_file_input
 from anthropic._models import FinalRequestOptions
 from anthropic.types import Message
 
 _PATH = "/v1/messages"
 # messages.create's body fields (SDK 2.x), none of which it renames or
 # reformats (no ``PropertyInfo`` in its types): JSON values are sent as given.
-_BODY_FIELDS = frozenset(
-    {
-        "max_tokens",
-        "messages",
-        "model",
-        "cache_control",
-        "container",
-        "diagnostics",
-        "inference_geo",
-        "metadata",
-        "output_config",
-        "service_tier",
-        "speed",
-        "stop_sequences",
-        "system",
-        "thinking",
-        "tool_choice",
-        "tools",
-    }
+_BODY_FIELDS = (  # in the order the SDK sends them
+    "max_tokens",
+    "messages",
+    "model",
+    "cache_control",
+    "container",
+    "diagnostics",
+    "inference_geo",
+    "metadata",
+    "output_config",
+    "service_tier",
+    "speed",
+    "stop_sequences",
+    "system",
+    "thinking",
+    "tool_choice",
+    "tools",
 )
+_REQUIRED = ("max_tokens", "messages", "model")  # else the SDK's TypeError, nothing sent
 # As the SDK's ``openapi_dumps`` encodes a body.
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+# The headers made afresh for each request: its length, and none of the jar's
+# cookies (a lane sends nothing while the jar holds any).
+_PER_REQUEST = (b"content-length", b"cookie")
+_Template = tuple[httpx2.URL, list[tuple[bytes, bytes]], dict[str, Any]]
 _TEMPLATES_KEPT = 64  # one per distinct timeout; retries' shorter ones come and go
 
 
-def _sdk_knowledge() -> tuple[frozenset[str], frozenset[str]] | None:
+def _sdk_knowledge() -> tuple[tuple[str, ...], frozenset[str]] | None:
     """(the body fields this SDK's ``create`` takes, the models it warns
     about), or None where this SDK does not say which models those are."""
     try:
@@ -83,7 +94,7 @@ def _sdk_knowledge() -> tuple[frozenset[str], frozenset[str]] | None:
         taken = frozenset(inspect.signature(resource.Messages.create).parameters)
     except (ImportError, AttributeError, TypeError, ValueError):
         return None
-    return _BODY_FIELDS & taken, warned
+    return tuple(field for field in _BODY_FIELDS if field in taken), warned
 
 
 _KNOWN = _sdk_knowledge()
@@ -107,6 +118,30 @@ def _made_as_read(client: Any, base: type) -> bool:
         return False
 
 
+def _sdk_logs() -> bool:
+    """Is the SDK's debug log on (``ANTHROPIC_LOG=debug``)? Then its lines are
+    the reader's: the SDK sends the request."""
+    return _base_client.log.isEnabledFor(logging.DEBUG)
+
+
+def _file_inputs(body: Any) -> bool:
+    """Does ``body`` hold a file the SDK would read and encode: the ``data``
+    of a ``{"type": "base64"}`` mapping that is path-like (a ``str`` subclass
+    with ``__fspath__``; anything else that is not a ``str`` JSON refused)?
+    Looks at containers, never into a text: ~1 us a message (the SDK's
+    own walk, which this replaces, copies every one)."""
+    pending = [body]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            if value.get("type") == "base64" and is_base64_file_input(value.get("data")):
+                return True
+            pending.extend(value.values())
+        elif isinstance(value, list | tuple):
+            pending.extend(value)
+    return False
+
+
 @contextlib.contextmanager
 def _as_the_sdk_raises(request: httpx2.Request) -> Iterator[None]:
     """A failure to send ``request`` as the SDK's ``_attempt_request`` raises it."""
@@ -124,14 +159,14 @@ class _Lane:
     """What the sync and async lanes share: a request's making and a failure's."""
 
     def __init__(self, client: Any) -> None:
-        self.client = client
+        # (weakly: ``sdk.py`` keeps lanes in a WeakKeyDictionary keyed by the client)
+        self.client = weakref.proxy(client)
         self.send = client._client.send
-        self.fields, self.warned = _KNOWN or (frozenset(), frozenset())
-        # url, headers (without content-length), extensions; per timeout, an
-        # int apart from the equal float (the SDK's header says "30", not "30.0")
-        self.templates: dict[
-            tuple[type, float], tuple[httpx2.URL, list[tuple[bytes, bytes]], dict[str, Any]]
-        ] = {}
+        self.jar = client._client.cookies
+        self.fields, self.warned = _KNOWN or ((), frozenset())
+        # per timeout, an int apart from the equal float (the SDK's header
+        # says "30", not "30.0")
+        self.templates: dict[tuple[type, float], _Template] = {}
         self.answer_options = FinalRequestOptions.construct(method="post", url=_PATH)
 
     def body(self, kwargs: dict[str, Any]) -> tuple[float, bytes] | None:
@@ -140,15 +175,18 @@ class _Lane:
         timeout = kwargs.get("timeout")
         if not isinstance(timeout, float | int) or isinstance(timeout, bool):
             return None
-        if kwargs.get("model") in self.warned:
-            return None
-        fields = kwargs.keys() - {"timeout"}
-        if not fields <= self.fields:
+        if kwargs.get("model") in self.warned or self.jar or _sdk_logs():
+            return None  # its warning; the jar's cookies, sent afresh; its debug lines
+        body = {field: kwargs[field] for field in self.fields if field in kwargs}
+        if len(body) != len(kwargs) - 1 or not all(field in body for field in _REQUIRED):
             return None
         try:
-            return timeout, _encode({field: kwargs[field] for field in fields}).encode()
+            content = _encode(body).encode()
         except (TypeError, ValueError, RecursionError):  # not JSON as it is: the SDK's to convert
             return None
+        if _file_inputs(body):
+            return None
+        return timeout, content
 
     def options(self, timeout: float) -> FinalRequestOptions:
         """The options the SDK makes for ``messages.create`` (before its hook)."""
@@ -156,14 +194,17 @@ class _Lane:
             method="post", url=_PATH, json_data={}, headers={}, timeout=timeout
         )
 
-    def keep(self, timeout: float, built: httpx2.Request) -> None:
+    def template(self, timeout: float, built: httpx2.Request) -> _Template:
+        """Keep ``built``'s URL, headers and extensions for ``timeout``."""
         if len(self.templates) >= _TEMPLATES_KEPT:
             self.templates.clear()
-        headers = [pair for pair in built.headers.raw if pair[0].lower() != b"content-length"]
-        self.templates[type(timeout), timeout] = (built.url, headers, built.extensions)
+        headers = [pair for pair in built.headers.raw if pair[0].lower() not in _PER_REQUEST]
+        made = (built.url, headers, built.extensions)
+        self.templates[type(timeout), timeout] = made
+        return made
 
-    def request(self, timeout: float, content: bytes) -> httpx2.Request:
-        url, headers, extensions = self.templates[type(timeout), timeout]
+    def request(self, template: _Template, content: bytes) -> httpx2.Request:
+        url, headers, extensions = template
         return httpx2.Request(
             "POST", url, headers=headers, content=content, extensions=dict(extensions)
         )
@@ -184,13 +225,14 @@ class Lane(_Lane):
         if made is None:
             return None
         timeout, content = made
-        if (type(timeout), timeout) not in self.templates:
+        template = self.templates.get((type(timeout), timeout))
+        if template is None:
             try:
                 options = self.client._prepare_options(self.options(timeout))
-                self.keep(timeout, self.client._build_request(options, retries_taken=0))
+                template = self.template(timeout, self.client._build_request(options))
             except TypeError:  # no credentials: the SDK says so its own way
                 return None
-        request = self.request(timeout, content)
+        request = self.request(template, content)
         with _as_the_sdk_raises(request):
             response: httpx2.Response = self.send(request)
         if not response.is_success:
@@ -218,13 +260,14 @@ class AsyncLane(_Lane):
         if made is None:
             return None
         timeout, content = made
-        if (type(timeout), timeout) not in self.templates:
+        template = self.templates.get((type(timeout), timeout))
+        if template is None:
             try:
                 options = await self.client._prepare_options(self.options(timeout))
-                self.keep(timeout, self.client._build_request(options, retries_taken=0))
+                template = self.template(timeout, self.client._build_request(options))
             except TypeError:
                 return None
-        request = self.request(timeout, content)
+        request = self.request(template, content)
         with _as_the_sdk_raises(request):
             response: httpx2.Response = await self.send(request)
         if not response.is_success:
