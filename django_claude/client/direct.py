@@ -169,9 +169,9 @@ class _Lane:
         self.templates: dict[tuple[type, float], _Template] = {}
         self.answer_options = FinalRequestOptions.construct(method="post", url=_PATH)
 
-    def body(self, kwargs: dict[str, Any]) -> tuple[float, bytes] | None:
-        """(timeout, encoded body) of a request this lane sends; None for one
-        the SDK must make."""
+    def prepared(self, kwargs: dict[str, Any]) -> tuple[float, bytes, _Template | None] | None:
+        """(timeout, encoded body, the timeout's template if made) of a request
+        this lane sends; None for one the SDK must make."""
         timeout = kwargs.get("timeout")
         if not isinstance(timeout, float | int) or isinstance(timeout, bool):
             return None
@@ -186,7 +186,7 @@ class _Lane:
             return None
         if _file_inputs(body):
             return None
-        return timeout, content
+        return timeout, content, self.templates.get((type(timeout), timeout))
 
     def options(self, timeout: float) -> FinalRequestOptions:
         """The options the SDK makes for ``messages.create`` (before its hook)."""
@@ -194,8 +194,14 @@ class _Lane:
             method="post", url=_PATH, json_data={}, headers={}, timeout=timeout
         )
 
-    def template(self, timeout: float, built: httpx2.Request) -> _Template:
-        """Keep ``built``'s URL, headers and extensions for ``timeout``."""
+    def template(self, timeout: float, options: FinalRequestOptions) -> _Template | None:
+        """Keep the URL, headers and extensions of the SDK's request for
+        ``options`` (and ``timeout``); None where the SDK refuses to build it
+        (no credentials: it says so its own way)."""
+        try:
+            built: httpx2.Request = self.client._build_request(options)
+        except TypeError:
+            return None
         if len(self.templates) >= _TEMPLATES_KEPT:
             self.templates.clear()
         headers = [pair for pair in built.headers.raw if pair[0].lower() not in _PER_REQUEST]
@@ -209,10 +215,21 @@ class _Lane:
             "POST", url, headers=headers, content=content, extensions=dict(extensions)
         )
 
-    def refused(self, response: httpx2.Response) -> Exception:
-        """The SDK's exception for a failure status."""
-        error: Exception = self.client._make_status_error_from_response(response)
-        return error
+    def to_parse(self, response: httpx2.Response) -> dict[str, Any]:
+        """The SDK's ``_process_response`` arguments for an answer to parse."""
+        return {
+            "cast_to": Message,
+            "options": self.answer_options,
+            "response": response,
+            "stream": False,
+            "stream_cls": None,
+        }
+
+    def answered(self, response: httpx2.Response) -> httpx2.Response:
+        """``response`` if it is a 2xx; else the SDK's exception for its status."""
+        if not response.is_success:
+            raise self.client._make_status_error_from_response(response) from None
+        return response
 
 
 class Lane(_Lane):
@@ -221,33 +238,22 @@ class Lane(_Lane):
     def send_plain(self, kwargs: dict[str, Any]) -> httpx2.Response | None:
         """Send ``messages.create(**kwargs)`` and return its 2xx answer, raising
         what the SDK raises; None (nothing sent) for a request the SDK must make."""
-        made = self.body(kwargs)
+        made = self.prepared(kwargs)
         if made is None:
             return None
-        timeout, content = made
-        template = self.templates.get((type(timeout), timeout))
+        timeout, content, template = made
         if template is None:
-            try:
-                options = self.client._prepare_options(self.options(timeout))
-                template = self.template(timeout, self.client._build_request(options))
-            except TypeError:  # no credentials: the SDK says so its own way
+            options = self.client._prepare_options(self.options(timeout))
+            if (template := self.template(timeout, options)) is None:
                 return None
         request = self.request(template, content)
         with _as_the_sdk_raises(request):
             response: httpx2.Response = self.send(request)
-        if not response.is_success:
-            raise self.refused(response) from None
-        return response
+        return self.answered(response)
 
     def parse(self, response: httpx2.Response) -> Message:
         """The SDK's own parse of an answer this lane was sent."""
-        message: Message = self.client._process_response(
-            cast_to=Message,
-            options=self.answer_options,
-            response=response,
-            stream=False,
-            stream_cls=None,
-        )
+        message: Message = self.client._process_response(**self.to_parse(response))
         return message
 
 
@@ -256,33 +262,22 @@ class AsyncLane(_Lane):
 
     async def send_plain(self, kwargs: dict[str, Any]) -> httpx2.Response | None:
         """``Lane.send_plain`` on the event loop."""
-        made = self.body(kwargs)
+        made = self.prepared(kwargs)
         if made is None:
             return None
-        timeout, content = made
-        template = self.templates.get((type(timeout), timeout))
+        timeout, content, template = made
         if template is None:
-            try:
-                options = await self.client._prepare_options(self.options(timeout))
-                template = self.template(timeout, self.client._build_request(options))
-            except TypeError:
+            options = await self.client._prepare_options(self.options(timeout))
+            if (template := self.template(timeout, options)) is None:
                 return None
         request = self.request(template, content)
         with _as_the_sdk_raises(request):
             response: httpx2.Response = await self.send(request)
-        if not response.is_success:
-            raise self.refused(response) from None
-        return response
+        return self.answered(response)
 
     async def parse(self, response: httpx2.Response) -> Message:
         """``Lane.parse`` on the event loop."""
-        message: Message = await self.client._process_response(
-            cast_to=Message,
-            options=self.answer_options,
-            response=response,
-            stream=False,
-            stream_cls=None,
-        )
+        message: Message = await self.client._process_response(**self.to_parse(response))
         return message
 
 
