@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from django_claude import checks
@@ -215,3 +220,42 @@ def test_a_value_read_while_the_setting_changes_is_not_kept(settings, monkeypatc
     assert conf.TIMEOUT == 2.0  # that reader saw the old value
     monkeypatch.setattr(conf_module.ClaudeSettings, "_get", real)
     assert conf.TIMEOUT == 9.0  # the next one the new
+
+
+_ASK_IN_A_FRESH_PROCESS = """
+import os, sys
+import django
+from django.conf import settings
+settings.configure(INSTALLED_APPS=[])
+django.setup()
+from django_claude.judging import celery_configured
+print(celery_configured(), "celery" in sys.modules)
+os.environ["CELERY_BROKER_URL"] = "redis://127.0.0.1:6379/0"
+print(celery_configured(), "celery" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("celeryconfig", [False, True], ids=["alone", "with-celeryconfig"])
+def test_celery_nothing_configures_is_not_imported_to_ask(tmp_path, celeryconfig):
+    # Importing Celery takes ~0.4 s of a worker's interpreter lock, at its first
+    # sampled call: not worth it where no setting, variable or module could
+    # give an app a broker.
+    pytest.importorskip("celery")
+    if celeryconfig:
+        (tmp_path / "celeryconfig.py").write_text("broker_url = 'redis://127.0.0.1:6379/0'\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY", "DJANGO_SETTINGS"))}
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(tmp_path), str(Path(__file__).resolve().parent.parent)]
+    )
+    ran = subprocess.run(
+        [sys.executable, "-c", _ASK_IN_A_FRESH_PROCESS],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ran.returncode == 0, ran.stderr
+    first, then = ran.stdout.splitlines()
+    assert first == ("True True" if celeryconfig else "False False")
+    assert then == "True True"  # a broker in the environment: asked, and used
