@@ -125,6 +125,15 @@ def _for_workers(alias: str) -> BaseCache:
     return instance
 
 
+def _in_memory(operation: str, fn: Callable[[BaseCache], T], cache: BaseCache, default: T) -> T:
+    """``fn(cache)`` for a local-memory cache: at once, never marked down."""
+    try:
+        return fn(cache)
+    except Exception as exc:
+        logger.warning("claude cache %s failed (%s)", operation, type(exc).__name__)
+        return default
+
+
 def cache_op(
     operation: str,
     fn: Callable[[BaseCache], T],
@@ -148,11 +157,7 @@ def cache_op(
         _health.trip(operation, "is not configured")
         return default
     if isinstance(cache, LocMemCache):
-        try:
-            return fn(cache)
-        except Exception as exc:
-            logger.warning("claude cache %s failed (%s)", operation, type(exc).__name__)
-            return default
+        return _in_memory(operation, fn, cache, default)
     if _health.down_until > time.monotonic() and not force:
         return default
     future = _health.workers.submit(lambda: fn(_for_workers(alias)))
@@ -184,12 +189,20 @@ def cache_op_here(operation: str, fn: Callable[[BaseCache], T], *, default: T) -
     """``fn(cache)`` in the caller's thread: for work whose client bounds its
     own time (a socket timeout) and would pay more for the hop to a worker
     than for the round trip. ``default`` while the cache is marked down or if
-    ``fn`` raises (which marks it down). Never raises."""
-    alias = conf.CACHE
+    ``fn`` raises (which marks it down). Never raises. A local-memory cache
+    is never marked down (as in ``cache_op``): it cannot be away, and a mark
+    left by another cache must not stop it."""
+    try:
+        cache = _for_workers(conf.CACHE)
+    except Exception as exc:  # not configured
+        _health.trip(operation, f"failed ({type(exc).__name__})")
+        return default
+    if isinstance(cache, LocMemCache):
+        return _in_memory(operation, fn, cache, default)
     if _health.down_until > time.monotonic():
         return default
     try:
-        value = fn(_for_workers(alias))
+        value = fn(cache)
     except Exception as exc:
         _health.trip(operation, f"failed ({type(exc).__name__})")
         return default

@@ -638,3 +638,28 @@ def test_check_names_a_bad_tenant_or_cache_down_mode(settings, name, value, code
     from django_claude.checks import check_quotas
 
     assert code in [m.id for m in check_quotas()]
+
+
+def test_a_cache_marked_down_before_does_not_stop_a_local_memory_one(quota_site, settings):
+    # A cache that failed (here a broken one, as in a test of an outage) marks
+    # the shared cache down for a while; the local-memory cache configured
+    # next cannot be away, and its quotas count as always.
+    from django.core.cache import caches
+
+    locmem = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "marked-down-before",
+        }
+    }
+    settings.CACHES = {"default": {"BACKEND": "tests.broken_cache.BrokenCache"}}
+    assert shared_cache.cache_op_here("probe", lambda c: c.get("x"), default="down") == "down"
+    settings.CACHES = locmem
+    assert type(caches["default"]).__name__ == "LocMemCache"
+    settings.DJANGO_CLAUDE_QUOTAS = {
+        "one-a-minute": {"per": "user", "window": "minute", "calls": 1, "feature": "chat"}
+    }
+    assert django_claude.call("one", feature="chat", user="u9").outcome == "ok"
+    limited = django_claude.call("two", feature="chat", user="u9")
+    assert limited.outcome == "limited"
+    assert CallRecord.objects.get(id=limited.request_id).error_type == "QuotaExceeded"
