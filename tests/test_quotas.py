@@ -644,8 +644,6 @@ def test_a_cache_marked_down_before_does_not_stop_a_local_memory_one(quota_site,
     # A cache that failed (here a broken one, as in a test of an outage) marks
     # the shared cache down for a while; the local-memory cache configured
     # next cannot be away, and its quotas count as always.
-    from django.core.cache import caches
-
     locmem = {
         "default": {
             "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
@@ -653,8 +651,17 @@ def test_a_cache_marked_down_before_does_not_stop_a_local_memory_one(quota_site,
         }
     }
     settings.CACHES = {"default": {"BACKEND": "tests.broken_cache.BrokenCache"}}
-    assert shared_cache.cache_op_here("probe", lambda c: c.get("x"), default="down") == "down"
-    settings.CACHES = locmem
+    try:
+        assert shared_cache.cache_op_here("probe", lambda c: c.get("x"), default="down") == "down"
+        settings.CACHES = locmem
+        _count_on_local_memory(settings)
+    finally:  # the mark would hold the next tests' Redis down too
+        shared_cache._health.recovered()
+
+
+def _count_on_local_memory(settings) -> None:
+    from django.core.cache import caches
+
     assert type(caches["default"]).__name__ == "LocMemCache"
     settings.DJANGO_CLAUDE_QUOTAS = {
         "one-a-minute": {"per": "user", "window": "minute", "calls": 1, "feature": "chat"}
