@@ -71,18 +71,12 @@ async def acreate_message(client: Any, *, raw: bool, **kwargs: Any) -> Message:
         if alane is not None and sent is not None:
             message = validated_response(sent)
             if message is None:
-                try:
-                    message = await alane.parse(sent)
-                except (ValueError, RecursionError):
-                    raise unreadable_body() from None
+                message = await _aparsed(functools.partial(alane.parse, sent))
             return checked(message)
         response = await sdk_request(client.messages.with_raw_response.create, **kwargs)
         message = validated(response)
         if message is None:
-            try:
-                message = await response.parse()
-            except (ValueError, RecursionError):
-                raise unreadable_body() from None
+            message = await _aparsed(response.parse)
         return checked(message)
     try:
         answer = await sdk_request(client.messages.create, **kwargs)
@@ -98,6 +92,14 @@ def _parsed(parse: Any) -> Any:
     read (not JSON, nested too deep, a number beyond Python's digit limit)."""
     try:
         return parse()
+    except (ValueError, RecursionError):
+        raise unreadable_body() from None
+
+
+async def _aparsed(parse: Any) -> Any:
+    """``_parsed`` of an async parse."""
+    try:
+        return await parse()
     except (ValueError, RecursionError):
         raise unreadable_body() from None
 
